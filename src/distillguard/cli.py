@@ -1,0 +1,41 @@
+"""The `distillguard` command. Subcommands live next to the stage they drive and load lazily,
+so `distillguard --help` imports neither pyarrow, scikit-learn nor a model."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import click
+
+# name -> ("module:attribute" of a click command, one-line help); one line per stage of the flow.
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "ingest": ("distillguard.events.ingest_cli:ingest", "Turn API logs into the Parquet call store."),
+    "sim": ("distillguard.sim.cli:sim", "Generate labelled traffic from real public prompts."),
+    "bench": ("distillguard.bench.cli:bench", "Measure detection quality, speed and memory."),
+    "demo": ("distillguard.demo:demo", "Run the whole loop on the bundled sample."),
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(SUBCOMMANDS))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        entry = SUBCOMMANDS.get(cmd_name)
+        if entry is None:
+            return super().get_command(ctx, cmd_name)
+        module_name, attr = entry[0].split(":")
+        command: Any = getattr(importlib.import_module(module_name), attr)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, SUBCOMMANDS[name][1]) for name in sorted(SUBCOMMANDS)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup)
+@click.version_option(package_name="distillguard")
+def main() -> None:
+    """Protect a language-model API from adversarial distillation."""
