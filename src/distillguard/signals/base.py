@@ -10,8 +10,9 @@ from collections.abc import Sequence
 from typing import ClassVar
 
 import msgspec
+import pyarrow as pa
 
-from distillguard.events.call_view import CallView
+from distillguard.events.call_view import CallView, views_of_batch
 
 
 class SignalResult(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -22,6 +23,9 @@ class SignalResult(msgspec.Struct, kw_only=True, omit_defaults=True):
     detail: str
     matched: list[str] = []
     adjustments: list[str] = []
+    # Sub-scores in [0, 1] when a signal sees several distinct things (e.g. cot_extraction's
+    # "step_by_step" vs "reveal_hidden"), so the account stage can tell them apart.
+    parts: dict[str, float] = {}
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.score <= 1.0:
@@ -41,6 +45,8 @@ class Signal:
     known_false_positives: ClassVar[tuple[str, ...]] = ()
     # "input" reads the request, "output" reads the response, "both" reads either.
     reads: ClassVar[str] = "input"
+    # True when the signal is cheap enough (tens of microseconds) for the gateway's request path.
+    inline: ClassVar[bool] = False
 
     def analyze(self, call: CallView) -> SignalResult | None:
         raise NotImplementedError
@@ -48,3 +54,7 @@ class Signal:
     def analyze_many(self, calls: Sequence[CallView]) -> list[SignalResult | None]:
         """Batch form; subclasses with vectorised models override it."""
         return [self.analyze(call) for call in calls]
+
+    def analyze_batch(self, batch: pa.RecordBatch | pa.Table) -> list[SignalResult | None]:
+        """Batch form over an Arrow record batch of the call store (columns as in VIEW_SCHEMA)."""
+        return self.analyze_many(views_of_batch(batch))

@@ -1,0 +1,111 @@
+"""template: a fingerprint of the prompt with its variable parts removed.
+
+One template sent with 10,000 fillings gives one fingerprint, while bare distinct questions keep
+distinct fingerprints; the account stage counts fingerprints to measure template concentration.
+What is removed: code blocks, quoted spans, URLs, numbers, the content under slot headers
+("Question:", "## Instruction", "#Given Prompt#:") and long lines. The score says how much of the
+prompt was variable (0 for a bare question, near 1 for a thin instruction around a large filling).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+from distillguard.events.call_view import CallView
+from distillguard.signals.base import Signal, SignalResult
+from distillguard.signals.patterns import head_and_tail
+
+# Removed before looking at lines: spans whose content is a filling wherever they appear.
+_VARIABLE_SPANS = re.compile(
+    r"```.*?(?:```|$)"  # code blocks (an unterminated one runs to the end)
+    r'|"""[\s\S]*?(?:"""|$)'
+    r'|"[^"\n]{0,400}"'
+    r"|(?<!\w)'[^'\n]{1,200}'(?!\w)"
+    r"|“[^”]{0,400}”|«[^»]{0,400}»|「[^」]{0,400}」|`[^`\n]{1,200}`"
+    r"|https?://\S+|\b[\w.+-]+@[\w-]+\.[\w.]+\b",
+    re.DOTALL,
+)
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+# Names inserted into a template ("... that Social Media Manager can assist Gamer ..."): runs of
+# capitalised words that do not start a sentence.
+_INSERTED_NAME = re.compile(r"(?<=[a-z,;] )(?!I\b)[A-Z][\w-]*(?: (?:of |and |the )?[A-Z][\w-]*)*")
+# Slot headers. A strong one ("## Instruction", "[The Start of Assistant A's Answer]", "#Given
+# Prompt#:") opens a slot anywhere; a line ending in a colon opens one only from the frame, because
+# fillings (problem statements, pasted text) contain such lines too; inside a slot a short key
+# ("Output:") is still part of the frame.
+_STRONG_HEADER = re.compile(r"^(?:#{1,6}\s.*|\[[^\]]{1,80}\]|#[^#\n]{1,40}#\s*:?|[-=*_#]{3,})$")
+_WEAK_HEADER = re.compile(r"^.{0,200}:$")
+_KEY_HEADER = re.compile(r"^[^:()<>=\[\]{}]{1,30}:$")
+# "Question: what is ..." keeps its key and drops its value.
+_INLINE_SLOT = re.compile(r"^([^:\n]{1,30}):\s+\S.*$")
+_NOTHING_FIXED = re.compile(r"^[\W#\x01]*$")
+LONG_LINE = 200  # a single line this long is a filling (a pasted paragraph, a problem statement)
+FINGERPRINT_BYTES = 8
+
+
+def skeleton(text: str) -> tuple[str, int]:
+    """The fixed frame of `text` and the number of characters removed as variable parts."""
+    # spans first, on the whole text, so a cut cannot split a quoted answer in two
+    original = len(text)
+    text = head_and_tail(_VARIABLE_SPANS.sub(" \x01 ", text))
+    text = _NUMBER.sub("\x01", _INSERTED_NAME.sub("\x01", text))
+    kept: list[str] = []
+    in_slot = False
+    for raw in text.splitlines():
+        line = " ".join(raw.split()).lower()
+        if _NOTHING_FIXED.match(line) and not _STRONG_HEADER.match(line):
+            continue
+        if _STRONG_HEADER.match(line) or (not in_slot and _WEAK_HEADER.match(line)):
+            kept.append(line)
+            in_slot = True
+        elif in_slot:
+            if _KEY_HEADER.match(line):
+                kept.append(line)
+        elif len(line) < LONG_LINE:
+            inline = _INLINE_SLOT.match(line)
+            kept.append(inline.group(1) + ":" if inline else line)
+    frame = "\n".join(kept)
+    removed = max(0, original - len(frame.replace("\x01", "")))
+    return frame, removed
+
+
+class Template(Signal):
+    name = "template"
+    version = "1"
+    description = (
+        "A fingerprint of the prompt (and system prompt) with variable parts removed: numbers, quoted "
+        "spans, code blocks, content under slot headers, long lines. Score: the share of the prompt "
+        "that was variable."
+    )
+    known_false_positives = (
+        "different people typing the same short phrase ('translate this:') share a fingerprint",
+        "products that wrap every user question in their own template (one fingerprint per product)",
+    )
+    reads = "input"
+    inline = True
+
+    def fingerprint(self, call: CallView) -> str:
+        """A short stable hex string; equal for calls built from the same template."""
+        return self._fingerprint_and_share(call)[0]
+
+    def _fingerprint_and_share(self, call: CallView) -> tuple[str, float, str]:
+        frame, removed = skeleton(call.prompt)
+        if not frame.replace("\x01", "").strip():
+            # nothing fixed is left (one long paragraph): the prompt is its own template
+            frame = " ".join(call.prompt.split()).lower()
+        system = skeleton(call.system_prompt)[0] if call.system_prompt else ""
+        digest = hashlib.blake2b(
+            (system + "\x00" + frame).encode("utf-8", "surrogatepass"), digest_size=FINGERPRINT_BYTES
+        )
+        share = removed / len(call.prompt) if call.prompt else 0.0
+        return digest.hexdigest(), min(1.0, share), frame
+
+    def analyze(self, call: CallView) -> SignalResult:
+        fingerprint, share, frame = self._fingerprint_and_share(call)
+        return SignalResult(
+            signal=self.name,
+            score=round(share, 4),
+            detail=f"template {fingerprint}; {share:.0%} of the prompt is variable",
+            matched=[f"fingerprint={fingerprint}", f"frame: {frame[:80]!r}"],
+        )

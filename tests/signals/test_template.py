@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from distillguard.events.call_view import CallView, request_parts
+from distillguard.signals.template import Template, skeleton
+
+SIGNAL = Template()
+
+
+def test_fillings_of_one_template_share_a_fingerprint(call_of) -> None:
+    a = call_of('Translate "good morning" into French. Answer in 3 words.')
+    b = call_of('Translate "where is the station" into French. Answer in 12 words.')
+    assert SIGNAL.fingerprint(a) == SIGNAL.fingerprint(b)
+
+
+def test_distinct_questions_stay_distinct(call_of) -> None:
+    prompts = [
+        "What is the capital of Peru?",
+        "How do I reverse a list in Python?",
+        "Tell me a joke about cats.",
+    ]
+    assert len({SIGNAL.fingerprint(call_of(p)) for p in prompts}) == 3
+
+
+def test_content_under_a_slot_header_is_removed() -> None:
+    frame, removed = skeleton("Question:\nWhat is the airspeed of a swallow?\n\nAnswer:")
+    assert frame == "question:\nanswer:"
+    assert removed > 0
+
+
+def test_fingerprint_is_short_stable_hex(call_of) -> None:
+    fp = SIGNAL.fingerprint(call_of("hello there"))
+    assert fp == SIGNAL.fingerprint(call_of("hello there")) and len(fp) == 16
+    int(fp, 16)
+
+
+def test_score_is_the_variable_share(call_of) -> None:
+    bare = SIGNAL.analyze(call_of("What is the capital of Peru?"))
+    templated = SIGNAL.analyze(call_of("Summarize the text below:\n" + "Long pasted article sentence. " * 40))
+    assert bare.score < 0.5  # only "Peru" is a filling
+    assert templated.score > 0.8
+    assert templated.matched[0].startswith("fingerprint=")
+
+
+def _views(messages: list[list[dict[str, str]]]) -> list[CallView]:
+    from datetime import UTC, datetime
+
+    ts = datetime(2026, 1, 1, tzinfo=UTC)
+    return [CallView(event_id="e", ts=ts, account_id="a", **request_parts({"messages": m})) for m in messages]
+
+
+def _jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().split("\n") if line.strip()]
+
+
+def test_real_templates_collapse_and_real_openers_do_not(shared_data: Path) -> None:
+    r1 = _jsonl(shared_data / "distill/reasoning/r1_distillation_requests_reconstructed.jsonl")
+    open_r1 = _views([r["messages"] for r in r1 if r["style"] == "open_r1"])
+    assert len(open_r1) > 400
+    assert len({SIGNAL.fingerprint(c) for c in open_r1}) == 1
+
+    judge = _jsonl(shared_data / "distill/judge_ranking/alpaca_eval_judge_requests_reconstructed.jsonl")
+    judge_views = _views([r["messages"] for r in judge])
+    assert len({SIGNAL.fingerprint(c) for c in judge_views}) <= 3
+
+    openers = _jsonl(shared_data / "benign/sharegpt_first_turns.jsonl")[:1000]
+    opener_views = _views([[{"role": "user", "content": r["text"]}] for r in openers])
+    distinct_texts = len({r["text"].strip().lower() for r in openers})
+    fingerprints = {SIGNAL.fingerprint(c) for c in opener_views}
+    # identical texts ("hi", "hello") legitimately share one; everything else should stay apart
+    assert len(fingerprints) >= 0.95 * distinct_texts
