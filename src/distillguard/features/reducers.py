@@ -1,0 +1,640 @@
+"""Mergeable reducers (Zeek sumstats / river style): observe one item, merge two states, read a value.
+
+Every reducer has three faces that must agree: ``observe`` (the gateway, one call at a time),
+``merge`` (workers and time chunks combined), and ``grouped`` (the batch scan: all accounts' states
+from NumPy columns at once). Items are grouped by a ``seg`` array of group ids (0..G-1).
+Memory is bounded per state: sketches switch from exact to approximate past a fixed size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Sequence
+from typing import Self
+
+import numpy as np
+
+_MASK64 = (1 << 64) - 1
+
+
+def hash_text(text: str) -> int:
+    """A stable 64-bit hash of a string (the same on every machine and run, unlike ``hash``).
+
+    >>> hash_text("abc") == hash_text("abc"), hash_text("abc") == hash_text("abd")
+    (True, False)
+    """
+    return int.from_bytes(
+        hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little"
+    )
+
+
+def hash_int(value: int) -> int:
+    """splitmix64 finaliser: spreads small integers (time buckets) over 64 bits; see `hash_ints`."""
+    x = value & _MASK64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return x ^ (x >> 31)
+
+
+def hash_ints(values: np.ndarray) -> np.ndarray:
+    """`hash_int` over an int64 array, vectorised (uint64 arithmetic wraps like the masks above).
+
+    >>> int(hash_ints(np.array([7]))[0]) == hash_int(7)
+    True
+    """
+    x = values.astype(np.int64).view(np.uint64).copy()
+    with np.errstate(over="ignore"):
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def hash_texts(values: Sequence[str | None]) -> np.ndarray:
+    """`hash_text` of each distinct string, mapped back; None becomes 0 (callers mask it)."""
+    out = np.zeros(len(values), dtype=np.uint64)
+    cache: dict[str, int] = {}
+    for i, value in enumerate(values):
+        if value is not None:
+            h = cache.get(value)
+            if h is None:
+                h = cache[value] = hash_text(value)
+            out[i] = h
+    return out
+
+
+def _segments(seg: np.ndarray, n_groups: int) -> np.ndarray:
+    """Start offsets of each group in an array sorted by group id (length n_groups + 1)."""
+    return np.searchsorted(seg, np.arange(n_groups + 1))
+
+
+def _sorted_unique_pairs(seg: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Distinct (group, key) pairs sorted by group then key, with how often each occurred."""
+    if len(seg) == 0:
+        return seg[:0], keys[:0], np.zeros(0, dtype=np.int64)
+    order = np.lexsort((keys, seg))
+    s, k = seg[order], keys[order]
+    new = np.ones(len(s), dtype=bool)
+    new[1:] = (s[1:] != s[:-1]) | (k[1:] != k[:-1])
+    starts = np.flatnonzero(new)
+    counts = np.diff(np.append(starts, len(s)))
+    return s[starts], k[starts], counts
+
+
+class Total:
+    """Count and sum.
+
+    >>> t = Total(); t.observe(2.0); t.observe(3.0); t.count, t.total
+    (2, 5.0)
+    >>> u = Total(); u.observe(1.0); t.merge(u); t.count, t.total
+    (3, 6.0)
+    """
+
+    __slots__ = ("count", "total")
+
+    def __init__(self, count: int = 0, total: float = 0.0) -> None:
+        self.count = count
+        self.total = total
+
+    def observe(self, value: float = 1.0) -> None:
+        self.count += 1
+        self.total += value
+
+    def merge(self, other: Self) -> None:
+        self.count += other.count
+        self.total += other.total
+
+    @classmethod
+    def grouped(cls, seg: np.ndarray, values: np.ndarray, n_groups: int) -> list[Self]:
+        counts = np.bincount(seg, minlength=n_groups)
+        totals = np.bincount(seg, weights=values.astype(np.float64), minlength=n_groups)
+        return [cls(int(c), float(t)) for c, t in zip(counts, totals, strict=True)]
+
+
+class MeanVar:
+    """Mean and population variance, Welford's update and Chan's parallel merge.
+
+    >>> a = MeanVar(); [a.observe(x) for x in (1.0, 2.0)] and None
+    >>> b = MeanVar(); [b.observe(x) for x in (3.0, 4.0)] and None
+    >>> a.merge(b); a.n, a.mean, a.variance
+    (4, 2.5, 1.25)
+    """
+
+    __slots__ = ("m2", "mean", "n")
+
+    def __init__(self, n: int = 0, mean: float = 0.0, m2: float = 0.0) -> None:
+        self.n = n
+        self.mean = mean
+        self.m2 = m2
+
+    def observe(self, value: float) -> None:
+        self.n += 1
+        delta = value - self.mean
+        self.mean += delta / self.n
+        self.m2 += delta * (value - self.mean)
+
+    def merge(self, other: Self) -> None:
+        if other.n == 0:
+            return
+        n = self.n + other.n
+        delta = other.mean - self.mean
+        self.mean += delta * other.n / n
+        self.m2 += other.m2 + delta * delta * self.n * other.n / n
+        self.n = n
+
+    @property
+    def variance(self) -> float:
+        return self.m2 / self.n if self.n else 0.0
+
+    @property
+    def std(self) -> float:
+        return math.sqrt(max(self.variance, 0.0))
+
+    @property
+    def total(self) -> float:
+        return self.mean * self.n
+
+    @classmethod
+    def grouped(cls, seg: np.ndarray, values: np.ndarray, n_groups: int) -> list[Self]:
+        """Two-pass per group (the same numbers as Welford, up to rounding)."""
+        x = values.astype(np.float64)
+        counts = np.bincount(seg, minlength=n_groups)
+        sums = np.bincount(seg, weights=x, minlength=n_groups)
+        means = np.divide(sums, counts, out=np.zeros(n_groups), where=counts > 0)
+        m2 = np.bincount(seg, weights=(x - means[seg]) ** 2, minlength=n_groups)
+        return [cls(int(c), float(m), float(v)) for c, m, v in zip(counts, means, m2, strict=True)]
+
+
+class MinMax:
+    """Smallest and largest value seen (first/last seen when fed timestamps).
+
+    >>> m = MinMax(); m.observe(5.0); m.observe(2.0); (m.lo, m.hi)
+    (2.0, 5.0)
+    """
+
+    __slots__ = ("hi", "lo")
+
+    def __init__(self, lo: float = math.inf, hi: float = -math.inf) -> None:
+        self.lo = lo
+        self.hi = hi
+
+    def observe(self, value: float) -> None:
+        if value < self.lo:
+            self.lo = value
+        if value > self.hi:
+            self.hi = value
+
+    def merge(self, other: Self) -> None:
+        self.lo = min(self.lo, other.lo)
+        self.hi = max(self.hi, other.hi)
+
+    @property
+    def empty(self) -> bool:
+        return self.lo > self.hi
+
+    @classmethod
+    def grouped(cls, seg: np.ndarray, values: np.ndarray, n_groups: int) -> list[Self]:
+        lo = np.full(n_groups, np.inf)
+        hi = np.full(n_groups, -np.inf)
+        np.minimum.at(lo, seg, values.astype(np.float64))
+        np.maximum.at(hi, seg, values.astype(np.float64))
+        return [cls(float(a), float(b)) for a, b in zip(lo, hi, strict=True)]
+
+
+class Distinct:
+    """Distinct count of hashed items: exact up to ``k`` items, then a k-minimum-values (theta) sketch.
+
+    It keeps the k+1 smallest 64-bit hashes seen, so the state depends only on the SET of items
+    (not their order or how the stream was split), merging is a set union, and two states give a
+    Jaccard estimate (used for synchronised activity). Relative error past ``k`` is about 1/sqrt(k).
+
+    >>> d = Distinct(k=4)
+    >>> for item in ["a", "b", "a", "c"]: d.observe(hash_text(item))
+    >>> d.estimate(), d.exact
+    (3.0, True)
+    >>> big = Distinct(k=64)
+    >>> for i in range(5000): big.observe(hash_int(i))
+    >>> 0.75 < big.estimate() / 5000 < 1.25, big.exact
+    (True, False)
+    """
+
+    __slots__ = ("_cut", "_kept", "_smallest", "k")
+
+    def __init__(self, k: int = 256) -> None:
+        if k < 2:
+            raise ValueError("Distinct needs k >= 2")
+        self.k = k
+        self._kept: set[int] = set()
+        self._cut = _MASK64 + 1  # hashes above it cannot be among the k+1 smallest
+        self._smallest: list[int] | None = []
+
+    def observe(self, item_hash: int) -> None:
+        if item_hash >= self._cut or item_hash in self._kept:
+            return
+        self._kept.add(item_hash)
+        self._smallest = None
+        if len(self._kept) > self._slack():
+            self._prune()
+
+    def _slack(self) -> int:
+        # prune a quarter-k at a time: sorting is amortised, memory stays ~1.25 k
+        return self.k + 1 + max(self.k // 4, 8)
+
+    def _prune(self) -> None:
+        keep = sorted(self._kept)[: self.k + 1]
+        self._kept = set(keep)
+        self._cut = keep[-1] + 1
+        self._smallest = keep
+
+    def merge(self, other: Distinct) -> None:
+        if other.k != self.k:
+            raise ValueError(f"cannot merge Distinct sketches of k={self.k} and k={other.k}")
+        self._cut = min(self._cut, other._cut)
+        self._kept = {h for h in self._kept | other._kept if h < self._cut}
+        self._smallest = None
+        if len(self._kept) > self._slack():
+            self._prune()
+
+    def smallest(self) -> list[int]:
+        """The k+1 smallest hashes, ascending (all of them while exact)."""
+        if self._smallest is None:
+            self._smallest = sorted(self._kept)[: self.k + 1]
+        return self._smallest
+
+    @property
+    def exact(self) -> bool:
+        # the k+1 smallest are always kept, so fewer than k+1 kept means nothing was dropped
+        return len(self._kept) <= self.k
+
+    def estimate(self) -> float:
+        if len(self._kept) <= self.k:
+            return float(len(self._kept))
+        s = self.smallest()
+        return (self.k - 1) / ((s[self.k - 1] + 1) / float(_MASK64 + 1))
+
+    @staticmethod
+    def jaccard(a: Distinct, b: Distinct) -> float:
+        """|A ∩ B| / |A ∪ B|: exact while both are exact, else the bottom-k estimate of the union."""
+        sa, sb = set(a.smallest()), set(b.smallest())
+        if a.exact and b.exact:
+            union = sa | sb
+            return len(sa & sb) / len(union) if union else 0.0
+        k = min(a.k, b.k)
+        cut = min(a._cut_value(), b._cut_value())
+        union_k = sorted(h for h in sa | sb if h <= cut)[:k]
+        if not union_k:
+            return 0.0
+        return sum(1 for h in union_k if h in sa and h in sb) / len(union_k)
+
+    def _cut_value(self) -> int:
+        s = self.smallest()
+        return s[-1] if len(s) > self.k else _MASK64
+
+    @classmethod
+    def grouped(cls, seg: np.ndarray, hashes: np.ndarray, n_groups: int, k: int = 256) -> list[Self]:
+        g, h, _ = _sorted_unique_pairs(seg, hashes.astype(np.uint64))
+        bounds = _segments(g, n_groups)
+        out = []
+        values = h.tolist()
+        for i in range(n_groups):
+            state = cls(k)
+            keep = values[bounds[i] : min(bounds[i + 1], bounds[i] + k + 1)]
+            state._kept = set(keep)
+            if bounds[i + 1] - bounds[i] > k + 1:
+                state._cut = keep[-1] + 1
+            state._smallest = keep
+            out.append(state)
+        return out
+
+
+class HeavyHitters:
+    """Misra–Gries summary of the most frequent keys; mergeable (Agarwal et al. 2012).
+
+    Every key with true count > n/(k+1) is kept, and each kept count is below the true count
+    by at most n/(k+1). While at most ``k`` distinct keys are seen the counts are exact.
+
+    >>> hh = HeavyHitters(k=2)
+    >>> for key in "aaabac": hh.observe(key)
+    >>> hh.top(1), hh.n
+    ([('a', 3)], 6)
+    """
+
+    __slots__ = ("counts", "k", "n")
+
+    def __init__(self, k: int = 16) -> None:
+        self.k = k
+        self.n = 0
+        self.counts: dict[str, int] = {}
+
+    def observe(self, key: str) -> None:
+        self.n += 1
+        counts = self.counts
+        if key in counts:
+            counts[key] += 1
+        elif len(counts) < self.k:
+            counts[key] = 1
+        else:  # the new key and one of each kept key cancel out
+            self.counts = {key_: c - 1 for key_, c in counts.items() if c > 1}
+
+    def merge(self, other: HeavyHitters) -> None:
+        self.n += other.n
+        merged = dict(self.counts)
+        for key, c in other.counts.items():
+            merged[key] = merged.get(key, 0) + c
+        self.counts = self._reduce(merged, self.k)
+
+    @staticmethod
+    def _reduce(counts: dict[str, int], k: int) -> dict[str, int]:
+        if len(counts) <= k:
+            return counts
+        cut = sorted(counts.values(), reverse=True)[k]
+        return {key: c - cut for key, c in counts.items() if c > cut}
+
+    def top(self, m: int = 1) -> list[tuple[str, int]]:
+        """The m largest (key, lower-bound count), largest first, ties by key."""
+        return sorted(self.counts.items(), key=lambda item: (-item[1], item[0]))[:m]
+
+    def top_share(self) -> float:
+        """Share of observations taken by the most frequent key (a lower bound once saturated)."""
+        return max(self.counts.values()) / self.n if self.counts else 0.0
+
+    def share(self, key: str) -> float:
+        return self.counts.get(key, 0) / self.n if self.n else 0.0
+
+    @classmethod
+    def grouped(
+        cls, seg: np.ndarray, codes: np.ndarray, labels: Sequence[str], n_groups: int, k: int = 16
+    ) -> list[Self]:
+        """States from exact per-group counts of ``labels[codes]``, reduced like a merge when > k keys."""
+        g, c, counts = _sorted_unique_pairs(seg, codes)
+        bounds = _segments(g, n_groups)
+        totals = np.bincount(seg, minlength=n_groups)
+        out = []
+        codes_list, counts_list = c.tolist(), counts.tolist()
+        for i in range(n_groups):
+            state = cls(k)
+            state.n = int(totals[i])
+            lo, hi = bounds[i], bounds[i + 1]
+            exact = {labels[codes_list[j]]: counts_list[j] for j in range(lo, hi)}
+            state.counts = cls._reduce(exact, k)
+            out.append(state)
+        return out
+
+
+class Histogram:
+    """Counts over a fixed number of bins (hour of day, topic bucket).
+
+    >>> h = Histogram(24); h.observe(3); h.observe(3); h.observe(4); h.entropy() > 0, int(h.counts[3])
+    (True, 2)
+    """
+
+    __slots__ = ("counts",)
+
+    def __init__(self, bins: int) -> None:
+        self.counts = np.zeros(bins, dtype=np.int64)
+
+    def observe(self, index: int) -> None:
+        self.counts[index] += 1
+
+    def merge(self, other: Self) -> None:
+        self.counts += other.counts
+
+    def entropy(self) -> float:
+        """Shannon entropy divided by its maximum, in [0, 1] (1 = spread over every bin)."""
+        total = int(self.counts.sum())
+        if total == 0:
+            return 0.0
+        p = self.counts[self.counts > 0] / total
+        return float(-(p * np.log(p)).sum() / math.log(len(self.counts)))
+
+    def top_share(self) -> float:
+        total = int(self.counts.sum())
+        return float(self.counts.max() / total) if total else 0.0
+
+    @classmethod
+    def grouped(cls, seg: np.ndarray, index: np.ndarray, n_groups: int, bins: int) -> list[Self]:
+        flat = np.bincount(seg.astype(np.int64) * bins + index, minlength=n_groups * bins)
+        matrix = flat.reshape(n_groups, bins)
+        out = []
+        for row in matrix:
+            state = cls(bins)
+            state.counts = row.astype(np.int64, copy=True)
+            out.append(state)
+        return out
+
+
+# Gaps are binned on a log scale with 5% wide bins, so "within a few % of the median" is a
+# mergeable count of one bin either side of the median bin.
+GAP_BIN = math.log(1.05)
+_GAP_FLOOR_S = 1e-3
+
+
+def gap_bin(gap_s: float) -> int:
+    return math.floor(math.log(max(gap_s, _GAP_FLOOR_S)) / GAP_BIN)
+
+
+class Gaps:
+    """Inter-arrival statistics of a time-ordered stream: regularity and burstiness of timing.
+
+    Merge is exact when the two states cover consecutive stretches of time (the gap across the
+    seam is added); states that overlap in time pool their gaps without a seam and count it in
+    ``overlaps``, because the true interleaving is lost. Out-of-order items are counted, not gapped.
+
+    >>> g = Gaps()
+    >>> for t in (0.0, 10.0, 20.0, 30.0, 40.0): g.observe(t)
+    >>> round(g.cv(), 6), g.regular_share(), g.gaps.n
+    (0.0, 1.0, 4)
+    """
+
+    __slots__ = ("bins", "first", "gaps", "last", "out_of_order", "overlaps")
+
+    def __init__(self) -> None:
+        self.first = math.inf
+        self.last = -math.inf
+        self.gaps = MeanVar()
+        self.bins: dict[int, int] = {}
+        self.out_of_order = 0
+        self.overlaps = 0
+
+    def _add_gap(self, gap: float) -> None:
+        self.gaps.observe(gap)
+        b = gap_bin(gap)
+        self.bins[b] = self.bins.get(b, 0) + 1
+
+    def observe(self, t: float) -> None:
+        if self.first == math.inf:
+            self.first = self.last = t
+        elif t >= self.last:
+            self._add_gap(t - self.last)
+            self.last = t
+        else:
+            self.out_of_order += 1
+            self.first = min(self.first, t)
+
+    def merge(self, other: Gaps) -> None:
+        if other.first == math.inf:
+            return
+        if self.first == math.inf:
+            self.first, self.last = other.first, other.last
+            self.gaps = MeanVar(other.gaps.n, other.gaps.mean, other.gaps.m2)
+            self.bins = dict(other.bins)
+            self.out_of_order, self.overlaps = other.out_of_order, other.overlaps
+            return
+        if self.last <= other.first:
+            seam: float | None = other.first - self.last
+        elif other.last <= self.first:
+            seam = self.first - other.last
+        else:
+            seam = None
+            self.overlaps += 1
+        self.gaps.merge(other.gaps)
+        for b, c in other.bins.items():
+            self.bins[b] = self.bins.get(b, 0) + c
+        if seam is not None:
+            self._add_gap(seam)
+        self.first = min(self.first, other.first)
+        self.last = max(self.last, other.last)
+        self.out_of_order += other.out_of_order
+        self.overlaps += other.overlaps
+
+    def cv(self) -> float:
+        """Coefficient of variation of the gaps (0 = a metronome, ~1 = Poisson arrivals)."""
+        return self.gaps.std / self.gaps.mean if self.gaps.mean > 0 else 0.0
+
+    def burstiness(self) -> float:
+        """(σ − μ)/(σ + μ) of the gaps (Goh & Barabási): −1 periodic, 0 Poisson, → 1 bursty."""
+        s, m = self.gaps.std, self.gaps.mean
+        return (s - m) / (s + m) if s + m > 0 else 0.0
+
+    def _median_bin(self) -> int | None:
+        total = sum(self.bins.values())
+        if total == 0:
+            return None
+        seen = 0
+        for b in sorted(self.bins):
+            seen += self.bins[b]
+            if 2 * seen >= total:
+                return b
+        return None  # pragma: no cover - unreachable: the loop always reaches total
+
+    def regular_share(self) -> float:
+        """Share of gaps within about ±5% of the median gap (its log-bin and one either side)."""
+        median = self._median_bin()
+        if median is None:
+            return 0.0
+        near = sum(self.bins.get(b, 0) for b in (median - 1, median, median + 1))
+        return near / self.gaps.n
+
+    def median(self) -> float:
+        """Median gap in seconds, to the 5% resolution of the bins (0 when no gaps)."""
+        median = self._median_bin()
+        return 0.0 if median is None else math.exp((median + 0.5) * GAP_BIN)
+
+    @classmethod
+    def grouped(cls, seg: np.ndarray, t: np.ndarray, n_groups: int) -> list[Self]:
+        """``seg`` and ``t`` must be sorted by (group, time), as the batch path sorts them."""
+        bounds = _segments(seg, n_groups)
+        same = seg[1:] == seg[:-1]
+        gap_seg = seg[1:][same]
+        gaps = (t[1:] - t[:-1])[same]
+        stats = MeanVar.grouped(gap_seg, gaps, n_groups)
+        gbins = np.floor(np.log(np.maximum(gaps, _GAP_FLOOR_S)) / GAP_BIN).astype(np.int64)
+        g, b, c = _sorted_unique_pairs(gap_seg, gbins)
+        bin_bounds = _segments(g, n_groups)
+        b_list, c_list = b.tolist(), c.tolist()
+        out = []
+        for i in range(n_groups):
+            state = cls()
+            lo, hi = bounds[i], bounds[i + 1]
+            if hi > lo:
+                state.first, state.last = float(t[lo]), float(t[hi - 1])
+            state.gaps = stats[i]
+            state.bins = dict(
+                zip(
+                    b_list[bin_bounds[i] : bin_bounds[i + 1]],
+                    c_list[bin_bounds[i] : bin_bounds[i + 1]],
+                    strict=True,
+                )
+            )
+            out.append(state)
+        return out
+
+
+TOPIC_PLANES = 6  # 2**6 = 64 topic buckets from random hyperplanes (SimHash)
+_TOPIC_SEED = 20260222
+_planes_cache: dict[int, np.ndarray] = {}
+
+
+def topic_planes(dim: int) -> np.ndarray:
+    """Fixed random hyperplanes for a vector size: the same buckets on every machine and run."""
+    planes = _planes_cache.get(dim)
+    if planes is None:
+        planes = np.random.default_rng(_TOPIC_SEED).standard_normal((dim, TOPIC_PLANES)).astype(np.float32)
+        _planes_cache[dim] = planes
+    return planes
+
+
+def topic_buckets(vectors: np.ndarray) -> np.ndarray:
+    """SimHash bucket (0..63) of each row: nearby prompts share a bucket, distant topics do not."""
+    bits = (vectors @ topic_planes(vectors.shape[1])) > 0
+    return (bits * (1 << np.arange(TOPIC_PLANES))).sum(axis=1).astype(np.int64)
+
+
+class Dispersion:
+    """Spread of embedding vectors: running sum and mean squared norm give the mean squared
+    distance to the centroid exactly and mergeably; SimHash buckets give topic coverage.
+
+    >>> d = Dispersion()
+    >>> for v in ([1.0, 0.0], [0.0, 1.0]): d.observe(np.array(v, dtype=np.float32))
+    >>> round(d.mean_sq_distance(), 6), d.centroid().tolist()
+    (0.5, [0.5, 0.5])
+    """
+
+    __slots__ = ("n", "sq", "topics", "total")
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.total: np.ndarray | None = None
+        self.sq = 0.0
+        self.topics = Histogram(1 << TOPIC_PLANES)
+
+    def observe(self, vector: np.ndarray) -> None:
+        v = np.asarray(vector, dtype=np.float64)
+        self.n += 1
+        self.total = v.copy() if self.total is None else self.total + v
+        self.sq += float(v @ v)
+        self.topics.observe(int(topic_buckets(np.asarray(vector, dtype=np.float32)[None, :])[0]))
+
+    def merge(self, other: Dispersion) -> None:
+        if other.total is None:
+            return
+        self.total = other.total.copy() if self.total is None else self.total + other.total
+        self.n += other.n
+        self.sq += other.sq
+        self.topics.merge(other.topics)
+
+    def centroid(self) -> np.ndarray | None:
+        return None if self.total is None else self.total / self.n
+
+    def mean_sq_distance(self) -> float:
+        """Mean over vectors of ‖v − centroid‖² = mean ‖v‖² − ‖centroid‖² (≈ 0: the same prompt)."""
+        c = self.centroid()
+        return 0.0 if c is None else max(self.sq / self.n - float(c @ c), 0.0)
+
+    @classmethod
+    def grouped(cls, seg: np.ndarray, vectors: np.ndarray, n_groups: int) -> list[Self]:
+        out = [cls() for _ in range(n_groups)]
+        if len(seg) == 0:
+            return out
+        v = vectors.astype(np.float64)
+        counts = np.bincount(seg, minlength=n_groups)
+        totals = np.zeros((n_groups, v.shape[1]))
+        np.add.at(totals, seg, v)
+        sq = np.bincount(seg, weights=np.einsum("ij,ij->i", v, v), minlength=n_groups)
+        topics = Histogram.grouped(
+            seg, topic_buckets(vectors.astype(np.float32)), n_groups, 1 << TOPIC_PLANES
+        )
+        for i in np.flatnonzero(counts):
+            state = out[i]
+            state.n, state.total, state.sq, state.topics = int(counts[i]), totals[i], float(sq[i]), topics[i]
+        return out
