@@ -1,0 +1,80 @@
+"""What every reader shares: the Reject record, reader options, and numbered reading of JSON Lines
+files (plain or gzip, detected by content rather than by file name)."""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+class Reject(msgspec.Struct, kw_only=True, frozen=True):
+    """A line that could not become a call: where it is and why, never its content (which may
+    hold a secret or personal data)."""
+
+    file: str
+    line: int
+    reason: str
+
+
+class ReaderOptions(msgspec.Struct, kw_only=True, frozen=True):
+    """Choices a log format cannot answer by itself.
+
+    account: the account every call belongs to, for sources that do not record one (an OpenAI
+        Batch file is uploaded by one organisation) or as the fallback for those that may not.
+    account_attribute: the span or resource attribute that names the account in OTel spans.
+    """
+
+    account: str | None = None
+    account_attribute: str = "distillguard.account_id"
+
+
+def open_lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    """(line number from 1, line without its newline) for each line; blank trailing line dropped."""
+    with path.open("rb") as probe:
+        gzipped = probe.read(2) == GZIP_MAGIC
+    opener: Any = gzip.open if gzipped else open
+    with opener(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            yield number, raw.rstrip(b"\r\n")
+
+
+def decode_error_reason(error: Exception) -> str:
+    """A reject reason for a failed decode, naming the field path msgspec reports."""
+    if isinstance(error, UnicodeDecodeError):
+        return f"invalid UTF-8 at byte {error.start}"
+    if isinstance(error, msgspec.ValidationError):
+        return f"invalid field: {error}"
+    if isinstance(error, msgspec.DecodeError):
+        return f"invalid JSON: {error}"
+    return f"{type(error).__name__}: {error}"
+
+
+def blank_reason(line: bytes) -> str | None:
+    return "empty line" if not line.strip() else None
+
+
+def ts_from_epoch(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, tz=UTC)
+
+
+def parse_ts(value: Any, field: str) -> datetime:
+    """An aware datetime from epoch seconds or an RFC 3339 string; ValueError names `field`."""
+    if isinstance(value, bool):
+        raise ValueError(f"{field}: expected a time, got a boolean")
+    if isinstance(value, int | float):
+        return ts_from_epoch(float(value))
+    if isinstance(value, str) and value:
+        text = value.strip()
+        try:
+            ts = datetime.fromisoformat(text.replace("Z", "+00:00").replace(" ", "T", 1))
+        except ValueError as error:
+            raise ValueError(f"{field}: not an RFC 3339 time") from error
+        return ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)
+    raise ValueError(f"{field}: missing or not a time")

@@ -1,0 +1,45 @@
+"""Reader for the project's own interchange format (`shared/spec/events.md`), plain or gzip."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from distillguard.events.credentials import may_hold_secret, strip_credentials
+from distillguard.events.model import CallEvent, event_decoder
+from distillguard.events.readers.base import (
+    ReaderOptions,
+    Reject,
+    blank_reason,
+    decode_error_reason,
+    open_lines,
+)
+
+
+class CanonicalReader:
+    name = "canonical"
+    description = "DistillGuard events JSONL (shared/spec/events.md), plain or .gz"
+
+    def read(self, paths: Sequence[Path], options: ReaderOptions) -> Iterator[CallEvent | Reject]:
+        for path in paths:
+            yield from self._read_one(path)
+
+    def _read_one(self, path: Path) -> Iterator[CallEvent | Reject]:
+        file = str(path)
+        decode = event_decoder.decode
+        for number, line in open_lines(path):
+            blank = blank_reason(line)
+            if blank:
+                yield Reject(file=file, line=number, reason=blank)
+                continue
+            try:
+                event = decode(line)
+            except (ValueError, UnicodeDecodeError) as error:  # msgspec errors are ValueErrors
+                yield Reject(file=file, line=number, reason=decode_error_reason(error))
+                continue
+            # The spec says producers remove credentials; a reader cannot take that on trust.
+            if may_hold_secret(line):
+                strip_credentials(event.request)
+                if event.response is not None:
+                    strip_credentials(event.response)
+            yield event

@@ -1,0 +1,353 @@
+"""The Parquet call store every later stage reads: one hive-style partition per UTC day
+(`day=YYYY-MM-DD/`), columns of `call_view.STORE_SCHEMA`, written in bounded batches and read
+through DuckDB or pyarrow record-batch streams so memory stays flat however many calls it holds.
+
+Layout of a store directory:
+    day=2026-02-12/part-<run>-<n>.parquet   the calls
+    _rejects/<run>.jsonl                    lines that could not be ingested (file, line, reason)
+    _ingests.jsonl                          one line per committed ingest run (sources, counts)
+
+Re-ingesting never duplicates silently: a run writes into `_staging/<run>/` first, and commits
+(moves its files into the day partitions) only when none of its event_ids is already in the
+store or repeated within the run; otherwise the store is left as it was and the run is refused.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import msgspec
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+from distillguard.events.call_view import STORE_SCHEMA, VIEW_SCHEMA, view_of
+from distillguard.events.model import CallEvent
+from distillguard.events.readers.base import Reject
+
+PARTITION = "day"
+REJECTS_DIR = "_rejects"
+STAGING_DIR = "_staging"
+MANIFEST = "_ingests.jsonl"
+DEFAULT_BATCH_ROWS = 8_192
+_ROWS_PER_FILE = 1_000_000
+_VIEW_NAMES = VIEW_SCHEMA.names
+_encode = msgspec.json.Encoder(order="deterministic").encode
+
+
+class StoreError(RuntimeError):
+    """The store cannot be read, or an ingest into it was refused (the store is unchanged)."""
+
+
+class IngestStats(msgspec.Struct, kw_only=True):
+    """What one ingest run saw and wrote; printed as the command's summary."""
+
+    run_id: str
+    files: list[str]
+    lines: int = 0
+    events: int = 0
+    rejects: int = 0
+    rejects_by_reason: dict[str, int] = {}
+    days: dict[str, int] = {}
+    committed: bool = False
+    rejects_file: str | None = None
+    seconds: float = 0.0
+
+
+def _reason_kind(reason: str) -> str:
+    """Group reasons for the summary: drop the part after the field path's details."""
+    head = reason.split(" - at ", 1)
+    if len(head) == 2:  # msgspec: "Expected `str`, got `int` - at `$.client.ip`"
+        return f"{head[0]} at {head[1]}"
+    return reason[:120]
+
+
+_WRITE_SCHEMA = STORE_SCHEMA  # the day is in the directory name, not a column of the files
+
+
+def _batch_of(rows: list[tuple[Any, ...]]) -> pa.RecordBatch:
+    columns = list(zip(*rows, strict=True))
+    arrays = [pa.array(values, type=field.type) for values, field in zip(columns, _WRITE_SCHEMA, strict=True)]
+    return pa.RecordBatch.from_arrays(arrays, schema=_WRITE_SCHEMA)
+
+
+class _DayFiles:
+    """One open Parquet file per day, fed in row groups of `batch_rows`, so memory holds at most
+    a few batches of rows whatever the input size or order."""
+
+    def __init__(self, root: Path, run_id: str, batch_rows: int) -> None:
+        self.root = root
+        self.run_id = run_id
+        self.batch_rows = batch_rows
+        self.buffers: dict[str, list[tuple[Any, ...]]] = {}
+        self.writers: dict[str, pq.ParquetWriter] = {}
+        self.rows_in_file: Counter[str] = Counter()
+        self.file_counts: Counter[str] = Counter()
+        self.buffered = 0
+
+    def add(self, day: str, row: tuple[Any, ...]) -> None:
+        buffer = self.buffers.setdefault(day, [])
+        buffer.append(row)
+        self.buffered += 1
+        if len(buffer) >= self.batch_rows:
+            self._flush(day)
+        elif self.buffered >= 4 * self.batch_rows:  # input not in time order: many days at once
+            self._flush(max(self.buffers, key=lambda d: len(self.buffers[d])))
+
+    def _flush(self, day: str) -> None:
+        rows = self.buffers.pop(day, [])
+        if not rows:
+            return
+        self.buffered -= len(rows)
+        writer = self.writers.get(day)
+        if writer is not None and self.rows_in_file[day] >= _ROWS_PER_FILE:
+            writer.close()
+            writer = None
+        if writer is None:
+            folder = self.root / f"{PARTITION}={day}"
+            folder.mkdir(parents=True, exist_ok=True)
+            name = f"part-{self.run_id}-{self.file_counts[day]}.parquet"
+            self.file_counts[day] += 1
+            self.rows_in_file[day] = 0
+            writer = pq.ParquetWriter(folder / name, _WRITE_SCHEMA, compression="zstd")
+            self.writers[day] = writer
+        writer.write_batch(_batch_of(rows))
+        self.rows_in_file[day] += len(rows)
+
+    def close(self) -> None:
+        for day in list(self.buffers):
+            self._flush(day)
+        for writer in self.writers.values():
+            writer.close()
+        self.writers.clear()
+
+
+def _write(
+    items: Iterable[CallEvent | Reject],
+    stats: IngestStats,
+    rejects_out: Any,
+    files: _DayFiles,
+) -> None:
+    """Write calls into day files and rejects to `rejects_out`, counting both into `stats`."""
+    by_reason: Counter[str] = Counter()
+    by_day: Counter[str] = Counter()
+    try:
+        for item in items:
+            stats.lines += 1
+            if isinstance(item, Reject):
+                stats.rejects += 1
+                by_reason[_reason_kind(item.reason)] += 1
+                rejects_out.write(_encode(item) + b"\n")
+                continue
+            day = item.ts.astimezone(UTC).strftime("%Y-%m-%d")
+            files.add(
+                day,
+                (
+                    *msgspec.structs.astuple(view_of(item)),
+                    _encode(item.request).decode(),
+                    _encode(item.response).decode() if item.response is not None else None,
+                ),
+            )
+            by_day[day] += 1
+            stats.events += 1
+    finally:
+        files.close()
+    stats.rejects_by_reason = dict(by_reason.most_common())
+    stats.days = dict(sorted(by_day.items()))
+
+
+def _check_view_order() -> None:
+    # astuple() follows CallView's field order; the store schema must list the same names in it.
+    from distillguard.events.call_view import CallView
+
+    if tuple(CallView.__struct_fields__) != tuple(_VIEW_NAMES):
+        raise StoreError("CallView fields and VIEW_SCHEMA columns differ in name or order")
+
+
+class CallStore:
+    """A Parquet call store on disk. `CallStore.open(path)` reads one; `ingest` writes one."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    # ---- reading -------------------------------------------------------------------------
+    @classmethod
+    def open(cls, path: str | Path) -> CallStore:
+        store = cls(path)
+        if not store.path.is_dir():
+            raise StoreError(f"no call store at {store.path} (create one with `distillguard ingest`)")
+        return store
+
+    def files(self) -> list[str]:
+        return sorted(str(p) for p in self.path.glob(f"{PARTITION}=*/*.parquet"))
+
+    def _dataset(self) -> ds.Dataset:
+        schema = STORE_SCHEMA.append(pa.field(PARTITION, pa.string()))
+        return ds.dataset(
+            self.files(),
+            schema=schema,
+            format="parquet",
+            partitioning="hive",
+            partition_base_dir=str(self.path),
+        )
+
+    def connect(self, connection: duckdb.DuckDBPyConnection | None = None) -> duckdb.DuckDBPyConnection:
+        """A DuckDB connection with a view named `calls` over the whole store."""
+        con = connection or duckdb.connect()
+        files = self.files()
+        if files:
+            listing = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+            con.execute(
+                f"CREATE OR REPLACE VIEW calls AS SELECT * FROM read_parquet([{listing}], hive_partitioning = true, hive_types = {{'day': VARCHAR}})"
+            )
+        else:  # an empty store still answers queries, with no rows
+            con.register("_empty_calls", self._dataset().to_table())
+            con.execute("CREATE OR REPLACE VIEW calls AS SELECT * FROM _empty_calls")
+        return con
+
+    def iter_batches(
+        self,
+        columns: Sequence[str] | None = None,
+        batch_size: int = 65_536,
+        order_by: str | Sequence[str] | None = None,
+        where: str | None = None,
+    ) -> Iterator[pa.RecordBatch]:
+        """Stream the store as record batches of at most `batch_size` rows.
+
+        Without `order_by` (or `where`) pyarrow scans the files directly (fastest); with them
+        DuckDB sorts or filters out of core and streams the result. `where` is a SQL condition.
+        """
+        if order_by is None and where is None:
+            scanner = self._dataset().scanner(
+                columns=list(columns) if columns else None, batch_size=batch_size
+            )
+            for batch in scanner.to_batches():
+                if len(batch):
+                    yield batch
+            return
+        con = self.connect()
+        select = ", ".join(f'"{c}"' for c in columns) if columns else "*"
+        sql = f"SELECT {select} FROM calls"
+        if where:
+            sql += f" WHERE {where}"
+        if order_by:
+            keys = [order_by] if isinstance(order_by, str) else list(order_by)
+            sql += " ORDER BY " + ", ".join(keys)
+        reader: pa.RecordBatchReader = con.sql(sql).to_arrow_reader(batch_size)
+        try:
+            yield from reader
+        finally:
+            con.close()
+
+    def count(self) -> int:
+        return int(self._dataset().count_rows())
+
+    def days(self) -> list[str]:
+        return sorted(
+            p.name.split("=", 1)[1] for p in self.path.glob(f"{PARTITION}=*") if any(p.glob("*.parquet"))
+        )
+
+    def ingests(self) -> list[dict[str, Any]]:
+        manifest = self.path / MANIFEST
+        if not manifest.exists():
+            return []
+        return [msgspec.json.decode(line) for line in manifest.read_bytes().splitlines() if line.strip()]
+
+    # ---- writing -------------------------------------------------------------------------
+    @classmethod
+    def ingest(
+        cls,
+        path: str | Path,
+        items: Iterable[CallEvent | Reject],
+        *,
+        sources: Sequence[str],
+        allow_rejects: bool = False,
+        batch_rows: int = DEFAULT_BATCH_ROWS,
+    ) -> IngestStats:
+        """Write `items` into the store at `path` (created if absent) and return the run's stats.
+
+        The run is committed when it has no rejects (or `allow_rejects`) and none of its
+        event_ids is already in the store or repeated within it; otherwise nothing is added to
+        the store (`stats.committed` is False, or StoreError for duplicates). The rejects file is
+        kept either way so the lines can be fixed.
+        """
+        _check_view_order()
+        root = Path(path)
+        root.mkdir(parents=True, exist_ok=True)
+        run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
+        stats = IngestStats(run_id=run_id, files=list(sources))
+        staging = root / STAGING_DIR / run_id
+        (root / REJECTS_DIR).mkdir(exist_ok=True)
+        rejects_path = root / REJECTS_DIR / f"{run_id}.jsonl"
+        started = time.perf_counter()
+        try:
+            with rejects_path.open("wb") as rejects_out:
+                _write(items, stats, rejects_out, _DayFiles(staging, run_id, batch_rows))
+            if stats.rejects:
+                stats.rejects_file = str(rejects_path)
+            else:
+                rejects_path.unlink()
+            if stats.rejects and not allow_rejects:
+                return stats
+            if stats.events:
+                cls._refuse_duplicates(root, staging)
+                cls._commit(root, staging)
+            stats.committed = True
+            stats.seconds = time.perf_counter() - started
+            with (root / MANIFEST).open("ab") as manifest:
+                manifest.write(_encode(stats) + b"\n")
+            return stats
+        finally:
+            stats.seconds = time.perf_counter() - started
+            shutil.rmtree(staging, ignore_errors=True)
+            staging_root = root / STAGING_DIR
+            if staging_root.is_dir() and not any(staging_root.iterdir()):
+                staging_root.rmdir()
+
+    @staticmethod
+    def _refuse_duplicates(root: Path, staging: Path) -> None:
+        new = f"read_parquet('{staging.as_posix()}/{PARTITION}=*/*.parquet', hive_partitioning = false)"
+        con = duckdb.connect()
+        try:
+            repeated = con.execute(
+                f"SELECT event_id, count(*) AS n FROM {new} GROUP BY event_id HAVING n > 1 LIMIT 3"
+            ).fetchall()
+            if repeated:
+                total = con.execute(
+                    f"SELECT count(*) FROM (SELECT event_id FROM {new} GROUP BY event_id HAVING count(*) > 1)"
+                ).fetchone()
+                raise StoreError(
+                    f"refused: {total[0] if total else '?'} event_ids occur more than once in this input "
+                    f"(e.g. {', '.join(repr(r[0]) for r in repeated)}); the store is unchanged"
+                )
+            existing = CallStore(root).files()
+            if existing:
+                listing = ", ".join("'" + f.replace("'", "''") + "'" for f in existing)
+                clash = con.execute(
+                    f"SELECT count(*) FROM {new} AS n WHERE n.event_id IN "
+                    f"(SELECT event_id FROM read_parquet([{listing}], hive_partitioning = false))"
+                ).fetchone()
+                if clash and clash[0]:
+                    raise StoreError(
+                        f"refused: {clash[0]} event_ids of this input are already in the store "
+                        "(was it ingested before?); the store is unchanged"
+                    )
+        finally:
+            con.close()
+
+    @staticmethod
+    def _commit(root: Path, staging: Path) -> None:
+        for part in sorted(staging.glob(f"{PARTITION}=*")):
+            target = root / part.name
+            target.mkdir(exist_ok=True)
+            for file in sorted(part.glob("*.parquet")):
+                os.replace(file, target / file.name)
