@@ -14,6 +14,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "sim": ("distillguard.sim.cli:sim", "Generate labelled traffic from real public prompts."),
     "bench": ("distillguard.bench.cli:bench", "Measure detection quality, speed and memory."),
     "demo": ("distillguard.demo:demo", "Run the whole loop on the bundled sample."),
+    "train": (
+        "distillguard.signals.training:train",
+        "Train the shipped models from the development corpora.",
+    ),
 }
 
 

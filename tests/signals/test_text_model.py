@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from distillguard.signals import text_model
+from distillguard.signals.text_model import HASHING, TextClassifier, features, load_classifier
+
+
+def _toy(name: str = "toy") -> TextClassifier:
+    coef = np.zeros(HASHING["n_features"], dtype=np.float32)
+    # weight the hashed features of the word "judge" only
+    idx = features(["judge"]).indices
+    coef[idx] = 20.0
+    return TextClassifier(name=name, coef=coef, intercept=-4.0, threshold=0.5, metadata={"note": "toy"})
+
+
+def test_round_trip_through_npz_without_pickle(tmp_path: Path) -> None:
+    toy = _toy()
+    toy.save(tmp_path / "toy.npz")
+    loaded = TextClassifier.load(tmp_path / "toy.npz")
+    probabilities = loaded.probabilities(["act as a judge", "bake some bread"])
+    assert probabilities[0] > 0.9 > 0.1 > probabilities[1]
+    assert loaded.metadata["note"] == "toy" and loaded.threshold == 0.5
+    with np.load(tmp_path / "toy.npz", allow_pickle=False) as data:  # plain arrays only
+        assert set(data.files) == {"coef", "intercept", "threshold", "metadata"}
+
+
+def test_artifact_with_other_hashing_is_refused(tmp_path: Path, monkeypatch) -> None:
+    _toy().save(tmp_path / "toy.npz")
+    monkeypatch.setitem(text_model.HASHING, "n_features", 2**10)
+    with pytest.raises(ValueError, match="field 'hashing'"):
+        TextClassifier.load(tmp_path / "toy.npz")
+
+
+def test_missing_artifact_says_how_to_build_it(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="distillguard train signals"):
+        load_classifier("nothing_here", tmp_path)
+
+
+def test_cjk_is_tokenised_per_character() -> None:
+    # two CJK characters give 2 unigrams + 1 bigram, not one opaque token
+    assert features(["思考"]).nnz == 3
