@@ -10,7 +10,8 @@ Mapping (names as in litellm `types/utils.py` and `schema.prisma`):
 - key_id: `metadata.user_api_key_hash` / spend `api_key` (LiteLLM stores the hashed key; a value
   that is a raw `sk-` key is replaced by its SHA-256 so the secret is never kept).
 - end_user: `end_user` (or `metadata.user_api_key_end_user_id`); client IP:
-  `requester_ip_address`; user agent: the `user-agent` header of `proxy_server_request` if logged.
+  `requester_ip_address`; user agent: a logged `user-agent` header (`proxy_server_request`,
+  `metadata.requester_metadata`). Token counts fill `response.usage` when the body has none.
 - ts / latency_ms: `startTime` / `endTime - startTime` (epoch seconds or ISO times, naive = UTC).
 - request: `proxy_server_request` when it is the logged body, else rebuilt from `model`,
   `messages` and `model_parameters`; everything else on the line is kept, credentials removed,
@@ -95,9 +96,10 @@ def _status(row: dict[str, Any]) -> int:
     return 500
 
 
-def _user_agent(request_log: Any) -> str | None:
-    if isinstance(request_log, dict):
-        headers = request_log.get("headers")
+def _user_agent(*holders: Any) -> str | None:
+    """The `user-agent` header from the first of `holders` (dicts with a `headers` map) that has one."""
+    for holder in holders:
+        headers = holder.get("headers") if isinstance(holder, dict) else None
         if isinstance(headers, dict):
             for key, value in headers.items():
                 if isinstance(key, str) and key.lower() == "user-agent" and isinstance(value, str):
@@ -182,11 +184,16 @@ def event_of_row(row: dict[str, Any], options: ReaderOptions) -> CallEvent:
         if isinstance(route, str) and route.startswith("/")
         else ENDPOINT_OF_CALL_TYPE.get(call_type, f"litellm:{call_type or 'unknown'}")
     )
+    # Read before credentials are stripped: the headers maps hold both.
+    agent = _user_agent(row.get("proxy_server_request"), metadata.get("requester_metadata"), metadata)
     request = _request_body(row)
     request["_litellm"] = {k: v for k, v in row.items() if k not in _MAPPED}
     strip_credentials(request)
     response = _response_body(row.get("response"))
     if response is not None:
+        tokens = {k: row[k] for k in ("prompt_tokens", "completion_tokens", "total_tokens") if k in row}
+        if tokens and not isinstance(response.get("usage"), dict):
+            response["usage"] = tokens
         strip_credentials(response)
     return CallEvent(
         event_id=event_id,
@@ -194,7 +201,7 @@ def event_of_row(row: dict[str, Any], options: ReaderOptions) -> CallEvent:
         account_id=account,
         key_id=key,
         end_user=end_user,
-        client=Client(ip=ip or "", user_agent=_user_agent(row.get("proxy_server_request"))),
+        client=Client(ip=ip or "", user_agent=agent),
         endpoint=endpoint,
         request=request,
         response=response,

@@ -6,7 +6,8 @@ What the files do not say, and how it is filled:
 - account: a batch is uploaded by one organisation and its files never name it, so the account
   comes from `ReaderOptions.account` (`--account` on the command line) and is required.
 - time: `response.body.created` (epoch seconds). A line without it (a failed or expired request)
-  takes the time of the previous timed line of the same output file; before any, it is rejected.
+  takes the time of the previous timed line of the output files (give the output file before
+  the error file); a line before any timed one is rejected.
 - client IP, key, latency: not recorded by the Batch API; left empty ("" / null / 0).
 - status: `response.status_code`; 0 when the batch never ran the request (`response` is null and
   `error` says why, e.g. `batch_expired`).
@@ -60,6 +61,12 @@ _request_decoder = msgspec.json.Decoder(BatchRequestLine)
 _output_decoder = msgspec.json.Decoder(BatchOutputLine)
 
 
+class _BatchClock:
+    """The time of the latest timed output line, shared across the output and error files."""
+
+    last: datetime | None = None
+
+
 def _kind_of(path: Path) -> str | None:
     """'input' or 'output' from the first non-blank line that is a JSON object, else None."""
     for _number, line in open_lines(path):
@@ -109,8 +116,9 @@ class OpenAIBatchReader:
         pending: dict[str, tuple[str, int, bytes]] = {}
         for path in inputs:
             yield from self._index_inputs(path, pending)
+        clock = _BatchClock()
         for path in outputs:
-            yield from self._join_outputs(path, pending, options.account)
+            yield from self._join_outputs(path, pending, options.account, clock)
         for file, number, _raw in pending.values():
             yield Reject(file=file, line=number, reason="no output line for this custom_id")
 
@@ -135,10 +143,9 @@ class OpenAIBatchReader:
             pending[request.custom_id] = (file, number, line)
 
     def _join_outputs(
-        self, path: Path, pending: dict[str, tuple[str, int, bytes]], account: str
+        self, path: Path, pending: dict[str, tuple[str, int, bytes]], account: str, clock: _BatchClock
     ) -> Iterator[CallEvent | Reject]:
         file = str(path)
-        last_ts: datetime | None = None
         for number, line in open_lines(path):
             blank = blank_reason(line)
             if blank:
@@ -157,8 +164,8 @@ class OpenAIBatchReader:
             body = output.response.body if output.response is not None else None
             created = body.get("created") if body is not None else None
             if isinstance(created, int | float) and not isinstance(created, bool):
-                last_ts = ts_from_epoch(float(created))
-            elif last_ts is None:
+                clock.last = ts_from_epoch(float(created))
+            elif clock.last is None:
                 yield Reject(
                     file=file,
                     line=number,
@@ -170,7 +177,7 @@ class OpenAIBatchReader:
                 strip_credentials(body)
             yield CallEvent(
                 event_id=output.id or f"batch:{output.custom_id}",
-                ts=last_ts,
+                ts=clock.last,
                 account_id=account,
                 client=Client(ip=""),
                 endpoint=request.url,

@@ -199,8 +199,10 @@ def event_of_span(span: dict[str, Any], resource: dict[str, Any], options: Reade
     """The canonical call of one GenAI inference span."""
     attrs = attributes_of(span.get("attributes"))
     operation = attrs.get("gen_ai.operation.name")
+    if operation is None:
+        raise SpanError("gen_ai.operation.name: missing (not a GenAI span)")
     if operation not in ENDPOINT_OF_OPERATION:
-        raise SpanError(f"gen_ai.operation.name: {str(operation)[:40]!r} is not a model inference span")
+        raise SpanError(f"gen_ai.operation.name: {str(operation)[:40]!r} is not a model inference operation")
     raw_context = span.get("context")
     context: dict[str, Any] = raw_context if isinstance(raw_context, dict) else {}
     trace_id = span.get("traceId") or span.get("trace_id") or context.get("trace_id")
