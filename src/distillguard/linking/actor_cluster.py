@@ -1,0 +1,440 @@
+"""Account linking: a graph of accounts joined by shared indicators; its clusters are actors.
+
+Edges are typed and weighted, and every edge carries the sentences a reviewer reads. An indicator
+counts only in proportion to its rarity (a template, TLS fingerprint or IP shared by many accounts
+is how the ecosystem looks, not evidence of one operator), weak kinds need each other to reach
+the link threshold, and synchronised activity is measured against chance. The graph is networkx:
+already a project dependency, pure Python, with edge attributes that hold the evidence; the
+graphs here are sparse (one edge per linked pair) and connected components take milliseconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from itertools import combinations, pairwise
+from typing import Any
+
+import networkx as nx
+import numpy as np
+from datasketch import MinHash, MinHashLSH
+
+from distillguard.events.model import Account
+from distillguard.features.account_window import BUCKET_MS, AccountWindow
+from distillguard.features.reducers import Distinct
+from distillguard.linking.config import LinkConfig
+from distillguard.linking.indicator import Indicator
+
+# Indicator kinds that can be matched against a known actor (synchronised timing and centroids
+# describe behaviour in this run, not a stable identifier).
+STATIC_KINDS = ("payment", "signup_ip", "tls_asn", "template", "system_prompt", "ip")
+
+
+@dataclass(frozen=True, slots=True)
+class LinkEdge:
+    """One piece of evidence joining two accounts (or an account and a known actor)."""
+
+    a: str
+    b: str
+    kind: str
+    weight: float
+    evidence: str
+
+
+@dataclass(frozen=True)
+class KnownActor:
+    """An actor from an earlier run or ban: the indicators its accounts were linked by."""
+
+    actor_id: str
+    indicators: frozenset[Indicator]
+    source: str = ""
+
+
+@dataclass
+class ActorCluster:
+    """Accounts believed to be run by one actor, with what links them."""
+
+    cluster_id: str
+    accounts: list[str]
+    indicators: dict[str, list[str]]  # kind -> values shared by at least two members (or the actor)
+    edges: list[LinkEdge]
+    known_actors: list[str] = field(default_factory=list)
+
+    def to_record(self) -> dict[str, Any]:
+        """The `clusters.jsonl` line: plain JSON types only."""
+        return {
+            "cluster_id": self.cluster_id,
+            "accounts": self.accounts,
+            "size": len(self.accounts),
+            "known_actors": self.known_actors,
+            "indicators": self.indicators,
+            "edges": [
+                {"a": e.a, "b": e.b, "kind": e.kind, "weight": round(e.weight, 4), "evidence": e.evidence}
+                for e in self.edges
+            ],
+        }
+
+
+ACTOR_NODE = "actor:"
+
+
+def account_indicators(
+    window: AccountWindow, account: Account | None, config: LinkConfig
+) -> dict[Indicator, float]:
+    """The static indicators of one account, each with the share of its calls it covers
+    (1.0 for account-record fields). Incidental ones (few calls, small share) are left out."""
+    out: dict[Indicator, float] = {}
+    if account is not None:
+        if account.payment_fingerprint:
+            out[Indicator("payment", account.payment_fingerprint)] = 1.0
+        if account.signup_ip:
+            out[Indicator("signup_ip", account.signup_ip)] = 1.0
+    for kind, summary in (
+        ("template", window.templates),
+        ("system_prompt", window.system_prompts),
+        ("tls_asn", window.tls),
+        ("ip", window.ips),
+    ):
+        for value, count in summary.counts.items():
+            share = count / summary.n
+            if count >= config.min_indicator_calls and share >= config.min_indicator_share:
+                out[Indicator(kind, value)] = share
+    return out
+
+
+def _cluster_id(accounts: Sequence[str]) -> str:
+    digest = hashlib.blake2b("\n".join(sorted(accounts)).encode(), digest_size=6).hexdigest()
+    return f"actor-{digest}"
+
+
+class _PairEvidence:
+    """Evidence collected for one pair, scored with per-kind and per-family caps."""
+
+    __slots__ = ("items",)
+
+    def __init__(self) -> None:
+        self.items: list[tuple[str, float, str]] = []
+
+    def add(self, kind: str, weight: float, evidence: str) -> None:
+        self.items.append((kind, weight, evidence))
+
+    def score(self, config: LinkConfig) -> float:
+        per_kind: dict[str, float] = defaultdict(float)
+        for kind, weight, _ in self.items:
+            per_kind[kind] += weight
+        per_family: dict[str, float] = defaultdict(float)
+        for kind, total in per_kind.items():
+            rule = config.rules[kind]
+            per_family[rule.family or kind] += min(total, rule.cap)
+        return sum(
+            min(total, config.family_caps.get(family, math.inf)) for family, total in per_family.items()
+        )
+
+
+def _describe(ind: Indicator, df: int, share_a: float, share_b: float | None, preview: str | None) -> str:
+    shown = f"{ind.value} ({preview!r})" if preview else ind.value
+    usage = f"{share_a:.0%}" if share_b is None else f"{share_a:.0%} / {share_b:.0%}"
+    calls = "" if ind.kind in ("payment", "signup_ip") else f" in {usage} of calls"
+    return f"same {ind.kind.replace('_', ' ')} {shown}{calls}; used by {df} account(s)"
+
+
+def link(
+    windows: Mapping[str, AccountWindow],
+    accounts: Mapping[str, Account] | None = None,
+    *,
+    known_actors: Iterable[KnownActor] = (),
+    config: LinkConfig | None = None,
+) -> list[ActorCluster]:
+    """Link accounts into actor clusters. ``accounts`` (sign-up records) is optional.
+
+    Returns the clusters of two or more accounts, plus any single account that matches a known
+    actor, largest first. Accounts in no cluster are actors on their own.
+    """
+    config = config or LinkConfig()
+    accounts = accounts or {}
+    indicators = {aid: account_indicators(w, accounts.get(aid), config) for aid, w in windows.items()}
+    previews: dict[str, str] = {}
+    for window in windows.values():
+        previews.update(window.system_previews)
+    holders: dict[Indicator, list[str]] = defaultdict(list)
+    for aid, found in sorted(indicators.items()):
+        for ind in found:
+            if ind not in config.ignore:
+                holders[ind].append(aid)
+
+    pairs: dict[tuple[str, str], _PairEvidence] = defaultdict(_PairEvidence)
+    chained: list[tuple[Indicator, list[str], float]] = []
+    large: dict[str, dict[Indicator, float]] = defaultdict(dict)  # evidence added only to candidate pairs
+    for ind, members in holders.items():
+        df = len(members)
+        weight = config.rules[ind.kind].weight * config.rarity(ind.kind, df)
+        if df < 2 or weight <= 0.0:
+            continue
+        if df <= config.pair_limit:
+            for a, b in combinations(members, 2):
+                text = _describe(ind, df, indicators[a][ind], indicators[b][ind], previews.get(ind.value))
+                pairs[(a, b)].add(ind.kind, weight, text)
+        elif weight >= config.link_at:  # strong enough alone: a chain connects them all
+            chained.append((ind, members, weight))
+        else:
+            for aid in members:
+                large[aid][ind] = weight
+
+    _sync_evidence(windows, config, pairs)
+    for (a, b), evidence in pairs.items():
+        for ind in large[a].keys() & large[b].keys():
+            text = _describe(
+                ind, len(holders[ind]), indicators[a][ind], indicators[b][ind], previews.get(ind.value)
+            )
+            evidence.add(ind.kind, large[a][ind], text)
+    _centroid_evidence(windows, config, pairs)
+
+    graph: nx.Graph = nx.Graph()
+    for (a, b), evidence in pairs.items():
+        total = evidence.score(config)
+        if total >= config.link_at:
+            edges = [LinkEdge(a, b, kind, weight, text) for kind, weight, text in evidence.items]
+            graph.add_edge(a, b, weight=total, evidence=edges)
+    for ind, members, weight in chained:
+        for a, b in pairwise(members):
+            text = _describe(
+                ind, len(members), indicators[a][ind], indicators[b][ind], previews.get(ind.value)
+            )
+            edge = LinkEdge(a, b, ind.kind, weight, text)
+            if graph.has_edge(a, b):
+                graph[a][b]["evidence"].append(edge)
+            else:
+                graph.add_edge(a, b, weight=weight, evidence=[edge])
+
+    actor_matches: dict[str, set[Indicator]] = defaultdict(set)
+    for actor in known_actors:
+        node = ACTOR_NODE + actor.actor_id
+        for aid, found_ind in indicators.items():
+            match = _PairEvidence()
+            for ind in found_ind.keys() & actor.indicators:
+                if ind in config.ignore:
+                    continue
+                weight = config.rules[ind.kind].weight * config.rarity(ind.kind, len(holders[ind]))
+                text = f"matches known actor {actor.actor_id}" + (
+                    f" ({actor.source})" if actor.source else ""
+                )
+                match.add(ind.kind, weight, f"{text}: {ind.kind.replace('_', ' ')} {ind.value}")
+            total = match.score(config)
+            if total >= config.known_actor_link_at:
+                edges = [LinkEdge(aid, node, kind, weight, text) for kind, weight, text in match.items]
+                graph.add_edge(aid, node, weight=total, evidence=edges)
+                actor_matches[aid] |= {
+                    ind for ind in found_ind.keys() & actor.indicators if ind not in config.ignore
+                }
+
+    clusters = [
+        _cluster_of(graph, component, indicators, holders, actor_matches)
+        for component in nx.connected_components(graph)
+    ]
+    return sorted(clusters, key=lambda c: (-len(c.accounts), c.cluster_id))
+
+
+def _cluster_of(
+    graph: nx.Graph,
+    component: set[str],
+    indicators: Mapping[str, Mapping[Indicator, float]],
+    holders: Mapping[Indicator, list[str]],
+    actor_matches: Mapping[str, set[Indicator]],
+) -> ActorCluster:
+    members = sorted(n for n in component if not n.startswith(ACTOR_NODE))
+    actors = sorted(n[len(ACTOR_NODE) :] for n in component if n.startswith(ACTOR_NODE))
+    edges = sorted(
+        (edge for _, _, data in graph.subgraph(component).edges(data=True) for edge in data["evidence"]),
+        key=lambda e: (-e.weight, e.a, e.b, e.kind),
+    )
+    shared: dict[str, set[str]] = defaultdict(set)
+    member_set = set(members)
+    for aid in members:
+        for ind in indicators[aid]:
+            if sum(1 for other in holders.get(ind, ()) if other in member_set) >= 2:
+                shared[ind.kind].add(ind.value)
+    for aid in members:
+        for ind in actor_matches.get(aid, ()):
+            shared[ind.kind].add(ind.value)
+    return ActorCluster(
+        cluster_id=actors[0] if actors else _cluster_id(members),
+        accounts=members,
+        indicators={kind: sorted(values) for kind, values in sorted(shared.items())},
+        edges=edges,
+        known_actors=actors,
+    )
+
+
+def _sync_evidence(
+    windows: Mapping[str, AccountWindow], config: LinkConfig, pairs: dict[tuple[str, str], _PairEvidence]
+) -> None:
+    """Synchronised activity (SynchroTrap-style): accounts active in the same 5-minute buckets far
+    more often than their activity levels make likely by chance. Candidate pairs come from MinHash
+    LSH over the active-bucket sets, so the cost grows with accounts, not with their pairs."""
+    sync = config.sync
+    seen = [w.seen for w in windows.values() if not w.seen.empty]
+    if not seen:
+        return
+    span_buckets = max((max(s.hi for s in seen) - min(s.lo for s in seen)) / BUCKET_MS, 1.0)
+    eligible = {}
+    for aid, window in windows.items():
+        active = window.buckets.estimate()
+        if active >= sync.min_shared_buckets and active / span_buckets <= sync.max_active_fraction:
+            eligible[aid] = active
+    if len(eligible) < 2:
+        return
+    template = MinHash(num_perm=sync.num_perm, seed=7)
+    lsh = MinHashLSH(threshold=sync.lsh_threshold, num_perm=sync.num_perm)
+    sketches = {}
+    for aid in sorted(eligible):
+        sketch = MinHash(
+            num_perm=sync.num_perm,
+            hashfunc=_low32,
+            permutations=template.permutations,
+            scheme=template.scheme,
+        )
+        sketch.update_batch(windows[aid].buckets.smallest())
+        sketches[aid] = sketch
+        lsh.insert(aid, sketch)
+    checked: set[tuple[str, str]] = set()
+    for a in sorted(eligible):
+        for b in lsh.query(sketches[a]):
+            pair = (a, b) if a < b else (b, a)
+            if a == b or pair in checked:
+                continue
+            checked.add(pair)
+            _sync_pair(pair, windows, eligible, span_buckets, config, pairs)
+
+
+def _low32(value: int) -> int:
+    return value & 0xFFFFFFFF
+
+
+def _sync_pair(
+    pair: tuple[str, str],
+    windows: Mapping[str, AccountWindow],
+    active: Mapping[str, float],
+    span_buckets: float,
+    config: LinkConfig,
+    pairs: dict[tuple[str, str], _PairEvidence],
+) -> None:
+    a, b = pair
+    sync = config.sync
+    jaccard = Distinct.jaccard(windows[a].buckets, windows[b].buckets)
+    na, nb = active[a], active[b]
+    shared = jaccard * (na + nb) / (1.0 + jaccard)
+    expected = na * nb / span_buckets
+    lift = shared / expected if expected > 0 else math.inf
+    if jaccard < sync.min_jaccard or shared < sync.min_shared_buckets or lift < sync.min_lift:
+        return
+    strong = (
+        jaccard >= sync.strong_jaccard and shared >= sync.strong_shared_buckets and lift >= sync.strong_lift
+    )
+    weight = config.rules["sync"].cap if strong else config.rules["sync"].weight
+    text = (
+        f"active in the same {BUCKET_MS // 60000}-minute windows: ~{shared:.0f} shared of {na:.0f} / {nb:.0f} "
+        f"(Jaccard {jaccard:.2f}, {lift:.0f}x what chance gives)"
+    )
+    pairs[pair].add("sync", weight, text)
+
+
+def _centroid_evidence(
+    windows: Mapping[str, AccountWindow], config: LinkConfig, pairs: dict[tuple[str, str], _PairEvidence]
+) -> None:
+    """Near-identical prompt-embedding centroids, measured after removing the population's mean
+    (every large account's centroid drifts towards it). Only corroborates pairs that already have
+    other evidence: centroids alone cannot tell one operator from two customers with one use case."""
+    rule = config.centroid
+    ready = {
+        aid: c
+        for aid, w in windows.items()
+        if w.embeddings.n >= rule.min_embedded and (c := w.embeddings.centroid()) is not None
+    }
+    if len(ready) < 2 or not pairs:
+        return
+    population = np.mean(np.stack(list(ready.values())), axis=0)
+    for (a, b), found in pairs.items():
+        if a not in ready or b not in ready:
+            continue
+        u, v = ready[a] - population, ready[b] - population
+        norm = float(np.linalg.norm(u) * np.linalg.norm(v))
+        if norm == 0.0:
+            continue
+        cosine = float(u @ v) / norm
+        if cosine >= rule.min_cosine:
+            found.add(
+                "centroid",
+                config.rules["centroid"].weight,
+                f"prompt-embedding centroids nearly identical (cosine {cosine:.3f} after removing the population mean)",
+            )
+
+
+def actor_of(cluster: ActorCluster, *, source: str = "") -> KnownActor:
+    """A known actor to remember (after a ban): the static indicators its accounts shared."""
+    found = frozenset(
+        Indicator(kind, value)
+        for kind, values in cluster.indicators.items()
+        if kind in STATIC_KINDS
+        for value in values
+    )
+    return KnownActor(actor_id=cluster.cluster_id, indicators=found, source=source)
+
+
+CLUSTER_FEATURES = (
+    "cluster_size",
+    "cluster_degree",
+    "cluster_link_weight",
+    "cluster_known_actor",
+    "cluster_calls",
+    "cluster_any_signal_fire_rate",
+)
+
+
+def cluster_features(
+    clusters: Sequence[ActorCluster], windows: Mapping[str, AccountWindow]
+) -> dict[str, dict[str, float]]:
+    """Cluster evidence propagated to every account (singletons included, so the vector is stable):
+    size, the account's links, whether a known actor is in its cluster, and the cluster's pooled
+    call volume and signal fire rates (a hydra spreads its calls thin; pooled, they add up)."""
+    signal_names = next(iter(windows.values())).signal_names if windows else ()
+    out: dict[str, dict[str, float]] = {}
+    for aid, window in windows.items():
+        out[aid] = _pooled([window], signal_names) | {
+            "cluster_size": 1.0,
+            "cluster_degree": 0.0,
+            "cluster_link_weight": 0.0,
+            "cluster_known_actor": 0.0,
+        }
+    for cluster in clusters:
+        members = [aid for aid in cluster.accounts if aid in windows]
+        pooled = _pooled([windows[aid] for aid in members], signal_names)
+        degree: dict[str, int] = defaultdict(int)
+        strongest: dict[str, float] = defaultdict(float)
+        for edge in cluster.edges:
+            for end in (edge.a, edge.b):
+                degree[end] += 1
+                strongest[end] = max(strongest[end], edge.weight)
+        for aid in members:
+            out[aid] = pooled | {
+                "cluster_size": float(len(cluster.accounts)),
+                "cluster_degree": float(degree[aid]),
+                "cluster_link_weight": strongest[aid],
+                "cluster_known_actor": 1.0 if cluster.known_actors else 0.0,
+            }
+    return out
+
+
+def _pooled(members: Sequence[AccountWindow], signal_names: Sequence[str]) -> dict[str, float]:
+    calls = sum(w.n for w in members)
+    out = {
+        "cluster_calls": float(calls),
+        "cluster_any_signal_fire_rate": sum(w.any_fired for w in members) / calls if calls else 0.0,
+    }
+    for name in signal_names:
+        out[f"cluster_{name}_fire_rate"] = (
+            sum(w.signals[name].fired for w in members) / calls if calls else 0.0
+        )
+    return out

@@ -1,0 +1,177 @@
+"""Linking thresholds and indicator weights as data, validated when loaded (errors name file and field).
+
+Why these defaults: one shared payment instrument is enough to link; network indicators (sign-up
+IP, call IP, TLS client within a network) are capped together below the threshold, so colleagues
+behind one corporate NAT are never merged on network evidence alone; prompt indicators (templates,
+system prompts) are capped together below it too, so customers running the same public evaluation
+are not merged; it takes two independent families, a shared payment, or strongly synchronised
+activity to link two accounts.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from distillguard.linking.indicator import Indicator
+
+
+class LinkConfigError(ValueError):
+    """A linking configuration that cannot be used; the message names the file and the field."""
+
+
+@dataclass(frozen=True)
+class IndicatorRule:
+    """How much one shared indicator of a kind weighs, and how rarity discounts it."""
+
+    weight: float  # evidence from one rare shared value
+    cap: float  # most evidence this kind can add to one pair
+    rare_accounts: int = 2  # used by at most this many accounts: full weight
+    common_accounts: int = 1_000_000  # used by at least this many: no weight (how the ecosystem looks)
+    family: str = ""  # kinds of one family are capped together (family_caps)
+
+
+@dataclass(frozen=True)
+class SyncRule:
+    """Synchronised activity: shared 5-minute activity buckets compared with chance."""
+
+    min_shared_buckets: float = 6.0
+    min_jaccard: float = 0.3
+    min_lift: float = 5.0
+    strong_shared_buckets: float = 20.0
+    strong_jaccard: float = 0.6
+    strong_lift: float = 20.0
+    max_active_fraction: float = 0.5  # always-on accounts overlap everyone: no timing evidence
+    lsh_threshold: float = 0.3
+    num_perm: int = 64
+
+
+@dataclass(frozen=True)
+class CentroidRule:
+    min_embedded: int = 16
+    min_cosine: float = 0.9
+
+
+DEFAULT_RULES: dict[str, IndicatorRule] = {
+    "payment": IndicatorRule(weight=1.0, cap=1.0, rare_accounts=500, common_accounts=5000),
+    "signup_ip": IndicatorRule(weight=0.6, cap=0.6, rare_accounts=5, common_accounts=50, family="network"),
+    "ip": IndicatorRule(weight=0.4, cap=0.4, rare_accounts=5, common_accounts=50, family="network"),
+    "tls_asn": IndicatorRule(weight=0.4, cap=0.4, rare_accounts=5, common_accounts=50, family="network"),
+    "template": IndicatorRule(weight=0.6, cap=0.6, rare_accounts=500, common_accounts=5000, family="prompt"),
+    "system_prompt": IndicatorRule(
+        weight=0.5, cap=0.6, rare_accounts=500, common_accounts=5000, family="prompt"
+    ),
+    "sync": IndicatorRule(weight=0.6, cap=1.0, family="behaviour"),
+    "centroid": IndicatorRule(weight=0.25, cap=0.25, family="behaviour"),
+}
+DEFAULT_FAMILY_CAPS: dict[str, float] = {"network": 0.8, "prompt": 0.7, "behaviour": 1.0}
+
+
+@dataclass(frozen=True)
+class LinkConfig:
+    link_at: float = 1.0  # a pair's capped evidence must reach this to become an edge
+    known_actor_link_at: float = 0.7  # an account's match with a known actor's indicators
+    min_indicator_calls: int = 3  # an indicator must cover this many of an account's calls ...
+    min_indicator_share: float = 0.05  # ... and this share of them, or it is incidental
+    pair_limit: int = 300  # indicators held by more accounts only corroborate other candidate pairs
+    rules: dict[str, IndicatorRule] = field(default_factory=lambda: dict(DEFAULT_RULES))
+    family_caps: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_FAMILY_CAPS))
+    sync: SyncRule = field(default_factory=SyncRule)
+    centroid: CentroidRule = field(default_factory=CentroidRule)
+    # (kind, value) pairs that are never evidence, e.g. a public evaluation template
+    ignore: frozenset[Indicator] = frozenset()
+
+    def rarity(self, kind: str, accounts: int) -> float:
+        """1 for a value used by few accounts, falling on a log scale to 0 at `common_accounts`.
+
+        >>> LinkConfig().rarity("ip", 3), LinkConfig().rarity("ip", 50), round(LinkConfig().rarity("ip", 16), 2)
+        (1.0, 0.0, 0.5)
+        """
+        rule = self.rules[kind]
+        if accounts <= rule.rare_accounts:
+            return 1.0
+        if accounts >= rule.common_accounts:
+            return 0.0
+        return math.log(rule.common_accounts / accounts) / math.log(rule.common_accounts / rule.rare_accounts)
+
+
+def _number(value: Any, where: str, lo: float = 0.0, hi: float = math.inf) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not lo <= value <= hi:
+        raise LinkConfigError(f"{where} must be a number in [{lo}, {hi}], got {value!r}")
+    return float(value)
+
+
+def _section(cls: type, record: Any, where: str, base: Any) -> Any:
+    if not isinstance(record, dict):
+        raise LinkConfigError(f"{where} must be a mapping")
+    known = {f.name: f for f in fields(cls)}
+    values: dict[str, Any] = {}
+    for key, value in record.items():
+        if key not in known:
+            raise LinkConfigError(f"{where}.{key} is not a known field (known: {sorted(known)})")
+        if key == "family":
+            if not isinstance(value, str):
+                raise LinkConfigError(f"{where}.{key} must be a string")
+            values[key] = value
+        else:
+            number = _number(value, f"{where}.{key}")
+            values[key] = int(number) if isinstance(getattr(base, key), int) else number
+    return replace(base, **values)
+
+
+def load_link_config(path: Path) -> LinkConfig:
+    """A `LinkConfig` from YAML; fields left out keep their defaults. Example::
+
+    link_at: 1.0
+    rules: {ip: {weight: 0.3}}
+    sync: {min_lift: 8}
+    ignore: [[template, "tpl-mtbench-judge"]]
+    """
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise LinkConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(document, dict):
+        raise LinkConfigError(f"{path}: expected a mapping at the top level")
+    config = LinkConfig()
+    updates: dict[str, Any] = {}
+    scalars = {"link_at", "known_actor_link_at", "min_indicator_calls", "min_indicator_share", "pair_limit"}
+    for key, value in document.items():
+        where = f"{path}: {key}"
+        if key in scalars:
+            number = _number(value, where)
+            updates[key] = int(number) if isinstance(getattr(config, key), int) else number
+        elif key == "rules":
+            if not isinstance(value, dict):
+                raise LinkConfigError(f"{where} must be a mapping of indicator kind to rule")
+            rules = dict(config.rules)
+            for kind, record in value.items():
+                if kind not in rules:
+                    raise LinkConfigError(f"{where}.{kind} is not an indicator kind (known: {sorted(rules)})")
+                rules[kind] = _section(IndicatorRule, record, f"{where}.{kind}", rules[kind])
+            updates["rules"] = rules
+        elif key == "family_caps":
+            if not isinstance(value, dict):
+                raise LinkConfigError(f"{where} must be a mapping of family to cap")
+            updates["family_caps"] = {
+                **config.family_caps,
+                **{f: _number(v, f"{where}.{f}") for f, v in value.items()},
+            }
+        elif key == "sync":
+            updates["sync"] = _section(SyncRule, value, where, config.sync)
+        elif key == "centroid":
+            updates["centroid"] = _section(CentroidRule, value, where, config.centroid)
+        elif key == "ignore":
+            if not isinstance(value, list) or not all(
+                isinstance(item, list) and len(item) == 2 and all(isinstance(x, str) for x in item)
+                for item in value
+            ):
+                raise LinkConfigError(f"{where} must be a list of [kind, value] pairs of strings")
+            updates["ignore"] = frozenset(Indicator(kind, val) for kind, val in value)
+        else:
+            raise LinkConfigError(f"{where} is not a known field")
+    return replace(config, **updates)

@@ -1,0 +1,247 @@
+"""Linking on tiny hand-made populations: what must be merged is, what must not be is not."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from distillguard.events.call_view import CallView
+from distillguard.events.model import Account
+from distillguard.features.account_window import AccountWindow
+from distillguard.linking import (
+    CLUSTER_FEATURES,
+    Indicator,
+    KnownActor,
+    LinkConfig,
+    LinkConfigError,
+    actor_of,
+    cluster_features,
+    link,
+    load_link_config,
+)
+
+T0 = datetime(2026, 2, 9, tzinfo=UTC)
+WEEK_S = 7 * 86400
+
+
+def window_of(
+    times: list[datetime],
+    *,
+    template: str | None = None,
+    system: str = "",
+    ip: str | None = None,
+    asn: int | None = None,
+    tls: str | None = None,
+    fires: float | None = None,
+) -> AccountWindow:
+    window = AccountWindow()
+    rng = random.Random(len(times))
+    for i, ts in enumerate(sorted(times)):
+        view = CallView(
+            event_id=str(i),
+            ts=ts,
+            account_id="x",
+            client_ip=ip or f"203.0.113.{rng.randrange(255)}",
+            client_asn=asn,
+            client_tls_fingerprint=tls,
+            system_prompt=system,
+            prompt=f"prompt {rng.random()}",
+        )
+        window.observe(view, {"generation_request": fires}, template or f"tpl-{rng.random()}")
+    return window
+
+
+def random_times(seed: int, n: int = 30) -> list[datetime]:
+    rng = random.Random(seed)
+    return [T0 + timedelta(seconds=rng.uniform(0, WEEK_S)) for _ in range(n)]
+
+
+def background(n: int = 20) -> dict[str, AccountWindow]:
+    """Unrelated accounts active at random times from their own IPs."""
+    return {f"benign-{i}": window_of(random_times(1000 + i)) for i in range(n)}
+
+
+def clustered(clusters) -> list[list[str]]:
+    return [c.accounts for c in clusters]
+
+
+def test_shared_payment_links_two_accounts_and_says_why() -> None:
+    windows = background() | {"a": window_of(random_times(1)), "b": window_of(random_times(2))}
+    accounts = {
+        "a": Account(account_id="a", payment_fingerprint="pf-77"),
+        "b": Account(account_id="b", payment_fingerprint="pf-77"),
+        "benign-0": Account(account_id="benign-0", payment_fingerprint="pf-01"),
+    }
+    clusters = link(windows, accounts)
+    assert clustered(clusters) == [["a", "b"]]
+    assert clusters[0].indicators == {"payment": ["pf-77"]}
+    assert "same payment pf-77" in clusters[0].edges[0].evidence
+    assert clusters[0].cluster_id.startswith("actor-")
+
+
+def test_works_without_account_records() -> None:
+    assert link(background(5)) == []
+    assert link({}) == []
+
+
+def test_popular_sdk_fingerprint_and_corporate_nat_do_not_link() -> None:
+    windows = background()
+    # 60 customers all using the same SDK from the same cloud network
+    for i in range(60):
+        windows[f"sdk-{i}"] = window_of(random_times(200 + i), tls="t13d_openai_python", asn=16509)
+    # four colleagues behind one corporate NAT: same sign-up IP, call IP and TLS client
+    accounts = {}
+    for i in range(4):
+        windows[f"corp-{i}"] = window_of(random_times(300 + i), ip="198.51.100.7", asn=64510, tls="t13d_corp")
+        accounts[f"corp-{i}"] = Account(account_id=f"corp-{i}", signup_ip="198.51.100.7")
+    assert link(windows, accounts) == []
+
+
+def test_public_eval_template_and_system_prompt_do_not_link() -> None:
+    windows = background()
+    for i in range(3):
+        windows[f"eval-{i}"] = window_of(
+            random_times(400 + i, 60), template="tpl-mtbench-judge", system="Please act as an impartial judge"
+        )
+    assert link(windows) == []
+
+
+def test_synchronised_activity_links_the_hydra_and_not_the_background() -> None:
+    rng = random.Random(5)
+    bursts = [T0 + timedelta(seconds=rng.uniform(0, WEEK_S)) for _ in range(25)]
+    windows = background(30)
+    for i in range(3):
+        times = [b + timedelta(seconds=rng.uniform(0, 60)) for b in bursts for _ in range(2)]
+        windows[f"hydra-{i}"] = window_of(times)
+    clusters = link(windows)
+    assert clustered(clusters) == [["hydra-0", "hydra-1", "hydra-2"]]
+    assert all(e.kind == "sync" for e in clusters[0].edges)
+    assert "same 5-minute windows" in clusters[0].edges[0].evidence
+
+
+def test_always_on_accounts_are_not_synchronised() -> None:
+    every_5_min = [T0 + timedelta(minutes=5 * i + 1) for i in range(2 * 288)]
+    windows = {"batch-a": window_of(every_5_min), "batch-b": window_of(every_5_min)} | background(5)
+    assert link(windows) == []
+
+
+def test_shared_rare_template_plus_synchronised_timing_links_past_the_pair_limit() -> None:
+    rng = random.Random(6)
+    bursts = [T0 + timedelta(seconds=rng.uniform(0, WEEK_S)) for _ in range(8)]
+    windows = background()
+    for i in range(6):
+        times = [b + timedelta(seconds=rng.uniform(0, 60)) for b in bursts]
+        windows[f"hydra-{i}"] = window_of(times, template="tpl-evol-breadth")
+    # the template is held by more accounts than pair_limit: it only corroborates sync pairs
+    config = LinkConfig(pair_limit=3)
+    clusters = link(windows, config=config)
+    assert clustered(clusters) == [[f"hydra-{i}" for i in range(6)]]
+    kinds = {e.kind for e in clusters[0].edges}
+    assert kinds == {"sync", "template"}
+    assert clusters[0].indicators["template"] == ["tpl-evol-breadth"]
+
+
+def test_payment_shared_by_many_accounts_is_chained() -> None:
+    windows = {f"h{i}": window_of(random_times(i, 5)) for i in range(8)}
+    accounts = {aid: Account(account_id=aid, payment_fingerprint="pf-card") for aid in windows}
+    clusters = link(windows, accounts, config=LinkConfig(pair_limit=3))
+    assert clustered(clusters) == [sorted(windows)]
+    assert len(clusters[0].edges) == 7
+
+
+def test_recidivist_joins_the_known_actor() -> None:
+    banned_windows = {
+        "old-1": window_of(random_times(7), template="tpl-r1-distill", ip="192.0.2.50"),
+        "old-2": window_of(random_times(8), template="tpl-r1-distill", ip="192.0.2.50"),
+    }
+    first = link(banned_windows)
+    assert clustered(first) == [["old-1", "old-2"]]
+    actor = actor_of(first[0], source="banned 2026-02-01")
+    assert Indicator("template", "tpl-r1-distill") in actor.indicators
+
+    windows = background() | {
+        "new-1": window_of(random_times(9), template="tpl-r1-distill", ip="192.0.2.50"),
+        # shares the template only: one weak indicator is not enough
+        "lookalike": window_of(random_times(10), template="tpl-r1-distill"),
+    }
+    clusters = link(windows, known_actors=[actor])
+    assert clustered(clusters) == [["new-1"]]
+    recidivist = clusters[0]
+    assert recidivist.cluster_id == actor.actor_id and recidivist.known_actors == [actor.actor_id]
+    assert any(
+        "matches known actor" in e.evidence and "banned 2026-02-01" in e.evidence for e in recidivist.edges
+    )
+
+
+def test_lookalike_alone_does_not_match_a_known_actor() -> None:
+    actor = KnownActor(
+        "actor-x", frozenset({Indicator("template", "tpl-r1-distill"), Indicator("ip", "192.0.2.50")})
+    )
+    windows = background() | {"lookalike": window_of(random_times(10), template="tpl-r1-distill")}
+    assert link(windows, known_actors=[actor]) == []
+
+
+def test_ignored_indicator_is_not_evidence() -> None:
+    windows = {"a": window_of(random_times(1)), "b": window_of(random_times(2))}
+    accounts = {aid: Account(account_id=aid, payment_fingerprint="pf-test-card") for aid in windows}
+    config = LinkConfig(ignore=frozenset({Indicator("payment", "pf-test-card")}))
+    assert link(windows, accounts, config=config) == []
+
+
+def test_cluster_features_propagate_to_members() -> None:
+    windows = {
+        "a": window_of(random_times(1, 10), fires=0.9),
+        "b": window_of(random_times(2, 30), fires=0.1),
+        "c": window_of(random_times(3, 5)),
+    }
+    accounts = {aid: Account(account_id=aid, payment_fingerprint="pf-9") for aid in ("a", "b")}
+    clusters = link(windows, accounts)
+    features = cluster_features(clusters, windows)
+    assert features["a"]["cluster_size"] == 2.0 and features["c"]["cluster_size"] == 1.0
+    assert features["a"]["cluster_calls"] == 40.0
+    assert features["b"]["cluster_generation_request_fire_rate"] == pytest.approx(10 / 40)
+    assert features["a"]["cluster_degree"] == 1.0
+    assert set(CLUSTER_FEATURES) <= set(features["c"])
+    assert list(features["a"]) == list(features["c"])
+
+
+def test_cluster_record_is_plain_json() -> None:
+    import json
+
+    windows = {"a": window_of(random_times(1)), "b": window_of(random_times(2))}
+    accounts = {aid: Account(account_id=aid, payment_fingerprint="pf-1") for aid in windows}
+    record = link(windows, accounts)[0].to_record()
+    assert json.loads(json.dumps(record))["size"] == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("link_at: -1\n", "link_at must be a number"),
+        ("rules: {ip: {weight: high}}\n", "rules.ip.weight must be a number"),
+        ("rules: {phone: {weight: 1}}\n", "rules.phone is not an indicator kind"),
+        ("sync: {min_lift: 8, speed: 1}\n", "sync.speed is not a known field"),
+        ("ignore: [template]\n", "ignore must be a list"),
+        ("colour: red\n", "colour is not a known field"),
+    ],
+)
+def test_config_errors_name_file_and_field(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "linking.yaml"
+    path.write_text(text)
+    with pytest.raises(LinkConfigError, match=message) as error:
+        load_link_config(path)
+    assert str(path) in str(error.value)
+
+
+def test_config_loads_overrides(tmp_path: Path) -> None:
+    path = tmp_path / "linking.yaml"
+    path.write_text(
+        "sync: {min_lift: 8}\nrules: {ip: {weight: 0.3}}\nignore: [[template, tpl-x]]\npair_limit: 50\n"
+    )
+    config = load_link_config(path)
+    assert config.sync.min_lift == 8.0 and config.rules["ip"].weight == 0.3 and config.pair_limit == 50
+    assert Indicator("template", "tpl-x") in config.ignore
+    assert config.rules["payment"] == LinkConfig().rules["payment"]
