@@ -30,7 +30,7 @@ def _split(items: list[CallEvent | Reject]) -> tuple[list[CallEvent], list[Rejec
 
 def test_known_formats_and_unknown_name_fails_loudly() -> None:
     assert {"canonical", "openai-batch", "litellm", "otel-genai"} <= set(known_formats())
-    with pytest.raises(UnknownFormatError, match="known formats: .*canonical.*litellm"):
+    with pytest.raises(UnknownFormatError, match=r"known formats: .*canonical.*litellm"):
         reader_named("splunk-csv")
 
 
@@ -91,7 +91,7 @@ def test_canonical_malformed_lines_are_rejected_with_file_line_and_field(
 
 
 def test_missing_file_fails_before_reading(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="nope.jsonl"):
+    with pytest.raises(FileNotFoundError, match=r"nope\.jsonl"):
         iter_events([tmp_path / "nope.jsonl"])
 
 
