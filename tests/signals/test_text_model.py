@@ -6,14 +6,19 @@ import numpy as np
 import pytest
 
 from distillguard.signals import text_model
-from distillguard.signals.text_model import HASHING, TextClassifier, features, load_classifier
+from distillguard.signals.text_model import (
+    HASHING,
+    TextClassifier,
+    feature_matrix,
+    hash_grams,
+    load_classifier,
+)
 
 
 def _toy(name: str = "toy") -> TextClassifier:
     coef = np.zeros(HASHING["n_features"], dtype=np.float32)
     # weight the hashed features of the word "judge" only
-    idx = features(["judge"]).indices
-    coef[idx] = 20.0
+    coef[hash_grams(["judge"]).features] = 20.0
     return TextClassifier(name=name, coef=coef, intercept=-4.0, threshold=0.5, metadata={"note": "toy"})
 
 
@@ -40,6 +45,14 @@ def test_missing_artifact_says_how_to_build_it(tmp_path: Path) -> None:
         load_classifier("nothing_here", tmp_path)
 
 
-def test_cjk_is_tokenised_per_character() -> None:
-    # two CJK characters give 2 unigrams + 1 bigram, not one opaque token
-    assert features(["思考"]).nnz == 3
+def test_fast_scores_equal_the_matrix_product(tmp_path: Path) -> None:
+    toy = _toy()
+    texts = ["act as a judge", "思考过程", "", "x" * 5000, "Judge JUDGE judge"]
+    expected = 1 / (1 + np.exp(-(feature_matrix(texts) @ toy.coef + toy.intercept)))
+    np.testing.assert_allclose(toy.probabilities(texts), expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize(("text", "grams"), [("", 0), ("ab", 0), ("abc", 1), ("abcde", 3 + 1), ("思", 1)])
+def test_ngram_counts_stay_inside_each_text(text: str, grams: int) -> None:
+    batch = hash_grams([text, "zzzzzzzz"])  # the neighbour must not leak n-grams into `text`
+    assert batch.counts[0] == grams

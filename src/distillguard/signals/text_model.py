@@ -1,7 +1,10 @@
-"""Small trained text classifiers shipped as plain arrays (.npz, no pickle): hashed word and CJK
-character n-grams into a fixed-width vector, and logistic-regression weights over it.
+"""Small trained text classifiers shipped as plain arrays (.npz, no pickle): hashed byte n-grams of
+the lower-cased prompt, and logistic-regression weights over them.
 
-Every classifier uses the same hashing, so a prompt is vectorised once and scored by all of them.
+Byte n-grams read every script the same way (CJK needs no word splitter) and hash in a few vectorised
+numpy passes; scikit-learn's HashingVectorizer, measured on ShareGPT prompts, cost 75 µs per prompt
+in batches and 420 µs for a single prompt, this costs ~10 µs and ~60 µs. Every classifier uses the
+same hashing, so a batch is hashed once and scored by all of them.
 """
 
 from __future__ import annotations
@@ -16,15 +19,14 @@ import numpy as np
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 
-# Tokens: a CJK/kana character on its own (those scripts use no spaces), a run of word
-# characters, or a run of punctuation (which keeps "[[A]]", "<|im_start|>" and "\boxed{}" visible).
-TOKEN_PATTERN = (
-    r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff]|[^\W\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff]+|[^\w\s]+"
-)
-HASHING = {"n_features": 2**18, "ngram_range": (1, 2), "token_pattern": TOKEN_PATTERN}
+HASHING: dict[str, Any] = {"scheme": "fnv1a-bytes-v1", "n_features": 2**18, "sizes": [3, 5, 7]}
 # The model reads at most this much of a prompt: head and tail, where templates put instructions.
 MODEL_HEAD_CHARS = 1200
 MODEL_TAIL_CHARS = 400
+
+_FNV_OFFSET = np.uint32(2166136261)
+_FNV_PRIME = np.uint32(16777619)
+_MIX = np.uint32(0x2C1B3C6D)
 
 
 def model_text(text: str) -> str:
@@ -33,45 +35,82 @@ def model_text(text: str) -> str:
     return text[:MODEL_HEAD_CHARS] + " " + text[-MODEL_TAIL_CHARS:]
 
 
-@cache
-def vectorizer() -> Any:
-    # Imported here so that importing a signal does not import scikit-learn.
-    from sklearn.feature_extraction.text import HashingVectorizer
+@dataclass(frozen=True, slots=True)
+class HashedGrams:
+    """Every n-gram of a batch as (document, feature) pairs, and each document's n-gram count."""
 
-    return HashingVectorizer(
-        analyzer="word",
-        lowercase=True,
-        alternate_sign=False,
-        norm="l2",
-        dtype=np.float32,
-        n_features=HASHING["n_features"],
-        ngram_range=HASHING["ngram_range"],
-        token_pattern=HASHING["token_pattern"],
+    documents: np.ndarray  # int32, one entry per n-gram
+    features: np.ndarray  # uint32 feature index, one entry per n-gram
+    counts: np.ndarray  # n-grams per document
+
+    @property
+    def scale(self) -> np.ndarray:
+        # each n-gram weighs 1/sqrt(n-grams in its document): long and short prompts score alike
+        return 1.0 / np.sqrt(np.maximum(self.counts, 1))
+
+
+def hash_grams(texts: list[str]) -> HashedGrams:
+    """FNV-1a hashes of the byte n-grams (HASHING["sizes"]) of each lower-cased text."""
+    n_features = int(HASHING["n_features"])
+    sizes = tuple(HASHING["sizes"])
+    encoded = [model_text(t).lower().encode("utf-8", "surrogatepass") for t in texts]
+    lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
+    total = int(lengths.sum())
+    longest = max(sizes)
+    buffer = np.zeros(total + longest, dtype=np.uint32)
+    buffer[:total] = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+    document = np.repeat(np.arange(len(encoded), dtype=np.int32), lengths)
+    # bytes from each position to the end of its document: an n-gram must not cross into the next
+    remaining = np.repeat(np.cumsum(lengths), lengths) - np.arange(total)
+    documents, features = [], []
+    rolling = np.full(total, _FNV_OFFSET, dtype=np.uint32)
+    for k in range(1, longest + 1):
+        rolling ^= buffer[k - 1 : k - 1 + total]
+        rolling *= _FNV_PRIME
+        if k in sizes:
+            mixed = rolling * _MIX
+            mixed ^= mixed >> np.uint32(15)
+            valid = remaining >= k
+            documents.append(document[valid])
+            features.append(mixed[valid] & np.uint32(n_features - 1))
+    all_documents = np.concatenate(documents) if documents else np.zeros(0, np.int32)
+    return HashedGrams(
+        documents=all_documents,
+        features=np.concatenate(features) if features else np.zeros(0, np.uint32),
+        counts=np.bincount(all_documents, minlength=len(texts)),
     )
 
 
+def feature_matrix(texts: list[str]) -> Any:
+    """The same features as a sparse matrix (CSR, float32), for training."""
+    from scipy.sparse import csr_matrix
+
+    grams = hash_grams(texts)
+    values = grams.scale[grams.documents].astype(np.float32)
+    matrix = csr_matrix(
+        (values, (grams.documents, grams.features)), shape=(len(texts), int(HASHING["n_features"]))
+    )
+    matrix.sum_duplicates()
+    return matrix
+
+
 class _LastBatch:
-    """The features of the last batch vectorised: the prompt classifiers run one after another
-    over the same calls, and only the first of them should pay for tokenisation."""
+    """The hashes of the last batch: the prompt classifiers run one after another over the same
+    calls, and only the first of them should pay for hashing."""
 
     def __init__(self) -> None:
         self.key: tuple[str, ...] = ()
-        self.matrix: Any = None
+        self.grams: HashedGrams | None = None
 
-    def features(self, texts: list[str]) -> Any:
+    def of(self, texts: list[str]) -> HashedGrams:
         key = tuple(texts)
-        if self.matrix is None or key != self.key:
-            self.matrix = vectorizer().transform([model_text(t) for t in texts])
+        if self.grams is None or key != self.key:
+            self.grams = hash_grams(texts)
             self.key = key
-        return self.matrix
+        return self.grams
 
 
 _LAST = _LastBatch()
-
-
-def features(texts: list[str]) -> Any:
-    """Sparse hashed features (CSR, float32) of `texts`, shared by every classifier."""
-    return _LAST.features(texts)
 
 
 @dataclass(frozen=True)
@@ -85,7 +124,9 @@ class TextClassifier:
     def probabilities(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros(0, dtype=np.float32)
-        logits = features(texts) @ self.coef + self.intercept
+        grams = _LAST.of(texts)
+        sums = np.bincount(grams.documents, weights=self.coef[grams.features], minlength=len(texts))
+        logits = sums * grams.scale + self.intercept
         return np.asarray(1.0 / (1.0 + np.exp(-logits)), dtype=np.float32)
 
     def save(self, path: Path) -> None:
@@ -103,10 +144,9 @@ class TextClassifier:
         with np.load(path, allow_pickle=False) as data:
             meta = json.loads(str(data["metadata"]))
             hashing = meta.get("hashing", {})
-            expected = json.loads(json.dumps(HASHING))
-            if hashing != expected:
+            if hashing != HASHING:
                 raise ValueError(
-                    f"{path}: field 'hashing' is {hashing}, this code expects {expected}: retrain"
+                    f"{path}: field 'hashing' is {hashing}, this code expects {HASHING}: retrain"
                 )
             coef = data["coef"].astype(np.float32)
             if coef.shape != (HASHING["n_features"],):
