@@ -88,10 +88,11 @@ def test_prada_replay_does_not_flag_normally_distributed_distances() -> None:
     assert [seen for seen, _w in tests[:3]] == [51, 56, 61]
 
 
-def test_prada_replay_flags_a_two_valued_distance_pattern() -> None:
-    values = [0.0, *([0.02, 1.0] * 60)]  # templated queries: near-copies alternating with new items
+def test_prada_replay_flags_templated_near_copies_under_the_default_delta() -> None:
+    # a harvest of one template: nine near-copies, then a new item, over and over
+    values = [0.0, *([0.02] * 9 + [1.0]) * 12]
     tests = PradaBaseline()._replay(constant_rows(values))
-    assert max(w for _seen, w in tests) < 0.9
+    assert max(w for _seen, w in tests) < PradaBaseline().delta
 
 
 def test_prada_on_text_flags_exact_repeats_and_leaves_short_accounts_untested(tmp_path: Path) -> None:
@@ -127,7 +128,7 @@ def test_run_baselines_reports_its_setup() -> None:
     outputs, setup = run_baselines(calls)
     assert set(outputs) == {"rate-limit", "PRADA-like"}
     assert setup["rate-limit"] == {"threshold": 2000, "calibrated_to_fpr": None}
-    assert setup["PRADA-like"]["delta"] == 0.9
+    assert setup["PRADA-like"]["delta"] == 0.40
 
 
 def test_event_reader_counts_rejected_lines(tmp_path: Path) -> None:

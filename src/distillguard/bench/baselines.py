@@ -185,12 +185,18 @@ class PradaBaseline:
     `check_every` queries a Shapiro-Wilk test runs on D and the account is flagged when W < `delta`:
     natural queries give near-normal distances, systematic harvesting does not.
 
+    The default delta is 0.40, not the ~0.9 the paper used on images: text distances are bounded
+    and skewed, and the account's lowest W over many repeated tests falls far lower. Over 268 real
+    ShareGPT users (60-300 consecutive human turns each, replayed here) the lowest W was 0.43, the
+    1st percentile 0.56 and the median 0.75; 0.40 flags none of them. `calibrate` replaces it with
+    a value fitted to a calibration scenario's benign accounts.
+
     Bounds that keep ~1M calls within minutes: only an account's first `max_calls` queries are
     replayed (an account first flagged later is missed), and G keeps its `history` latest members.
     """
 
     name = "PRADA-like"
-    delta: float = 0.90
+    delta: float = 0.40
     min_distances: int = 50
     check_every: int = 5
     max_calls: int = 300

@@ -16,7 +16,10 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
         "distillguard.bench.cli:detect",
         "Detection quality of verdicts against labels, with two baselines.",
     ),
-    "signals": ("distillguard.signals.bench:bench_signals", "Per-call classifiers on unseen families, and speed."),
+    "signals": (
+        "distillguard.signals.bench:bench_signals",
+        "Per-call classifiers on unseen families, and speed.",
+    ),
 }
 
 
