@@ -12,8 +12,11 @@ import click
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "ingest": ("distillguard.events.ingest_cli:ingest", "Turn API logs into the Parquet call store."),
     "sim": ("distillguard.sim.cli:sim", "Generate labelled traffic from real public prompts."),
+    "scan": ("distillguard.scan.cli:scan", "Find distilling accounts and their actors in API logs."),
     "bench": ("distillguard.bench.cli:bench", "Measure detection quality, speed and memory."),
     "demo": ("distillguard.demo:demo", "Run the whole loop on the bundled sample."),
+    "serve": ("distillguard.gateway.cli:serve", "Run the OpenAI-compatible gateway that enforces live."),
+    "replay": ("distillguard.gateway.cli:replay", "Run the live gateway engine over recorded calls."),
     "train": (
         "distillguard.signals.training:train",
         "Train the shipped models from the development corpora.",

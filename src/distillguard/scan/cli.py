@@ -1,0 +1,106 @@
+"""`distillguard scan`: find the accounts and actors distilling the model in API logs."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from distillguard.linking.actor_cluster import STATIC_KINDS, KnownActor
+from distillguard.linking.indicator import Indicator
+
+
+def known_actors_from(path: Path) -> list[KnownActor]:
+    """Flagged actors of an earlier scan's clusters.jsonl, remembered by their static indicators."""
+    actors = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            if record.get("verdict") != "distiller":
+                continue
+            indicators = frozenset(
+                Indicator(kind, str(value))
+                for kind, values in record["indicators"].items()
+                if kind in STATIC_KINDS
+                for value in values
+            )
+            actors.append(
+                KnownActor(actor_id=str(record["cluster_id"]), indicators=indicators, source=str(path))
+            )
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise click.ClickException(f"{path}:{number}: not a clusters.jsonl record ({exc})") from exc
+    return actors
+
+
+@click.command("scan")
+@click.argument("sources", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output folder.")
+@click.option("--format", "fmt", default="canonical", show_default=True, help="Format of event files.")
+@click.option(
+    "--accounts", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="accounts.jsonl"
+)
+@click.option(
+    "--known-actors",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="clusters.jsonl of an earlier scan: new accounts matching its flagged actors are linked to them.",
+)
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64))
+@click.option("--rules-only", is_flag=True, help="Score with the heuristics alone (no learned model).")
+@click.option(
+    "--no-embeddings", is_flag=True, help="Skip prompt embeddings (faster, less diversity evidence)."
+)
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def scan(
+    sources: tuple[Path, ...],
+    out: Path,
+    fmt: str,
+    accounts: Path | None,
+    known_actors: Path | None,
+    workers: int,
+    rules_only: bool,
+    no_embeddings: bool,
+    quiet: bool,
+) -> None:
+    """Scan SOURCES (one call store from `distillguard ingest`, or event files) and write
+    accounts_out.jsonl, clusters.jsonl, report.html and scan_summary.json to --out."""
+    from distillguard.scan.outputs import write_outputs
+    from distillguard.scan.pipeline import ScanSource, decide, load_account_records, replay_store
+    from distillguard.scan.replay import FEATURES
+    from distillguard.scoring.scorer import AccountScorer
+
+    if len(sources) == 1 and sources[0].is_dir():
+        source = ScanSource(store=sources[0])
+    elif any(p.is_dir() for p in sources):
+        raise click.UsageError("give either one call-store folder or event files, not both")
+    else:
+        source = ScanSource(event_files=sources, fmt=fmt)
+    started = time.perf_counter()
+    notices: list[str] = []
+    out.mkdir(parents=True, exist_ok=True)
+    scorer = AccountScorer.load(FEATURES, with_model=not rules_only)
+    if rules_only:
+        notices.append("learned model off (--rules-only): heuristics alone decide")
+    if no_embeddings:
+        notices.append("embeddings off (--no-embeddings): prompt-diversity features are zero")
+    store = source.open(out, notices)
+    records = load_account_records(accounts, notices)
+    actors = known_actors_from(known_actors) if known_actors else []
+    replay = replay_store(store, workers=workers, use_embeddings=not no_embeddings, progress=not quiet)
+    result = decide(replay, scorer, records, known_actors=actors, notices=notices)
+    summary = write_outputs(result, out, source=", ".join(str(s) for s in sources))
+    seconds = time.perf_counter() - started
+    verdicts = ", ".join(f"{count} {name}" for name, count in summary["verdicts"].items())
+    click.echo(
+        f"scanned {summary['calls']:,} calls of {summary['accounts']:,} accounts in {seconds:.1f} s "
+        f"({summary['calls'] / seconds:,.0f} calls/s end to end): {verdicts}; "
+        f"{summary['flagged_clusters']} flagged actor cluster(s)"
+    )
+    for notice in notices:
+        click.echo(f"  note: {notice}", err=True)
+    click.echo(f"  wrote {out}/accounts_out.jsonl, clusters.jsonl, report.html, scan_summary.json")
+    sys.stdout.flush()

@@ -1,0 +1,384 @@
+"""`distillguard scan`: API logs in, per-account verdicts, actor clusters and a report out.
+
+Stages, in the order of DESIGN.md: the call store (event files are ingested into one first, so
+there is a single ordered reading path), replay of every account's calls through signals and
+mergeable features (two workers over hash partitions of the accounts), scoring at checkpoints,
+linking into actor clusters, propagation of actor evidence, verdicts and the outputs.
+"""
+
+from __future__ import annotations
+
+import copy
+import multiprocessing
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from distillguard.events.accounts import read_accounts
+from distillguard.events.model import Account, AccountVerdict, Reason, to_json_line
+from distillguard.events.readers import ReaderOptions, iter_events
+from distillguard.events.store import CallStore
+from distillguard.linking.actor_cluster import ActorCluster, KnownActor, link
+from distillguard.scan.replay import FEATURES, READ_COLUMNS, AccountReplay, Replayer, feature_vector
+from distillguard.scoring.scorer import AccountScorer
+
+BATCH_ROWS = 8192
+
+
+@dataclass
+class ScanSource:
+    """Where the calls come from: a call store, or event files in a known format."""
+
+    store: Path | None = None
+    event_files: Sequence[Path] = ()
+    fmt: str = "canonical"
+
+    def open(self, workdir: Path, notices: list[str]) -> CallStore:
+        if self.store is not None:
+            return CallStore.open(self.store)
+        staging = workdir / "_store"
+        if staging.exists():
+            raise FileExistsError(
+                f"{staging} exists from an earlier scan; remove it or scan the store directly"
+            )
+        stats = CallStore.ingest(
+            staging,
+            iter_events(self.event_files, self.fmt, ReaderOptions()),
+            sources=[str(p) for p in self.event_files],
+            allow_rejects=True,
+        )
+        if stats.rejects:
+            notices.append(
+                f"{stats.rejects} malformed line(s) could not be used (file, line and reason in {stats.rejects_file})"
+            )
+        return CallStore.open(staging)
+
+
+@dataclass
+class ReplayResult:
+    accounts: dict[str, AccountReplay]
+    calls: int
+    seconds: float
+    notices: list[str] = field(default_factory=list)
+
+
+def _replay_partition(args: tuple[str, int, int, bool, bool]) -> dict[str, AccountReplay]:
+    store_path, worker, workers, use_embeddings, progress = args
+    store = CallStore.open(store_path)
+    replayer = Replayer(use_embeddings=use_embeddings)
+    where = f"hash(account_id) % {workers} = {worker}" if workers > 1 else None
+    batches = store.iter_batches(
+        columns=READ_COLUMNS, batch_size=BATCH_ROWS, order_by="ts, event_id", where=where
+    )
+    bar = tqdm(
+        desc=f"replay {worker + 1}/{workers}",
+        unit=" calls",
+        position=worker,
+        disable=not progress,
+        leave=False,
+    )
+    for batch in batches:
+        replayer.observe_batch(batch)
+        bar.update(len(batch))
+    bar.close()
+    return replayer.accounts
+
+
+def replay_store(
+    store: CallStore, *, workers: int = 2, use_embeddings: bool = True, progress: bool = True
+) -> ReplayResult:
+    """Every account's calls replayed in time order; accounts are split over `workers` processes."""
+    started = time.perf_counter()
+    jobs = [(str(store.path), w, workers, use_embeddings, progress) for w in range(workers)]
+    if workers == 1:
+        parts = [_replay_partition(jobs[0])]
+    else:
+        # fork keeps start-up cheap; nothing heavy (models, thread pools) is loaded before this point
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            parts = pool.map(_replay_partition, jobs)
+    accounts: dict[str, AccountReplay] = {}
+    for part in parts:
+        overlap = accounts.keys() & part.keys()
+        if overlap:  # the hash partition guarantees disjoint accounts; anything else is a bug
+            raise RuntimeError(f"account(s) replayed by two workers: {sorted(overlap)[:3]}")
+        accounts.update(part)
+    calls = sum(r.window.n for r in accounts.values())
+    return ReplayResult(
+        accounts=dict(sorted(accounts.items())), calls=calls, seconds=time.perf_counter() - started
+    )
+
+
+def checkpoint_matrix(replays: Sequence[AccountReplay]) -> tuple[np.ndarray, np.ndarray]:
+    """All checkpoint feature vectors stacked, and the account index of each row."""
+    rows = [np.stack(r.checkpoint_features) for r in replays if r.checkpoint_features]
+    owners = [np.full(len(r.checkpoint_features), i) for i, r in enumerate(replays) if r.checkpoint_features]
+    if not rows:
+        return np.zeros((0, len(FEATURES)), dtype=np.float32), np.zeros(0, dtype=int)
+    return np.concatenate(rows), np.concatenate(owners)
+
+
+@dataclass
+class AccountOutcome:
+    """Scoring of one account's replay: its risk over time and when it would have been flagged."""
+
+    account_id: str
+    risk: float
+    risks: np.ndarray
+    first_flag_index: int | None  # index into the account's checkpoints
+    reasons: list[Reason]
+
+
+def first_at_or_above(values: np.ndarray, threshold: float) -> int | None:
+    """Index of the first value ≥ threshold, or None.
+
+    >>> first_at_or_above(np.array([0.1, 0.7, 0.9]), 0.5)
+    1
+    >>> first_at_or_above(np.array([0.1]), 0.5) is None
+    True
+    """
+    hits = np.flatnonzero(values >= threshold)
+    return int(hits[0]) if len(hits) else None
+
+
+def account_summary_reasons(replay: AccountReplay) -> list[Reason]:
+    """Per-signal evidence: how often each signal fired on the account, with its strongest call."""
+    reasons = []
+    n = replay.window.n
+    for name, evidence in sorted(replay.evidence.items(), key=lambda kv: -kv[1].fired):
+        if evidence.best is None:
+            continue
+        share = evidence.fired / n if n else 0.0
+        matched = "; ".join(evidence.best.matched[:3]) or evidence.best.detail
+        reasons.append(
+            Reason(
+                signal=name,
+                score=round(share, 4),
+                detail=f"fired on {evidence.fired} of {n} calls ({share:.0%}); strongest on {evidence.event_id}: "
+                f"{matched}",
+            )
+        )
+    return reasons
+
+
+ProgressFn = Callable[[str], None]
+
+
+def write_jsonl(path: Path, records: Sequence[Any]) -> None:
+    with path.open("wb") as out:
+        for record in records:
+            out.write(to_json_line(record) + b"\n")
+
+
+def load_account_records(path: Path | None, notices: list[str]) -> dict[str, Account]:
+    if path is None:
+        notices.append(
+            "no account records given: payment-fingerprint, sign-up-IP and sanctioned-programme checks are off"
+        )
+        return {}
+    return read_accounts(path)
+
+
+def verdict_of(risk: float, distiller: float, suspicious: float) -> str:
+    if risk >= distiller:
+        return "distiller"
+    if risk >= suspicious:
+        return "suspicious"
+    return "benign"
+
+
+def account_verdict(
+    account_id: str,
+    risk: float,
+    verdict: str,
+    cluster_id: str | None,
+    flagged: tuple[datetime, int] | None,
+    reasons: list[Reason],
+) -> AccountVerdict:
+    return AccountVerdict(
+        account_id=account_id,
+        risk=round(float(min(max(risk, 0.0), 1.0)), 6),
+        verdict=verdict,
+        cluster_id=cluster_id,
+        first_flagged_at=flagged[0] if flagged else None,
+        calls_to_flag=flagged[1] if flagged else None,
+        reasons=reasons,
+    )
+
+
+# -- scoring, linking, verdicts ---------------------------------------------------------------
+
+
+@dataclass
+class ScoredAccounts:
+    """Risk of every account at each of its checkpoints (own calls only) and at the end."""
+
+    ids: list[str]
+    checkpoint_risks: list[np.ndarray]
+    own_risk: np.ndarray  # max over checkpoints: an account flagged once stays flagged
+
+
+def score_replays(
+    replays: Sequence[AccountReplay], scorer: AccountScorer, chunk: int = 200_000
+) -> ScoredAccounts:
+    """The scorer applied to every checkpoint of every account, in bounded chunks."""
+    matrix, owners = checkpoint_matrix(replays)
+    risks = np.zeros(len(matrix))
+    for start in range(0, len(matrix), chunk):
+        risks[start : start + chunk] = scorer.risk(matrix[start : start + chunk].astype(np.float64))
+    per_account = _split(risks, owners, len(replays))
+    own = np.array([r.max() if len(r) else 0.0 for r in per_account])
+    return ScoredAccounts([r.account_id for r in replays], per_account, own)
+
+
+def _split(values: np.ndarray, owners: np.ndarray, n: int) -> list[np.ndarray]:
+    # owners is sorted (rows were stacked account by account), so one pass of boundaries suffices
+    bounds = np.searchsorted(owners, np.arange(n + 1))
+    return [values[bounds[i] : bounds[i + 1]] for i in range(n)]
+
+
+def merged_window(replays: Sequence[AccountReplay]) -> Any:
+    """One window over all the calls of a cluster's accounts (windows are mergeable)."""
+    merged = copy.deepcopy(replays[0].window)
+    for replay in replays[1:]:
+        merged.merge(replay.window)
+    return merged
+
+
+@dataclass
+class ClusterOutcome:
+    cluster: ActorCluster
+    risk: float
+    reasons: list[Reason]
+    flagged_at: datetime | None  # earliest time a member was flagged on its own calls
+
+
+def cluster_outcomes(
+    clusters: Sequence[ActorCluster],
+    replays: dict[str, AccountReplay],
+    scored: ScoredAccounts,
+    scorer: AccountScorer,
+) -> list[ClusterOutcome]:
+    """Each cluster scored as one actor: its members' calls pooled into one merged window."""
+    index = {aid: i for i, aid in enumerate(scored.ids)}
+    threshold = scorer.thresholds.distiller
+    outcomes = []
+    for cluster in clusters:
+        members = [replays[aid] for aid in cluster.accounts if aid in replays]
+        if not members:
+            continue
+        pooled = feature_vector(merged_window(members).features()).astype(np.float64)
+        pooled_risk = float(scorer.risk(pooled.reshape(1, -1))[0])
+        member_risks = [float(scored.own_risk[index[m.account_id]]) for m in members]
+        risk = max(pooled_risk, max(member_risks))
+        reasons = [
+            Reason(
+                signal="linking:actor",
+                score=round(risk, 4),
+                detail=f"{len(cluster.accounts)} linked accounts scored together: pooled risk {pooled_risk:.3f}, "
+                f"highest member {max(member_risks):.3f}, members flagged on their own: "
+                f"{sum(r >= threshold for r in member_risks)}",
+            )
+        ]
+        if pooled_risk >= threshold:
+            reasons += [r for r in scorer.reasons(pooled) if r.signal.startswith("rule:")][:3]
+        flagged_times = []
+        for member in members:
+            risks = scored.checkpoint_risks[index[member.account_id]]
+            first = first_at_or_above(risks, threshold)
+            if first is not None:
+                flagged_times.append(member.checkpoint_ts[first])
+        outcomes.append(ClusterOutcome(cluster, risk, reasons, min(flagged_times) if flagged_times else None))
+    return outcomes
+
+
+def calls_before(replay: AccountReplay, when: datetime) -> tuple[datetime, int]:
+    """The first checkpoint of the account at or after `when` (or its last one): (time, calls)."""
+    for ts, n in zip(replay.checkpoint_ts, replay.checkpoint_calls, strict=True):
+        if ts >= when:
+            return ts, n
+    return replay.checkpoint_ts[-1], replay.checkpoint_calls[-1]
+
+
+@dataclass
+class ScanResult:
+    verdicts: list[AccountVerdict]
+    clusters: list[ClusterOutcome]
+    replay: ReplayResult
+    scored: ScoredAccounts
+    notices: list[str]
+    thresholds: Any
+    accounts: dict[str, Account]
+
+
+def decide(
+    replay: ReplayResult,
+    scorer: AccountScorer,
+    accounts: dict[str, Account],
+    *,
+    known_actors: Sequence[KnownActor] = (),
+    notices: list[str] | None = None,
+) -> ScanResult:
+    """Score, link, propagate actor evidence and give every account its verdict."""
+    notices = notices if notices is not None else []
+    replays = list(replay.accounts.values())
+    scored = score_replays(replays, scorer)
+    windows = {r.account_id: r.window for r in replays}
+    clusters = link(windows, accounts, known_actors=known_actors)
+    outcomes = cluster_outcomes(clusters, replay.accounts, scored, scorer)
+    cluster_of = {aid: outcome for outcome in outcomes for aid in outcome.cluster.accounts}
+    t = scorer.thresholds
+    verdicts = []
+    for i, r in enumerate(replays):
+        own = float(scored.own_risk[i])
+        outcome = cluster_of.get(r.account_id)
+        risk = max(own, outcome.risk) if outcome else own
+        reasons = _reasons_for(r, scored.checkpoint_risks[i], scorer, outcome, own)
+        flagged = None
+        first = first_at_or_above(scored.checkpoint_risks[i], t.distiller)
+        if first is not None:
+            flagged = (r.checkpoint_ts[first], r.checkpoint_calls[first])
+        elif outcome is not None and outcome.risk >= t.distiller:
+            # flagged through its actor: once a linked account was flagged, or when linking ran
+            flagged = calls_before(r, outcome.flagged_at or r.checkpoint_ts[-1])
+        account = accounts.get(r.account_id)
+        verdict = verdict_of(risk, t.distiller, t.suspicious)
+        if account is not None and account.sanctioned_distillation and verdict != "benign":
+            reasons.insert(
+                0,
+                Reason(
+                    signal="policy:sanctioned",
+                    score=0.0,
+                    detail=f"enrolled in the sanctioned distillation programme; would otherwise be {verdict} "
+                    f"(risk {risk:.3f})",
+                ),
+            )
+            verdict, flagged = "benign", None
+        if verdict == "benign":
+            flagged = None
+        cluster_id = outcome.cluster.cluster_id if outcome else None
+        verdicts.append(account_verdict(r.account_id, risk, verdict, cluster_id, flagged, reasons))
+    return ScanResult(verdicts, outcomes, replay, scored, notices, t, accounts)
+
+
+def _reasons_for(
+    replay: AccountReplay,
+    risks: np.ndarray,
+    scorer: AccountScorer,
+    outcome: ClusterOutcome | None,
+    own: float,
+) -> list[Reason]:
+    # the evidence at the checkpoint where the account looked worst
+    worst = int(np.argmax(risks)) if len(risks) else 0
+    reasons: list[Reason] = []
+    if replay.checkpoint_features:
+        reasons += scorer.reasons(replay.checkpoint_features[worst].astype(np.float64)) if own > 0.05 else []
+    if outcome is not None and outcome.risk > own:
+        reasons = outcome.reasons + reasons
+    reasons += account_summary_reasons(replay)
+    return reasons[:8]

@@ -1,0 +1,1 @@
+"""Scoring: account heuristics and a learned model combined into a calibrated risk with reasons."""

@@ -1,0 +1,88 @@
+"""Account risk: the heuristics and the learned model side by side, combined by taking the larger.
+
+A rule is a precise, explainable statement ("a third of this account's calls ask for hidden
+reasoning"); the model catches combinations no rule names. Either can raise the risk; the
+reasons list both, so every verdict carries evidence a human can read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from distillguard.events.model import Reason
+from distillguard.scoring.risk_model import RiskModel, Thresholds
+from distillguard.scoring.rules import AccountRule, load_rules
+
+# Used when no model is shipped or loaded: rules alone, with these cut-offs.
+RULES_ONLY = Thresholds(
+    distiller=0.9, suspicious=0.6, target_fpr_distiller=0.0, target_fpr_suspicious=0.0, calibrated_on="none"
+)
+
+
+@dataclass
+class AccountScorer:
+    rules: list[AccountRule]
+    model: RiskModel | None
+    feature_names: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        index = {name: j for name, j in zip(self.feature_names, range(len(self.feature_names)), strict=True)}
+        self._index = index
+        if self.model is not None and tuple(self.model.feature_names) != self.feature_names:
+            missing = sorted(set(self.model.feature_names) - set(self.feature_names))
+            extra = sorted(set(self.feature_names) - set(self.model.feature_names))
+            raise ValueError(
+                "the risk model was trained on other features than this build computes "
+                f"(missing here: {missing[:5]}, new here: {extra[:5]}); retrain with `distillguard train scorer`"
+            )
+
+    @classmethod
+    def load(cls, feature_names: Sequence[str], *, with_model: bool = True) -> AccountScorer:
+        rules = load_rules(known_features=feature_names)
+        model = RiskModel.load() if with_model else None
+        return cls(rules, model, tuple(feature_names))
+
+    @property
+    def thresholds(self) -> Thresholds:
+        return self.model.thresholds if self.model is not None else RULES_ONLY
+
+    def rule_risk(self, x: np.ndarray) -> np.ndarray:
+        """The strongest firing rule's score for each row (0 where none fires)."""
+        risk = np.zeros(len(x))
+        for rule in self.rules:
+            mask = np.ones(len(x), dtype=bool)
+            for condition in rule.conditions:
+                column = x[:, self._index[condition.feature]]
+                mask &= condition.holds_array(column)
+            risk = np.where(mask, np.maximum(risk, rule.score), risk)
+        return risk
+
+    def model_risk(self, x: np.ndarray) -> np.ndarray:
+        return self.model.predict(x) if self.model is not None else np.zeros(len(x))
+
+    def risk(self, x: np.ndarray) -> np.ndarray:
+        if len(x) == 0:
+            return np.zeros(0)
+        return np.maximum(self.rule_risk(x), self.model_risk(x))
+
+    def reasons(self, row: np.ndarray) -> list[Reason]:
+        """Why this feature vector scores as it does: firing rules, then the model's top features."""
+        features = {name: float(row[j]) for name, j in self._index.items()}
+        fired = [reason for rule in self.rules if (reason := rule.evaluate(features)) is not None]
+        fired.sort(key=lambda r: -r.score)
+        if self.model is not None:
+            probability = float(self.model.predict(row.reshape(1, -1).astype(np.float64))[0])
+            explained = self.model.explain(row.astype(np.float64))
+            if explained:
+                fired.append(
+                    Reason(
+                        signal="model:risk",
+                        score=probability,
+                        detail=f"learned model gives {probability:.3f}; "
+                        + "; ".join(r.detail for r in explained),
+                    )
+                )
+        return fired
