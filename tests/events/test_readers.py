@@ -128,8 +128,8 @@ def test_openai_batch_rejects_a_file_that_is_neither_input_nor_output(tmp_path: 
     other = tmp_path / "other.jsonl"
     other.write_text('{"hello": "world"}\n')
     items = list(iter_events([other], "openai-batch", ReaderOptions(account="a")))
-    assert items == [Reject(file=str(other), line=1, reason=items[0].reason)]  # type: ignore[union-attr]
-    assert "not an OpenAI Batch" in items[0].reason  # type: ignore[union-attr]
+    assert items == [Reject(file=str(other), line=1, reason=items[0].reason)]
+    assert "not an OpenAI Batch" in items[0].reason
 
 
 def test_litellm_payload_and_spend_log_rows() -> None:
