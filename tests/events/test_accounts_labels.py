@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -52,8 +52,8 @@ def test_reads_labels(tmp_path: Path) -> None:
     ],
 )
 def test_bad_lines_are_listed_with_file_and_line(
-    tmp_path: Path, reader, bad_line: str, reason_contains: str
-) -> None:  # type: ignore[no-untyped-def]
+    tmp_path: Path, reader: Callable[[Path], dict[str, Any]], bad_line: str, reason_contains: str
+) -> None:
     first = (
         '{"account_id":"a1","label":"benign","actor":null,"tactic":"casual"}'
         if reader is read_labels
