@@ -18,7 +18,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("distillguard.gateway.cli:serve", "Run the OpenAI-compatible gateway that enforces live."),
     "replay": ("distillguard.gateway.cli:replay", "Run the live gateway engine over recorded calls."),
     "train": (
-        "distillguard.signals.training:train",
+        "distillguard.train_cli:train",
         "Train the shipped models from the development corpora.",
     ),
 }

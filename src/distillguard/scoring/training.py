@@ -1,0 +1,197 @@
+"""Training of the account risk model: `distillguard train scorer`.
+
+The model learns from simulated traffic drawn only from TRAIN template families; its thresholds
+are calibrated on BENIGN accounts of a separate DEV simulation (other families, other accounts),
+for a target false-positive rate, and never on the attacks. Test families are never read here:
+`distillguard bench detect` measures on them.
+
+Every checkpoint of an account's replay is a training row (weighted so each account counts once),
+so the model learns to judge an account after 5 calls as well as after 5,000.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+
+from distillguard.events.accounts import read_accounts, read_labels
+from distillguard.events.model import Label
+from distillguard.events.readers import ReaderOptions, iter_events
+from distillguard.events.store import CallStore
+from distillguard.scan.pipeline import ReplayResult, checkpoint_matrix, decide, replay_store
+from distillguard.scan.replay import FEATURES
+from distillguard.scoring.risk_model import (
+    MODEL_META,
+    RiskModel,
+    Thresholds,
+    threshold_for_fpr,
+    train_risk_model,
+)
+from distillguard.scoring.rules import load_rules
+from distillguard.scoring.scorer import AccountScorer
+
+MODELS_DIR = Path(__file__).parent / "models"
+# accounts allow-listed by policy distil by design: they would teach the model that distillation is benign
+EXCLUDED_TACTICS = ("sanctioned_distillation",)
+
+
+def simulate(split: str, preset: str, seed: int, corpus: Path | None, work: Path) -> Path:
+    """Run `distillguard sim` for one split into work/<split> and ingest it into a call store there."""
+    folder = work / split
+    if not (folder / "labels.jsonl").exists():
+        command = [sys.executable, "-m", "distillguard", "sim", "--preset", preset, "--seed", str(seed)]
+        command += ["--split", split, "--out", str(folder)]
+        if corpus is not None:
+            command += ["--corpus", str(corpus)]
+        subprocess.run(command, check=True)
+    store = folder / "store"
+    if not store.exists():
+        events = sorted(folder.glob("events.jsonl*"))
+        CallStore.ingest(
+            store, iter_events(events, "canonical", ReaderOptions()), sources=[str(p) for p in events]
+        )
+    return folder
+
+
+def training_rows(
+    replay: ReplayResult, labels: dict[str, Label]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Checkpoint rows, their 0/1 labels and weights (each account's rows sum to one)."""
+    replays = [r for r in replay.accounts.values() if labels[r.account_id].tactic not in EXCLUDED_TACTICS]
+    matrix, owners = checkpoint_matrix(replays)
+    y = np.array([labels[replays[i].account_id].label == "distiller" for i in owners], dtype=float)
+    counts = np.bincount(owners, minlength=len(replays)).astype(float)
+    weights = 1.0 / counts[owners]
+    # the two classes weigh the same in total, whatever the simulated mix
+    for value in (0.0, 1.0):
+        mask = y == value
+        if mask.any():
+            weights[mask] *= len(replays) / 2 / weights[mask].sum()
+    return matrix.astype(np.float64), y, weights
+
+
+def calibrate(
+    model: RiskModel,
+    replay: ReplayResult,
+    labels: dict[str, Label],
+    accounts_path: Path,
+    *,
+    target_fpr: float,
+    suspicious_fpr: float,
+) -> tuple[Thresholds, dict[str, Any]]:
+    """Thresholds from the final risks (after linking) of the DEV simulation's benign accounts."""
+    scorer = AccountScorer(load_rules(known_features=FEATURES), model, FEATURES)
+    accounts = read_accounts(accounts_path)
+    result = decide(replay, scorer, accounts)
+    benign = [
+        v.risk
+        for v in result.verdicts
+        if labels[v.account_id].label == "benign" and labels[v.account_id].tactic not in EXCLUDED_TACTICS
+    ]
+    thresholds = Thresholds(
+        distiller=threshold_for_fpr(benign, target_fpr),
+        suspicious=threshold_for_fpr(benign, suspicious_fpr),
+        target_fpr_distiller=target_fpr,
+        target_fpr_suspicious=suspicious_fpr,
+        calibrated_on=f"{len(benign)} benign accounts of the dev simulation",
+    )
+    distillers = [v.risk for v in result.verdicts if labels[v.account_id].label == "distiller"]
+    recall = float(np.mean([r >= thresholds.distiller for r in distillers])) if distillers else 0.0
+    return thresholds, {
+        "dev_benign_accounts": len(benign),
+        "dev_distillers": len(distillers),
+        "dev_recall": recall,
+    }
+
+
+def train_scorer(
+    *,
+    corpus: Path | None,
+    preset: str,
+    work: Path,
+    out: Path,
+    seeds: Sequence[int] = (101, 202),
+    target_fpr: float = 0.0005,
+    suspicious_fpr: float = 0.005,
+    workers: int = 2,
+    log: Any = print,
+) -> RiskModel:
+    started = time.perf_counter()
+    train_dir = simulate("train", preset, seeds[0], corpus, work)
+    dev_dir = simulate("dev", preset, seeds[1], corpus, work)
+    log(f"simulated train and dev traffic in {time.perf_counter() - started:.0f} s")
+    train_replay = replay_store(CallStore.open(train_dir / "store"), workers=workers, progress=False)
+    labels = read_labels(train_dir / "labels.jsonl")
+    x, y, w = training_rows(train_replay, labels)
+    log(f"replayed {train_replay.calls:,} train calls: {len(x):,} checkpoint rows, {int(y.sum()):,} positive")
+    booster = train_risk_model(x, y.tolist(), FEATURES, weights=w)
+    placeholder = Thresholds(1.0, 1.0, target_fpr, suspicious_fpr, "not yet calibrated")
+    meta = {
+        "trained_on": f"sim preset {preset} split train seed {seeds[0]}",
+        "calibrated_on": f"sim preset {preset} split dev seed {seeds[1]}",
+        "corpus": str(corpus) if corpus else "shipped sample",
+        "rows": len(x),
+    }
+    model = RiskModel(booster, FEATURES, placeholder, meta)
+    dev_replay = replay_store(CallStore.open(dev_dir / "store"), workers=workers, progress=False)
+    thresholds, report = calibrate(
+        model,
+        dev_replay,
+        read_labels(dev_dir / "labels.jsonl"),
+        dev_dir / "accounts.jsonl",
+        target_fpr=target_fpr,
+        suspicious_fpr=suspicious_fpr,
+    )
+    model.thresholds = thresholds
+    model.meta.update(report)
+    model.save(out)
+    log(
+        f"distiller threshold {thresholds.distiller:.4f} (dev benign FPR ≤ {target_fpr:.2%}), suspicious "
+        f"{thresholds.suspicious:.4f}; dev recall {report['dev_recall']:.3f}; wrote {out / MODEL_META} "
+        f"in {time.perf_counter() - started:.0f} s"
+    )
+    return model
+
+
+@click.command("scorer")
+@click.option(
+    "--corpus",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="Development corpora (../shared/data); default: the shipped sample.",
+)
+@click.option("--preset", default="default", show_default=True)
+@click.option(
+    "--work",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("out/train"),
+    show_default=True,
+    help="Where the simulated train/dev traffic is kept (reused if present).",
+)
+@click.option(
+    "--out", type=click.Path(file_okay=False, path_type=Path), default=MODELS_DIR, show_default=True
+)
+@click.option(
+    "--target-fpr", default=0.0005, show_default=True, help="Distiller threshold's benign FPR on dev."
+)
+@click.option("--workers", default=2, show_default=True)
+def train_scorer_command(
+    corpus: Path | None, preset: str, work: Path, out: Path, target_fpr: float, workers: int
+) -> None:
+    """Train the account risk model on simulated TRAIN-family traffic; calibrate it on DEV."""
+    train_scorer(
+        corpus=corpus,
+        preset=preset,
+        work=work,
+        out=out,
+        target_fpr=target_fpr,
+        workers=workers,
+        log=click.echo,
+    )
