@@ -14,6 +14,7 @@ from distillguard.bench.baselines import (
     PradaBaseline,
     RateLimitBaseline,
     read_event_calls,
+    read_store_calls,
     run_baselines,
 )
 from distillguard.events.model import Label
@@ -137,3 +138,20 @@ def test_event_reader_counts_rejected_lines(tmp_path: Path) -> None:
     calls = read_event_calls(path)
     assert len(calls) == 2
     assert calls.rejected_lines == 1 and ":3:" in calls.reject_examples[0]
+
+
+def test_store_calls_match_event_calls(tmp_path: Path) -> None:
+    from distillguard.events.readers import iter_events
+    from distillguard.events.store import CallStore
+
+    calls = spaced("a", 3, "question {i}") + spaced("b", 2, "other {i}", start=DAY0 + timedelta(days=1))
+    path = write_events(tmp_path / "events.jsonl", calls)
+    CallStore.ingest(tmp_path / "store", iter_events([path]), sources=[str(path)])
+    from_store = read_store_calls(tmp_path / "store")
+    from_events = read_event_calls(path)
+
+    def rows(log: CallLog) -> list[tuple[str, float, str]]:
+        return sorted(zip(log.accounts, log.ts.tolist(), log.texts, strict=True))
+
+    assert rows(from_store) == rows(from_events)
+    assert len(from_store) == 5

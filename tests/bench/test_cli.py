@@ -121,3 +121,14 @@ def test_detect_names_file_and_line_of_a_bad_verdict(tmp_path: Path) -> None:
     done = subprocess.run([*RUN, *args], capture_output=True, text=True, check=False)
     assert done.returncode != 0
     assert "accounts_out.jsonl:5:" in done.stderr
+
+
+def test_bench_group_lists_its_benchmarks() -> None:
+    from click.testing import CliRunner
+
+    from distillguard.bench.cli import BENCHMARKS, bench
+
+    result = CliRunner().invoke(bench, ["--help"])
+    assert result.exit_code == 0
+    assert all(name in result.output for name in BENCHMARKS)
+    assert CliRunner().invoke(bench, ["nope"]).exit_code != 0

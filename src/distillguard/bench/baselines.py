@@ -77,20 +77,19 @@ def read_event_calls(path: str | Path, *, examples: int = 5) -> CallLog:
 
 
 def read_store_calls(store: str | Path) -> CallLog:
-    """Calls of a Parquet call store (every *.parquet file under `store`, hive partitions allowed)."""
-    import duckdb
+    """Calls of a Parquet call store written by `distillguard ingest` (read through its DuckDB view)."""
+    from distillguard.events.store import CallStore
 
-    root = Path(store)
-    if not root.is_dir():
-        raise FileNotFoundError(f"no such call store: {root}")
-    pattern = str(root / "**" / "*.parquet")
     sql = (
         "SELECT account_id, epoch_ms(ts) / 1000.0 AS ts, "
-        f"left(CASE WHEN coalesce(system_prompt, '') = '' THEN coalesce(prompt, '') "
-        f"ELSE system_prompt || chr(10) || coalesce(prompt, '') END, {QUERY_CHARS}) AS text "
-        "FROM read_parquet(?, hive_partitioning = true, union_by_name = true)"
+        "left(CASE WHEN coalesce(system_prompt, '') = '' THEN coalesce(prompt, '') "
+        f"ELSE system_prompt || chr(10) || coalesce(prompt, '') END, {QUERY_CHARS}) AS text FROM calls"
     )
-    columns = duckdb.connect().execute(sql, [pattern]).fetchnumpy()
+    con = CallStore.open(store).connect()
+    try:
+        columns = con.execute(sql).fetchnumpy()
+    finally:
+        con.close()
     return CallLog(
         [str(a) for a in columns["account_id"]],
         np.asarray(columns["ts"], dtype=np.float64),
