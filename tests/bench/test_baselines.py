@@ -17,6 +17,7 @@ from distillguard.bench.baselines import (
     read_store_calls,
     run_baselines,
 )
+from distillguard.bench.records import BenchInputError
 from distillguard.events.model import Label
 
 
@@ -155,3 +156,12 @@ def test_store_calls_match_event_calls(tmp_path: Path) -> None:
 
     assert rows(from_store) == rows(from_events)
     assert len(from_store) == 5
+
+
+def test_calibration_without_benign_accounts_is_an_input_error() -> None:
+    calls = log(spaced("a", 3, "q{i}"))
+    distiller = {"a": Label(account_id="a", label="distiller", actor="x", tactic="cot_extraction")}
+    with pytest.raises(BenchInputError, match="no call of an account labelled benign"):
+        RateLimitBaseline().calibrate(calls, distiller, 0.001)
+    with pytest.raises(BenchInputError, match="no call of an account labelled benign"):
+        PradaBaseline().calibrate(calls, distiller, 0.001)

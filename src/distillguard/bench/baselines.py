@@ -17,6 +17,7 @@ import numpy as np
 from scipy.stats import shapiro
 from sklearn.feature_extraction.text import HashingVectorizer
 
+from distillguard.bench.records import BenchInputError
 from distillguard.events.call_view import request_parts
 from distillguard.events.model import AccountVerdict, Label, Reason
 from distillguard.events.readers import Reject, iter_events
@@ -102,6 +103,7 @@ def _when(epoch: float) -> datetime:
 
 
 def _allowed_false_positives(target_fpr: float, benign: int) -> int:
+    # the epsilon keeps 0.001 * 1000 from flooring to 0 through binary rounding
     return math.floor(target_fpr * benign + 1e-9)
 
 
@@ -141,7 +143,7 @@ class RateLimitBaseline:
             reverse=True,
         )
         if not peaks:
-            raise ValueError("calibration set has no benign account with calls")
+            raise BenchInputError("the calibration events hold no call of an account labelled benign")
         allowed = _allowed_false_positives(target_fpr, len(peaks))
         # accounts with peak > threshold are flagged; allow exactly `allowed` of them
         self.threshold = peaks[allowed] if allowed < len(peaks) else 0
@@ -248,7 +250,7 @@ class PradaBaseline:
             if account in labels and labels[account].label == "benign"
         )
         if not lowest:
-            raise ValueError("calibration set has no benign account with calls")
+            raise BenchInputError("the calibration events hold no call of an account labelled benign")
         allowed = _allowed_false_positives(target_fpr, len(lowest))
         # flagged means W < delta: delta equal to the (allowed+1)-th lowest W flags `allowed` accounts
         self.delta = lowest[allowed] if allowed < len(lowest) else 1.0

@@ -144,7 +144,10 @@ def detect(
                 f"baselines, e.g. {'; '.join(calls.reject_examples)}",
                 err=True,
             )
-        outputs, setup = bl.run_baselines(calls, calibration=calibration, target_fpr=target_fpr)
+        try:
+            outputs, setup = bl.run_baselines(calls, calibration=calibration, target_fpr=target_fpr)
+        except BenchInputError as error:
+            raise click.ClickException(str(error)) from error
         result["baseline_setup"] = {
             **setup,
             "calls": len(calls),
