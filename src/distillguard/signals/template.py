@@ -14,7 +14,7 @@ import re
 
 from distillguard.events.call_view import CallView
 from distillguard.signals.base import Signal, SignalResult
-from distillguard.signals.patterns import head_and_tail
+from distillguard.signals.patterns import HEAD_CHARS, TAIL_CHARS
 
 # Removed before looking at lines: spans whose content is a filling wherever they appear (code
 # blocks, quoted spans, URLs). Each alternative is reached through its first character, matched
@@ -48,12 +48,23 @@ LONG_LINE = 200  # a single line this long is a filling (a pasted paragraph, a p
 FINGERPRINT_BYTES = 8
 
 
+def _cut_outside_fences(text: str) -> str:
+    """Head and tail of a long text. A code block or triple-quoted span (a judge request's long
+    answers) open at the end of the head is closed there and reopened at the start of the tail, so
+    the cut cannot flip what is quoted."""
+    if len(text) <= HEAD_CHARS + TAIL_CHARS:
+        return text
+    head, tail = text[:HEAD_CHARS], text[-TAIL_CHARS:]
+    before_tail = text[: len(text) - TAIL_CHARS]
+    close = "".join(fence for fence in ('"""', "```") if head.count(fence) % 2 == 1)
+    reopen = "".join(fence for fence in ('"""', "```") if before_tail.count(fence) % 2 == 1)
+    return head + close + "\n…\n" + reopen + tail
+
+
 def skeleton(text: str) -> tuple[str, int]:
     """The fixed frame of `text` and the number of characters removed as variable parts."""
-    # spans before the cut, so a cut cannot split a quoted answer in two (bounded: a 1 MB paste
-    # must not cost a millisecond)
     original = len(text)
-    text = head_and_tail(_VARIABLE_SPANS.sub(" \x01 ", head_and_tail(text, 30_000, 10_000)))
+    text = _VARIABLE_SPANS.sub(" \x01 ", _cut_outside_fences(text))
     text = _NUMBER.sub("\x01", _INSERTED_NAME.sub("\x01", text))
     kept: list[str] = []
     in_slot = False
