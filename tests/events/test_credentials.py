@@ -4,12 +4,14 @@ reaches the written store or the rejects file."""
 from __future__ import annotations
 
 import copy
+import doctest
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from distillguard.events import credentials
 from distillguard.events.credentials import is_secret_key, may_hold_secret, strip_credentials
 from distillguard.events.readers import ReaderOptions, iter_events
 from distillguard.events.store import CallStore
@@ -112,3 +114,25 @@ def test_no_secret_reaches_the_store_or_the_rejects_file(
     for path in store_path.rglob("*"):
         if path.is_file() and path.suffix != ".parquet":  # rejects file and manifest
             assert SECRET_MARK.encode() not in path.read_bytes(), path
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"Authorization": "x"}',
+        b'{"h": {"X-API-KEY": "x"}}',
+        b'{"\\u0061pi_key": "x"}',
+        b'{"max_tokens": 5, "key_id": "k", "messages": []}',
+        b'{"content": "plain text"}',
+    ],
+)
+def test_prefilter_gives_the_same_answer_without_hyperscan(
+    raw: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with_scanner = may_hold_secret(raw)
+    monkeypatch.setattr(credentials, "_HINT_SCANNER", None)
+    assert may_hold_secret(raw) is with_scanner
+
+
+def test_docstring_examples() -> None:
+    assert doctest.testmod(credentials, raise_on_error=True).attempted >= 3
