@@ -1,0 +1,246 @@
+"""The live engine: one call's request in, one decision out (allow, flag, throttle, block, ban),
+with the evidence for it. The gateway, `distillguard replay` and the LiteLLM guardrail all use it,
+so the three can never decide differently.
+
+Order of checks, cheapest and most certain first: ban list, shared-state health, tier parameter
+limits, tier rate limit, then the inline signals against the policy's rules. Sanctioned accounts
+(`allow_accounts`) skip the rules; in shadow mode everything is decided and nothing enforced.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import msgspec
+
+from distillguard.enforcement.policy import SEVERITY, Bucket, Policy, Rule
+from distillguard.enforcement.state import EnforcementState, StateUnavailable, ban_subject
+from distillguard.events.call_view import CallView
+from distillguard.signals.base import Signal, SignalResult
+
+log = logging.getLogger("distillguard.enforcement")
+
+
+class Caller(msgspec.Struct, kw_only=True, frozen=True):
+    """Who is calling, as the keys file says: the key's account, tier and linked actor."""
+
+    account_id: str
+    key_id: str | None = None
+    tier: str | None = None
+    actor: str | None = None
+
+
+class Match(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """A policy rule that fired, with the score that made it fire."""
+
+    rule: str
+    signal: str
+    score: float
+    action: str
+
+
+class Decision(msgspec.Struct, kw_only=True):
+    """What the policy decided for one call and why; logged with the call."""
+
+    action: str = "allow"
+    # False in shadow mode, or when the state was unreachable and the policy fails open.
+    enforced: bool = True
+    # HTTP status and OpenAI error the client gets when the action is enforced (200: passes).
+    status: int = 200
+    error_type: str | None = None
+    error_code: str | None = None
+    param: str | None = None
+    message: str | None = None
+    matches: list[Match] = []
+    signals: list[SignalResult] = []
+    output_signals: list[SignalResult] = []
+    notes: list[str] = []
+    reasoning: str = "keep"  # what happens to reasoning in the response: keep, strip, summary
+
+    @property
+    def refuses(self) -> bool:
+        """Whether the client gets an error instead of the upstream's answer."""
+        return self.enforced and self.status != 200
+
+
+class LiveEngine:
+    """Policy + state + inline signals. `decide` runs on the request path: keep it cheap."""
+
+    def __init__(self, policy: Policy, state: EnforcementState, signals: Sequence[Signal]) -> None:
+        self.policy = policy
+        self.state = state
+        self.input_signals = [s for s in signals if s.reads in ("input", "both")]
+        self.output_signals = [s for s in signals if s.reads in ("output", "both")]
+        self._rules_by_signal: dict[str, list[Rule]] = {}
+        for rule in policy.rules:
+            self._rules_by_signal.setdefault(rule.signal, []).append(rule)
+        self._allowed = frozenset(policy.allow_accounts)
+        missing = set(self._rules_by_signal) - {s.name for s in signals}
+        if missing:
+            raise ValueError(
+                f"policy rules name signals that are not running: {', '.join(sorted(missing))}; "
+                "the gateway runs only inline signals"
+            )
+
+    def _refuse(self, decision: Decision, status: int, error_type: str, code: str, message: str) -> Decision:
+        decision.status, decision.error_type, decision.error_code, decision.message = (
+            status,
+            error_type,
+            code,
+            message,
+        )
+        return decision
+
+    def _tier_violation(self, call: CallView, caller: Caller, decision: Decision) -> bool:
+        tier = self.policy.tier(caller.tier)
+        name = caller.tier or self.policy.default_tier
+        problem: tuple[str, str] | None = None
+        if call.logprobs and not tier.logprobs:
+            problem = ("logprobs", f"logprobs are not available on the {name!r} tier")
+        elif (call.top_logprobs or 0) > tier.max_top_logprobs:
+            problem = (
+                "top_logprobs",
+                f"top_logprobs is limited to {tier.max_top_logprobs} on the {name!r} tier",
+            )
+        elif call.logit_bias_size and not tier.logit_bias:
+            problem = ("logit_bias", f"logit_bias is not available on the {name!r} tier")
+        elif (call.n or 1) > tier.max_n:
+            problem = ("n", f"n is limited to {tier.max_n} on the {name!r} tier")
+        if problem is None:
+            return False
+        decision.action = "block"
+        decision.param = problem[0]
+        decision.notes.append(f"tier limit: {problem[1]}")
+        self._refuse(decision, 403, "permission_error", "parameter_not_allowed", problem[1] + ".")
+        return True
+
+    async def decide(self, call: CallView, caller: Caller) -> Decision:
+        policy = self.policy
+        decision = Decision(enforced=policy.mode == "enforce")
+        allowed_account = caller.account_id in self._allowed
+        decision.reasoning = (
+            "keep" if allowed_account and policy.reasoning.keep_for_allowed else policy.reasoning.action
+        )
+        ban = self.state.banned(caller.account_id, caller.actor)
+        if ban is not None:
+            decision.action = "ban"
+            decision.notes.append(f"on the ban list as {ban.subject}: {ban.reason} (source {ban.source})")
+            return self._refuse(
+                decision,
+                403,
+                "permission_error",
+                "account_banned",
+                "This account has been suspended for violating the usage policy on model distillation.",
+            )
+        if not self.state.healthy and policy.fail_mode == "closed":
+            decision.action = "block"
+            decision.notes.append("shared state unreachable and fail_mode is closed")
+            return self._refuse(
+                decision,
+                503,
+                "api_error",
+                "enforcement_unavailable",
+                "The service is temporarily unavailable.",
+            )
+        if self._tier_violation(call, caller, decision):
+            return decision
+        tier = policy.tier(caller.tier)
+        if tier.rate_limit is not None and not await self._take(
+            "tier:" + caller.account_id, tier.rate_limit, decision
+        ):
+            decision.action = "throttle"
+            return self._refuse(
+                decision,
+                429,
+                "rate_limit_error",
+                "rate_limit_exceeded",
+                "Rate limit exceeded for this account.",
+            )
+        action = "allow"
+        fired: Rule | None = None
+        for signal in self.input_signals:
+            result = signal.analyze(call)
+            if result is None:
+                continue
+            decision.signals.append(result)
+            for rule in self._rules_by_signal.get(signal.name, ()):
+                score = result.score if rule.part is None else result.parts.get(rule.part, 0.0)
+                if score >= rule.min_score:
+                    decision.matches.append(
+                        Match(rule=rule.name, signal=signal.name, score=score, action=rule.action)
+                    )
+                    if SEVERITY[rule.action] > SEVERITY[action]:
+                        action, fired = rule.action, rule
+        if allowed_account:
+            if action != "allow":
+                decision.notes.append(
+                    f"sanctioned account: {action} by {fired.name if fired else '?'} not applied"
+                )
+            decision.action = "allow"
+            return decision
+        decision.action = action
+        if fired is None:
+            return decision
+        if action == "throttle":
+            by = caller.actor if policy.throttle.by == "actor" and caller.actor else caller.account_id
+            if not await self._take("throttle:" + by, policy.throttle.bucket, decision):
+                return self._refuse(
+                    decision,
+                    429,
+                    "rate_limit_error",
+                    "rate_limit_exceeded",
+                    fired.message or f"Too many requests of this kind ({fired.signal}); slow down.",
+                )
+            decision.notes.append("throttle bucket had a token: served")
+            return decision
+        if action == "ban":
+            subject = (
+                ban_subject("actor", caller.actor)
+                if caller.actor
+                else ban_subject("account", caller.account_id)
+            )
+            if decision.enforced:
+                try:
+                    await self.state.ban(subject, f"rule {fired.name}: {fired.signal}", source="gateway")
+                    decision.notes.append(f"banned {subject}")
+                except StateUnavailable as error:
+                    decision.notes.append(f"ban of {subject} not recorded: {error}")
+            else:
+                decision.notes.append(f"shadow: would ban {subject}")
+            return self._refuse(
+                decision,
+                403,
+                "permission_error",
+                "account_banned",
+                fired.message or "This account has been suspended for violating the usage policy.",
+            )
+        if action == "block":
+            return self._refuse(
+                decision,
+                403,
+                "permission_error",
+                "request_blocked",
+                fired.message or f"This request was blocked by policy ({fired.name}).",
+            )
+        return decision  # flag: log only
+
+    async def _take(self, key: str, bucket: Bucket, decision: Decision) -> bool:
+        try:
+            return await self.state.take(key, bucket)
+        except StateUnavailable as error:
+            if self.policy.fail_mode == "open":
+                decision.notes.append(f"fail-open: {error}")
+                return True
+            decision.notes.append(f"fail-closed: {error}")
+            return False
+
+    def analyze_output(self, call: CallView, decision: Decision) -> None:
+        """Output signals on the finished response (evidence for the log; they do not act)."""
+        for signal in self.output_signals:
+            result = signal.analyze(call)
+            if result is not None:
+                decision.output_signals.append(result)
+
+    def record(self, caller: Caller, decision: Decision) -> None:
+        self.state.count(caller.account_id, decision.action)

@@ -1,0 +1,145 @@
+"""The enforcement policy as data: which signal scores lead to which action, per-tier parameter
+limits, reasoning protection and throttling, loaded from YAML and validated on load.
+
+Detectors never enforce (STYLE.md, habit 4): signals score a call, this table decides. Errors name
+the file and the field (`policy.yaml: rules[2].min_score: ...`), never a bare traceback.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+import yaml
+
+# Ordered by severity: when several rules match, the most severe action wins.
+ACTIONS: tuple[str, ...] = ("allow", "flag", "throttle", "block", "ban")
+SEVERITY: dict[str, int] = {action: i for i, action in enumerate(ACTIONS)}
+
+Action = Literal["allow", "flag", "throttle", "block", "ban"]
+
+
+class PolicyError(ValueError):
+    """A policy file that does not validate; the message names the file and the field."""
+
+
+class Rule(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """When `signal` (or one of its `part`s) scores at least `min_score`, take `action`."""
+
+    name: str
+    signal: str
+    action: Action
+    min_score: float
+    part: str | None = None
+    message: str | None = None
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.min_score <= 1.0:
+            raise ValueError(f"min_score {self.min_score} outside [0, 1]")
+
+
+class Bucket(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A token bucket: `burst` calls at once, refilled at `rate_per_s` calls per second."""
+
+    rate_per_s: float
+    burst: float
+
+    def __post_init__(self) -> None:
+        if self.rate_per_s <= 0 or self.burst < 1:
+            raise ValueError("rate_per_s must be > 0 and burst >= 1")
+
+
+class Throttle(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """The bucket that calls matched by a `throttle` rule draw from, per account or per actor."""
+
+    bucket: Bucket = msgspec.field(default_factory=lambda: Bucket(rate_per_s=0.2, burst=5))
+    by: Literal["account", "actor"] = "actor"
+
+
+class Tier(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """What an account tier may ask for (OWASP LLM10: logprobs and logit_bias reveal the
+    distribution a student model wants), and an optional rate limit for every call of the tier."""
+
+    logprobs: bool = False
+    max_top_logprobs: int = 0
+    logit_bias: bool = False
+    max_n: int = 1
+    rate_limit: Bucket | None = None
+
+
+class Reasoning(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """What leaves the gateway of the model's reasoning: `keep`, `strip` (remove it) or `summary`
+    (keep a short extract: the first and last sentence, at most `summary_chars` characters)."""
+
+    action: Literal["keep", "strip", "summary"] = "strip"
+    summary_chars: int = 240
+    # Sanctioned distillation accounts bought the reasoning: by default they keep it.
+    keep_for_allowed: bool = True
+
+
+class Policy(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    version: int = 1
+    # shadow: every decision is computed and logged, none is enforced (measure false positives first)
+    mode: Literal["enforce", "shadow"] = "enforce"
+    # When the shared state (Redis) cannot be reached: open = serve and log, closed = refuse (503).
+    fail_mode: Literal["open", "closed"] = "open"
+    # Accounts enrolled in a sanctioned distillation programme: rules never act on them.
+    allow_accounts: list[str] = []
+    default_tier: str = "free"
+    tiers: dict[str, Tier] = msgspec.field(
+        default_factory=lambda: {
+            "free": Tier(),
+            "enterprise": Tier(logprobs=True, max_top_logprobs=20, logit_bias=True, max_n=8),
+        }
+    )
+    rules: list[Rule] = []
+    throttle: Throttle = msgspec.field(default_factory=Throttle)
+    reasoning: Reasoning = msgspec.field(default_factory=Reasoning)
+
+    def tier(self, name: str | None) -> Tier:
+        found = self.tiers.get(name or self.default_tier)
+        return found if found is not None else self.tiers[self.default_tier]
+
+
+def _validate_across(policy: Policy, source: str, known_signals: set[str] | None) -> None:
+    """Checks that need the whole policy (pySigma's second phase)."""
+    if policy.default_tier not in policy.tiers:
+        raise PolicyError(f"{source}: default_tier: {policy.default_tier!r} is not one of tiers")
+    seen: set[str] = set()
+    for i, rule in enumerate(policy.rules):
+        if rule.name in seen:
+            raise PolicyError(f"{source}: rules[{i}].name: duplicate rule name {rule.name!r}")
+        seen.add(rule.name)
+        if known_signals is not None and rule.signal not in known_signals:
+            raise PolicyError(
+                f"{source}: rules[{i}].signal: unknown signal {rule.signal!r}; "
+                f"known: {', '.join(sorted(known_signals))}"
+            )
+
+
+def policy_from_dict(data: Any, source: str = "<policy>", known_signals: set[str] | None = None) -> Policy:
+    if data is None:
+        data = {}
+    try:
+        policy = msgspec.convert(data, Policy)
+    except msgspec.ValidationError as error:
+        # msgspec names the path as `$.rules[2].min_score`; say it the way the YAML reads.
+        raise PolicyError(f"{source}: {str(error).replace('$.', '')}") from None
+    _validate_across(policy, source, known_signals)
+    return policy
+
+
+def load_policy(path: str | Path, known_signals: set[str] | None = None) -> Policy:
+    """The policy in a YAML file, validated; `PolicyError` names the file and the field."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise PolicyError(f"{path}: not valid YAML: {error}") from None
+    return policy_from_dict(data, str(path), known_signals)
+
+
+def default_policy() -> Policy:
+    """The policy shipped with the package (`enforcement/default_policy.yaml`)."""
+    return load_policy(Path(__file__).with_name("default_policy.yaml"))

@@ -1,0 +1,390 @@
+"""Enforcement state shared by the calls of one gateway (in-process) or of several replicas (Redis):
+token buckets, the ban list and per-account decision counters.
+
+Backends are chosen by name from a URL (`memory://`, `redis://...`) and fail loudly on an unknown
+one. The ban list is read on every call, so each replica keeps a local copy that bans made
+elsewhere (the scan, case review, another replica, `redis-cli`) reach within `poll_s` seconds:
+through pub/sub at once, through a periodic re-read in any case. Buckets and counters are not
+cached: a throttle must hold across replicas.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+import msgspec
+
+from distillguard.enforcement.policy import Bucket
+
+log = logging.getLogger("distillguard.enforcement.state")
+
+
+class StateUnavailable(RuntimeError):
+    """The shared state cannot be reached; the policy's `fail_mode` decides what happens."""
+
+
+class Ban(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """One entry of the ban list: `subject` is `account:<id>` or `actor:<id>`."""
+
+    subject: str
+    reason: str
+    source: str = "gateway"
+    ts: float = 0.0
+    lifted: bool = False
+
+
+def ban_subject(kind: str, ident: str) -> str:
+    if kind not in ("account", "actor"):
+        raise ValueError(f"ban subject kind must be 'account' or 'actor', not {kind!r}")
+    return f"{kind}:{ident}"
+
+
+class EnforcementState(Protocol):
+    name: str
+
+    async def start(self) -> None: ...
+    async def close(self) -> None: ...
+    @property
+    def healthy(self) -> bool: ...
+    def banned(self, account_id: str, actor: str | None) -> Ban | None: ...
+    async def ban(self, subject: str, reason: str, source: str = "gateway") -> Ban: ...
+    async def lift(self, subject: str) -> None: ...
+    async def take(self, key: str, bucket: Bucket) -> bool: ...
+    def count(self, account_id: str, action: str) -> None: ...
+    async def counts(self, account_id: str) -> dict[str, int]: ...
+
+
+class _BanCache:
+    """The replica's copy of the ban list, consulted on every call without I/O."""
+
+    def __init__(self) -> None:
+        self.bans: dict[str, Ban] = {}
+
+    def replace(self, bans: dict[str, Ban]) -> None:
+        self.bans = {subject: ban for subject, ban in bans.items() if not ban.lifted}
+
+    def apply(self, ban: Ban) -> None:
+        if ban.lifted:
+            self.bans.pop(ban.subject, None)
+        else:
+            self.bans[ban.subject] = ban
+
+    def banned(self, account_id: str, actor: str | None) -> Ban | None:
+        if not self.bans:
+            return None
+        found = self.bans.get("account:" + account_id)
+        if found is None and actor:
+            found = self.bans.get("actor:" + actor)
+        return found
+
+
+_ban_decoder = msgspec.json.Decoder(Ban)
+
+
+class MemoryState:
+    """One process's state. With a `bans_file`, the ban list is a JSON-lines file that this and
+    other processes (gateway workers, the scan) append to and that is re-read when it changes."""
+
+    name = "memory"
+
+    def __init__(
+        self,
+        bans_file: str | Path | None = None,
+        poll_s: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.bans_file = Path(bans_file) if bans_file else None
+        # `distillguard replay` sets the clock to each recorded call's time, so buckets refill as
+        # they would have live.
+        self.clock = clock
+        self.poll_s = poll_s
+        self._cache = _BanCache()
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._counts: dict[str, Counter[str]] = {}
+        self._seen: tuple[float, int] | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def healthy(self) -> bool:
+        return True
+
+    async def start(self) -> None:
+        if self.bans_file is not None:
+            self._reload()
+            self._task = asyncio.create_task(self._watch())
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def _reload(self) -> None:
+        assert self.bans_file is not None
+        try:
+            stat = self.bans_file.stat()
+        except FileNotFoundError:
+            self._cache.replace({})
+            self._seen = None
+            return
+        if self._seen == (stat.st_mtime, stat.st_size):
+            return
+        bans: dict[str, Ban] = {}
+        for number, line in enumerate(self.bans_file.read_bytes().splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                ban = _ban_decoder.decode(line)
+            except msgspec.DecodeError as error:
+                log.warning("%s:%d: ban line skipped: %s", self.bans_file, number, error)
+                continue
+            bans[ban.subject] = ban  # later lines (lifts, re-bans) win
+        self._cache.replace(bans)
+        self._seen = (stat.st_mtime, stat.st_size)
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self.poll_s)
+            try:
+                self._reload()
+            except OSError as error:
+                log.warning("cannot re-read ban list %s: %s", self.bans_file, error)
+
+    def banned(self, account_id: str, actor: str | None) -> Ban | None:
+        return self._cache.banned(account_id, actor)
+
+    def _append(self, ban: Ban) -> None:
+        self._cache.apply(ban)
+        if self.bans_file is not None:
+            with self.bans_file.open("ab") as out:
+                out.write(msgspec.json.encode(ban) + b"\n")
+
+    async def ban(self, subject: str, reason: str, source: str = "gateway") -> Ban:
+        ban = Ban(subject=subject, reason=reason, source=source, ts=time.time())
+        self._append(ban)
+        return ban
+
+    async def lift(self, subject: str) -> None:
+        self._append(Ban(subject=subject, reason="lifted", ts=time.time(), lifted=True))
+
+    async def take(self, key: str, bucket: Bucket) -> bool:
+        now = self.clock()
+        tokens, last = self._buckets.get(key, (bucket.burst, now))
+        tokens = min(bucket.burst, tokens + (now - last) * bucket.rate_per_s)
+        allowed = tokens >= 1.0
+        self._buckets[key] = (tokens - 1.0 if allowed else tokens, now)
+        return allowed
+
+    def count(self, account_id: str, action: str) -> None:
+        self._counts.setdefault(account_id, Counter())[action] += 1
+
+    async def counts(self, account_id: str) -> dict[str, int]:
+        return dict(self._counts.get(account_id, {}))
+
+
+# Token bucket in one round trip, on Redis's clock so replicas with skewed clocks agree.
+_TAKE = """
+local rate = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
+local tokens = tonumber(state[1])
+local ts = tonumber(state[2])
+if tokens == nil then tokens = burst; ts = now end
+tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
+local ok = 0
+if tokens >= 1 then tokens = tokens - 1; ok = 1 end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
+redis.call('EXPIRE', KEYS[1], math.ceil(burst / rate) + 60)
+return ok
+"""
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class RedisState:
+    """State shared by replicas through Redis: bans in a hash (`<prefix>bans`) announced on a
+    pub/sub channel of the same name, buckets as Lua-updated hashes, counters flushed in batches."""
+
+    name = "redis"
+
+    def __init__(
+        self,
+        url: str,
+        prefix: str = "dg:",
+        poll_s: float = 2.0,
+        timeout_s: float = 0.25,
+        flush_s: float = 1.0,
+    ) -> None:
+        import redis.asyncio as redis_asyncio
+
+        self.url = url
+        self.prefix = prefix
+        self.poll_s = poll_s
+        self.flush_s = flush_s
+        self._redis = redis_asyncio.from_url(
+            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, health_check_interval=0
+        )
+        self._cache = _BanCache()
+        self._pending: Counter[tuple[str, str]] = Counter()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._healthy = True
+        self._take_script: Any = self._redis.register_script(_TAKE)
+
+    @property
+    def bans_key(self) -> str:
+        return self.prefix + "bans"
+
+    @property
+    def healthy(self) -> bool:
+        return self._healthy
+
+    def _mark(self, ok: bool, error: Exception | None = None) -> None:
+        if ok != self._healthy:
+            if ok:
+                log.info("redis state %s reachable again", self.url)
+            else:
+                log.error("redis state %s unreachable: %s", self.url, error)
+        self._healthy = ok
+
+    async def start(self) -> None:
+        try:
+            await self._refresh()
+        except Exception as error:  # any redis failure means "unavailable"
+            self._mark(False, error)
+        self._tasks = [
+            asyncio.create_task(self._poll()),
+            asyncio.create_task(self._listen()),
+            asyncio.create_task(self._flush_loop()),
+        ]
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        with contextlib.suppress(Exception):
+            await self._flush()
+        await self._redis.aclose()
+
+    async def _refresh(self) -> None:
+        raw = await self._redis.hgetall(self.bans_key)
+        self._cache.replace({_text(k): _ban_decoder.decode(v) for k, v in raw.items()})
+        self._mark(True)
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(self.poll_s)
+            try:
+                await self._refresh()
+            except Exception as error:  # keep the last known list, report, retry
+                self._mark(False, error)
+
+    async def _listen(self) -> None:
+        # Pub/sub makes a ban visible at once; the poll above covers a missed message.
+        while True:
+            try:
+                pubsub = self._redis.pubsub()
+                await pubsub.subscribe(self.bans_key)
+                async for message in pubsub.listen():
+                    if message.get("type") == "message":
+                        self._cache.apply(_ban_decoder.decode(message["data"]))
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # reconnect after a pause
+                log.warning("ban channel %s lost: %s; re-subscribing", self.bans_key, error)
+                await asyncio.sleep(self.poll_s)
+
+    def banned(self, account_id: str, actor: str | None) -> Ban | None:
+        return self._cache.banned(account_id, actor)
+
+    async def _publish(self, ban: Ban) -> None:
+        payload = msgspec.json.encode(ban)
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.hset(self.bans_key, ban.subject, payload)
+                pipe.publish(self.bans_key, payload)
+                await pipe.execute()
+        except Exception as error:
+            self._mark(False, error)
+            raise StateUnavailable(f"cannot record ban of {ban.subject}: {error}") from error
+        self._cache.apply(ban)
+
+    async def ban(self, subject: str, reason: str, source: str = "gateway") -> Ban:
+        ban = Ban(subject=subject, reason=reason, source=source, ts=time.time())
+        await self._publish(ban)
+        return ban
+
+    async def lift(self, subject: str) -> None:
+        await self._publish(Ban(subject=subject, reason="lifted", ts=time.time(), lifted=True))
+
+    async def take(self, key: str, bucket: Bucket) -> bool:
+        try:
+            allowed = await self._take_script(
+                keys=[self.prefix + "bucket:" + key], args=[bucket.rate_per_s, bucket.burst]
+            )
+        except Exception as error:
+            self._mark(False, error)
+            raise StateUnavailable(f"token bucket {key}: {error}") from error
+        self._mark(True)
+        return bool(allowed)
+
+    def count(self, account_id: str, action: str) -> None:
+        self._pending[(account_id, action)] += 1
+
+    async def _flush(self) -> None:
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, Counter()
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for (account_id, action), n in pending.items():
+                pipe.hincrby(self.prefix + "counts:" + account_id, action, n)
+            await pipe.execute()
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.flush_s)
+            try:
+                await self._flush()
+            except Exception as error:  # counters are statistics: report and go on
+                log.warning("decision counters not flushed to %s: %s", self.url, error)
+
+    async def counts(self, account_id: str) -> dict[str, int]:
+        await self._flush()
+        raw = await self._redis.hgetall(self.prefix + "counts:" + account_id)
+        return {_text(k): int(v) for k, v in raw.items()}
+
+
+def open_state(url: str | None, bans_file: str | Path | None = None) -> EnforcementState:
+    """The state backend named by `url`: `memory://` (default) or `redis://host:port/db`."""
+    if not url or url.startswith("memory:"):
+        return MemoryState(bans_file=bans_file)
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        return RedisState(url)
+    raise ValueError(f"unknown state backend {url!r}; known: memory://, redis://HOST:PORT/DB")
+
+
+def ban_from_json(line: str | bytes) -> Ban:
+    return _ban_decoder.decode(line)
+
+
+__all__ = [
+    "Ban",
+    "EnforcementState",
+    "MemoryState",
+    "RedisState",
+    "StateUnavailable",
+    "ban_subject",
+    "open_state",
+]
