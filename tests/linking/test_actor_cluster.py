@@ -245,3 +245,21 @@ def test_config_loads_overrides(tmp_path: Path) -> None:
     assert config.sync.min_lift == 8.0 and config.rules["ip"].weight == 0.3 and config.pair_limit == 50
     assert Indicator("template", "tpl-x") in config.ignore
     assert config.rules["payment"] == LinkConfig().rules["payment"]
+
+
+def test_busy_population_starting_together_has_no_lucky_pairs_but_the_hydra_is_found() -> None:
+    """300 accounts that all start in the same hour (a launch, a busy morning) overlap a lot by
+    chance; only accounts synchronised beyond what the population's timing explains are linked."""
+    rng = random.Random(21)
+    windows = {}
+    for i in range(300):
+        t = T0 + timedelta(seconds=rng.uniform(0, 3600))
+        times = []
+        for _ in range(20):
+            t += timedelta(seconds=rng.choice([30, 30, rng.uniform(1, 4000)]))
+            times.append(t)
+        windows[f"busy-{i}"] = window_of(times, template=rng.choice(["tpl-a", "tpl-b", None]))
+    bursts = [T0 + timedelta(seconds=rng.uniform(0, WEEK_S)) for _ in range(25)]
+    for i in range(4):
+        windows[f"hydra-{i}"] = window_of([b + timedelta(seconds=rng.uniform(0, 60)) for b in bursts])
+    assert clustered(link(windows)) == [["hydra-0", "hydra-1", "hydra-2", "hydra-3"]]

@@ -37,6 +37,30 @@ def hash_int(value: int) -> int:
     return x ^ (x >> 31)
 
 
+_INV1 = pow(0xBF58476D1CE4E5B9, -1, 1 << 64)
+_INV2 = pow(0x94D049BB133111EB, -1, 1 << 64)
+
+
+def _unshift(x: int, shift: int) -> int:
+    result = x
+    for _ in range(64 // shift):
+        result = x ^ (result >> shift)
+    return result
+
+
+def unhash_int(item_hash: int) -> int:
+    """The integer `hash_int` was given (splitmix64's finaliser is a bijection), so sketches of
+    time buckets can still say which buckets they hold.
+
+    >>> unhash_int(hash_int(5_912_345))
+    5912345
+    """
+    x = _unshift(item_hash & _MASK64, 31)
+    x = _unshift((x * _INV2) & _MASK64, 27)
+    x = _unshift((x * _INV1) & _MASK64, 30)
+    return x - (1 << 64) if x >= 1 << 63 else x
+
+
 def hash_ints(values: np.ndarray) -> np.ndarray:
     """`hash_int` over an int64 array, vectorised (uint64 arithmetic wraps like the masks above).
 

@@ -21,10 +21,11 @@ from typing import Any
 import networkx as nx
 import numpy as np
 from datasketch import MinHash, MinHashLSH
+from scipy.stats import poisson
 
 from distillguard.events.model import Account
-from distillguard.features.account_window import BUCKET_MS, AccountWindow
-from distillguard.features.reducers import Distinct
+from distillguard.features.account_window import BUCKET_MS, HOUR_MS, AccountWindow
+from distillguard.features.reducers import Distinct, unhash_int
 from distillguard.linking.config import LinkConfig
 from distillguard.linking.indicator import Indicator
 
@@ -170,7 +171,7 @@ def link(
     large: dict[str, dict[Indicator, float]] = defaultdict(dict)  # evidence added only to candidate pairs
     for ind, members in holders.items():
         df = len(members)
-        weight = config.rules[ind.kind].weight * config.rarity(ind.kind, df)
+        weight = config.rules[ind.kind].weight * config.rarity(ind.kind, df, len(windows))
         if df < 2 or weight <= 0.0:
             continue
         if df <= config.pair_limit:
@@ -217,7 +218,9 @@ def link(
             for ind in found_ind.keys() & actor.indicators:
                 if ind in config.ignore:
                     continue
-                weight = config.rules[ind.kind].weight * config.rarity(ind.kind, len(holders[ind]))
+                weight = config.rules[ind.kind].weight * config.rarity(
+                    ind.kind, len(holders[ind]), len(windows)
+                )
                 text = f"matches known actor {actor.actor_id}" + (
                     f" ({actor.source})" if actor.source else ""
                 )
@@ -268,28 +271,52 @@ def _cluster_of(
     )
 
 
+_BUCKETS_PER_HOUR = HOUR_MS // BUCKET_MS
+
+
+class _Activity:
+    """One account's active 5-minute buckets (a sample, scaled, once past the sketch size)."""
+
+    __slots__ = ("active", "hour_counts", "hours", "scale")
+
+    def __init__(self, buckets: Distinct) -> None:
+        kept = buckets.smallest()
+        self.active = buckets.estimate()
+        self.scale = self.active / len(kept) if kept else 0.0
+        bucket_ids = np.fromiter((unhash_int(h) for h in kept), dtype=np.int64, count=len(kept))
+        self.hours = bucket_ids // _BUCKETS_PER_HOUR
+        hours, counts = np.unique(self.hours, return_counts=True)
+        self.hour_counts = dict(zip(hours.tolist(), (counts * self.scale).tolist(), strict=True))
+
+
 def _sync_evidence(
     windows: Mapping[str, AccountWindow], config: LinkConfig, pairs: dict[tuple[str, str], _PairEvidence]
 ) -> None:
     """Synchronised activity (SynchroTrap-style): accounts active in the same 5-minute buckets far
-    more often than their activity levels make likely by chance. Candidate pairs come from MinHash
-    LSH over the active-bucket sets, so the cost grows with accounts, not with their pairs."""
+    more often than chance. Chance follows the population's activity hour by hour (traffic has busy
+    hours, and campaigns start together), so accounts that are merely busy when everyone is busy
+    are not synchronised; within an hour, any 5-minute bucket is as likely as another. The pair's
+    own activity is left out of the population, so a hydra does not explain itself away.
+    Candidate pairs come from MinHash LSH over the bucket sets: cost grows with accounts, not pairs."""
     sync = config.sync
-    seen = [w.seen for w in windows.values() if not w.seen.empty]
-    if not seen:
-        return
-    span_buckets = max((max(s.hi for s in seen) - min(s.lo for s in seen)) / BUCKET_MS, 1.0)
-    eligible = {}
-    for aid, window in windows.items():
-        active = window.buckets.estimate()
-        if active >= sync.min_shared_buckets and active / span_buckets <= sync.max_active_fraction:
-            eligible[aid] = active
+    activity = {aid: _Activity(w.buckets) for aid, w in windows.items() if w.n}
+    hour_load: dict[int, float] = defaultdict(float)
+    for act in activity.values():
+        for hour, count in act.hour_counts.items():
+            hour_load[hour] += count
+    total = sum(hour_load.values())
+    busy_buckets = len(hour_load) * _BUCKETS_PER_HOUR
+    eligible = [
+        aid
+        for aid, act in sorted(activity.items())
+        if act.active >= sync.min_shared_buckets and act.active / busy_buckets <= sync.max_active_fraction
+    ]
     if len(eligible) < 2:
         return
     template = MinHash(num_perm=sync.num_perm, seed=7)
     lsh = MinHashLSH(threshold=sync.lsh_threshold, num_perm=sync.num_perm)
     sketches = {}
-    for aid in sorted(eligible):
+    for aid in eligible:
         sketch = MinHash(
             num_perm=sync.num_perm,
             hashfunc=_low32,
@@ -300,13 +327,36 @@ def _sync_evidence(
         sketches[aid] = sketch
         lsh.insert(aid, sketch)
     checked: set[tuple[str, str]] = set()
-    for a in sorted(eligible):
+    # Bonferroni over every pair that could have been compared
+    log_p_max = math.log(sync.max_p_value) - math.log(len(eligible) * (len(eligible) - 1) / 2)
+    null = _Null(hour_load, total)
+    for a in eligible:
         for b in lsh.query(sketches[a]):
             pair = (a, b) if a < b else (b, a)
             if a == b or pair in checked:
                 continue
             checked.add(pair)
-            _sync_pair(pair, windows, eligible, span_buckets, config, pairs)
+            _sync_pair(pair, windows, activity, null, log_p_max, config, pairs)
+
+
+class _Null:
+    """Expected shared buckets of two accounts under chance, from the population's hourly load."""
+
+    def __init__(self, hour_load: Mapping[int, float], total: float) -> None:
+        self.hour_load = hour_load
+        self.total = total
+
+    def expected(self, one: _Activity, other: _Activity) -> float:
+        """``one`` keeps its own buckets; ``other`` places its activity like everyone else does."""
+        if len(one.hours) == 0:
+            return 0.0
+        loads = np.array([self.hour_load[h] for h in one.hours.tolist()])
+        own = np.array(
+            [one.hour_counts.get(h, 0.0) + other.hour_counts.get(h, 0.0) for h in one.hours.tolist()]
+        )
+        rest = max(self.total - one.active - other.active, 1.0)
+        chance_per_bucket = np.maximum(loads - own, 0.0) / rest / _BUCKETS_PER_HOUR
+        return one.scale * float(np.minimum(1.0, other.active * chance_per_bucket).sum())
 
 
 def _low32(value: int) -> int:
@@ -316,19 +366,26 @@ def _low32(value: int) -> int:
 def _sync_pair(
     pair: tuple[str, str],
     windows: Mapping[str, AccountWindow],
-    active: Mapping[str, float],
-    span_buckets: float,
+    activity: Mapping[str, _Activity],
+    null: _Null,
+    log_p_max: float,
     config: LinkConfig,
     pairs: dict[tuple[str, str], _PairEvidence],
 ) -> None:
     a, b = pair
     sync = config.sync
     jaccard = Distinct.jaccard(windows[a].buckets, windows[b].buckets)
-    na, nb = active[a], active[b]
+    na, nb = activity[a].active, activity[b].active
     shared = jaccard * (na + nb) / (1.0 + jaccard)
-    expected = na * nb / span_buckets
-    lift = shared / expected if expected > 0 else math.inf
-    if jaccard < sync.min_jaccard or shared < sync.min_shared_buckets or lift < sync.min_lift:
+    if jaccard < sync.min_jaccard or shared < sync.min_shared_buckets:
+        return
+    # the larger of the two ways round: conservative
+    expected = max(null.expected(activity[a], activity[b]), null.expected(activity[b], activity[a]), 1e-9)
+    lift = shared / expected
+    if lift < sync.min_lift:
+        return
+    log_p = float(poisson.logsf(math.ceil(shared) - 1, expected))
+    if log_p > log_p_max:
         return
     strong = (
         jaccard >= sync.strong_jaccard and shared >= sync.strong_shared_buckets and lift >= sync.strong_lift
@@ -336,7 +393,8 @@ def _sync_pair(
     weight = config.rules["sync"].cap if strong else config.rules["sync"].weight
     text = (
         f"active in the same {BUCKET_MS // 60000}-minute windows: ~{shared:.0f} shared of {na:.0f} / {nb:.0f} "
-        f"(Jaccard {jaccard:.2f}, {lift:.0f}x what chance gives)"
+        f"(Jaccard {jaccard:.2f}, {lift:.0f}x what the population's hourly activity gives by chance, "
+        f"p < 1e{math.floor(log_p / math.log(10)) + 1})"
     )
     pairs[pair].add("sync", weight, text)
 

@@ -32,6 +32,7 @@ class IndicatorRule:
     cap: float  # most evidence this kind can add to one pair
     rare_accounts: int = 2  # used by at most this many accounts: full weight
     common_accounts: int = 1_000_000  # used by at least this many: no weight (how the ecosystem looks)
+    common_share: float = 1.0  # ... or by this share of all accounts in the run (when that is fewer)
     family: str = ""  # kinds of one family are capped together (family_caps)
 
 
@@ -42,6 +43,9 @@ class SyncRule:
     min_shared_buckets: float = 6.0
     min_jaccard: float = 0.3
     min_lift: float = 5.0
+    # the overlap must also be unlikely under chance after a Bonferroni correction for every pair
+    # of eligible accounts (a Poisson tail), or many accounts guarantee lucky pairs
+    max_p_value: float = 0.01
     strong_shared_buckets: float = 20.0
     strong_jaccard: float = 0.6
     strong_lift: float = 20.0
@@ -56,14 +60,19 @@ class CentroidRule:
     min_cosine: float = 0.9
 
 
+# below this many accounts a share of the population says nothing about how common a value is
+_MIN_COMMON = 10.0
+
 DEFAULT_RULES: dict[str, IndicatorRule] = {
     "payment": IndicatorRule(weight=1.0, cap=1.0, rare_accounts=500, common_accounts=5000),
     "signup_ip": IndicatorRule(weight=0.6, cap=0.6, rare_accounts=5, common_accounts=50, family="network"),
     "ip": IndicatorRule(weight=0.4, cap=0.4, rare_accounts=5, common_accounts=50, family="network"),
     "tls_asn": IndicatorRule(weight=0.4, cap=0.4, rare_accounts=5, common_accounts=50, family="network"),
-    "template": IndicatorRule(weight=0.6, cap=0.6, rare_accounts=500, common_accounts=5000, family="prompt"),
+    "template": IndicatorRule(
+        weight=0.6, cap=0.6, rare_accounts=500, common_accounts=5000, common_share=0.1, family="prompt"
+    ),
     "system_prompt": IndicatorRule(
-        weight=0.5, cap=0.6, rare_accounts=500, common_accounts=5000, family="prompt"
+        weight=0.5, cap=0.6, rare_accounts=500, common_accounts=5000, common_share=0.1, family="prompt"
     ),
     "sync": IndicatorRule(weight=0.6, cap=1.0, family="behaviour"),
     "centroid": IndicatorRule(weight=0.25, cap=0.25, family="behaviour"),
@@ -85,18 +94,26 @@ class LinkConfig:
     # (kind, value) pairs that are never evidence, e.g. a public evaluation template
     ignore: frozenset[Indicator] = frozenset()
 
-    def rarity(self, kind: str, accounts: int) -> float:
-        """1 for a value used by few accounts, falling on a log scale to 0 at `common_accounts`.
+    def rarity(self, kind: str, accounts: int, population: int) -> float:
+        """1 for a value used by few accounts, falling on a log scale to 0 where it is common
+        (`common_accounts`, or `common_share` of the ``population`` of accounts in the run).
 
-        >>> LinkConfig().rarity("ip", 3), LinkConfig().rarity("ip", 50), round(LinkConfig().rarity("ip", 16), 2)
-        (1.0, 0.0, 0.5)
+        >>> c = LinkConfig()
+        >>> c.rarity("ip", 3, 10_000), c.rarity("ip", 50, 10_000), round(c.rarity("ip", 16, 10_000), 2)
+        (1.0, 0.0, 0.49)
+        >>> c.rarity("template", 400, 100_000), c.rarity("template", 400, 4_000)
+        (1.0, 0.0)
         """
         rule = self.rules[kind]
-        if accounts <= rule.rare_accounts:
+        common = float(rule.common_accounts)
+        if rule.common_share < 1.0:
+            common = min(common, max(rule.common_share * population, _MIN_COMMON))
+        rare = min(float(rule.rare_accounts), common / 2)
+        if accounts <= rare:
             return 1.0
-        if accounts >= rule.common_accounts:
+        if accounts >= common:
             return 0.0
-        return math.log(rule.common_accounts / accounts) / math.log(rule.common_accounts / rule.rare_accounts)
+        return math.log(common / accounts) / math.log(common / rare)
 
 
 def _number(value: Any, where: str, lo: float = 0.0, hi: float = math.inf) -> float:
