@@ -3,12 +3,14 @@ runs with rejects that add nothing unless allowed."""
 
 from __future__ import annotations
 
+import doctest
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
 
+from distillguard.events import store as store_module
 from distillguard.events.call_view import STORE_SCHEMA, views_of_batch
 from distillguard.events.model import CallEvent, Client
 from distillguard.events.readers import Reject, iter_events
@@ -145,3 +147,7 @@ def test_fixture_files_round_trip_through_the_store(tmp_path: Path) -> None:
         .execute("SELECT event_id, status FROM calls ORDER BY event_id")
     )
     assert rows.fetchall() == [("e-000001", 200), ("e-000002", 500), ("e-000003", 200)]
+
+
+def test_summary_reasons_group_by_kind() -> None:
+    assert doctest.testmod(store_module, raise_on_error=True).attempted >= 1

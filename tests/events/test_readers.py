@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import gzip
 import shutil
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
+from importlib.metadata import EntryPoint
 from pathlib import Path
 
 import pytest
 
+from distillguard.events import readers
 from distillguard.events.call_view import view_of
 from distillguard.events.model import CallEvent
 from distillguard.events.readers import (
@@ -234,3 +237,24 @@ def test_otel_account_attribute_is_configurable() -> None:
         options = ReaderOptions(account_attribute=attribute)
         events, rejects = _split(list(iter_events([FIXTURES / "otel_flat.jsonl"], "otel-genai", options)))
         assert rejects == [] and [e.account_id for e in events] == expected
+
+
+class _ThirdPartyReader:
+    name = "splunk-json"
+    description = "a reader another package registers"
+
+    def read(self, paths: Sequence[Path], options: ReaderOptions) -> Iterator[CallEvent | Reject]:
+        for path in paths:
+            yield Reject(file=str(path), line=1, reason="third-party reader was used")
+
+
+def test_entry_point_readers_are_found_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    entry = EntryPoint(
+        name="splunk-json", value=f"{__name__}:_ThirdPartyReader", group=readers.ENTRY_POINT_GROUP
+    )
+    monkeypatch.setattr(
+        readers, "entry_points", lambda group: [entry] if group == readers.ENTRY_POINT_GROUP else []
+    )
+    assert "splunk-json" in known_formats()
+    (reject,) = iter_events([FIXTURES / "canonical.jsonl"], "splunk-json")
+    assert isinstance(reject, Reject) and reject.reason == "third-party reader was used"

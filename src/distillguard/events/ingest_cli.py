@@ -11,6 +11,8 @@ import click
 from distillguard.events.readers import ReaderOptions, UnknownFormatError, iter_events, known_formats
 from distillguard.events.store import CallStore, IngestStats, StoreError
 
+_DAYS_LISTED = 14
+
 
 def _summary(stats: IngestStats, store: Path) -> str:
     lines = [
@@ -23,6 +25,8 @@ def _summary(stats: IngestStats, store: Path) -> str:
     if stats.days:
         days = list(stats.days)
         lines.append(f"  days: {len(days)} ({days[0]} .. {days[-1]})")
+        if len(days) <= _DAYS_LISTED:
+            lines += [f"    {count:>8}  {day}" for day, count in stats.days.items()]
     if stats.rejects_file:
         lines.append(f"  rejected lines (file, line, reason): {stats.rejects_file}")
     if stats.committed:

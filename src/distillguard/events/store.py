@@ -15,6 +15,7 @@ store or repeated within the run; otherwise the store is left as it was and the 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 import uuid
@@ -63,12 +64,17 @@ class IngestStats(msgspec.Struct, kw_only=True):
     seconds: float = 0.0
 
 
+_NUMBER = re.compile(r"\d+")
+
+
 def _reason_kind(reason: str) -> str:
-    """Group reasons for the summary: drop the part after the field path's details."""
-    head = reason.split(" - at ", 1)
-    if len(head) == 2:  # msgspec: "Expected `str`, got `int` - at `$.client.ip`"
-        return f"{head[0]} at {head[1]}"
-    return reason[:120]
+    """The reason with its numbers (byte offsets, span indices, earlier line numbers) replaced by
+    N, so the summary counts one row per kind of problem rather than one per line.
+
+    >>> _reason_kind("invalid JSON: JSON is malformed: invalid character (byte 17)")
+    'invalid JSON: JSON is malformed: invalid character (byte N)'
+    """
+    return _NUMBER.sub("N", reason)[:160]
 
 
 _WRITE_SCHEMA = STORE_SCHEMA  # the day is in the directory name, not a column of the files
