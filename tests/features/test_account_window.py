@@ -1,0 +1,193 @@
+"""AccountWindow features on hand-made call sequences whose answers are known."""
+
+from __future__ import annotations
+
+import doctest
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+
+import distillguard.features.account_window as account_window_module
+import distillguard.features.bulk as bulk_module
+import distillguard.features.reducers as reducers_module
+import distillguard.linking.config as link_config_module
+from distillguard.events.call_view import CallView
+from distillguard.features import AccountWindow, feature_names
+from distillguard.features.account_window import SIGNAL_NAMES
+
+T0 = datetime(2026, 2, 12, 10, 0, tzinfo=UTC)
+
+
+def call(i: int, seconds: float, **fields) -> CallView:
+    return CallView(event_id=str(i), ts=T0 + timedelta(seconds=seconds), account_id="a", **fields)
+
+
+def run(calls, signals=None, fingerprints=None, embeddings=None) -> dict[str, float]:
+    window = AccountWindow()
+    for i, view in enumerate(calls):
+        window.observe(
+            view,
+            signals[i] if signals else {},
+            fingerprints[i] if fingerprints else None,
+            embeddings[i] if embeddings is not None else None,
+        )
+    return window.features()
+
+
+def test_metronome_script_with_one_template() -> None:
+    calls = [
+        call(i, 6.0 * i, prompt=f"Generate task {i}", n_user_turns=1, temperature=1.0, max_tokens=512)
+        for i in range(100)
+    ]
+    f = run(calls, fingerprints=["gen-N"] * 100)
+    expected = {
+        "n_calls": 100.0,
+        "active_hours": 1.0,
+        "span_hours": 99 * 6 / 3600,
+        "gap_cv": 0.0,
+        "gap_regular_share": 1.0,
+        "gap_burstiness": -1.0,
+        "distinct_prompts": 100.0,
+        "distinct_prompt_ratio": 1.0,
+        "distinct_templates": 1.0,
+        "top_template_share": 1.0,
+        "single_turn_share": 1.0,
+        "temperature_set_share": 1.0,
+        "temperature_mean": 1.0,
+        "param_profile_top_share": 1.0,
+        "max_tokens_mean": 512.0,
+    }
+    for name, value in expected.items():
+        assert f[name] == pytest.approx(value, abs=1e-9), name
+    assert f["gap_median_s"] == pytest.approx(6.0, rel=0.05)
+
+
+@pytest.mark.parametrize(
+    ("gaps", "regular_share", "cv"),
+    [
+        ([10.0] * 10, 1.0, 0.0),  # perfectly regular
+        ([10.0, 10.2, 9.9, 10.1] * 5, 1.0, 0.01),  # jitter within 5%
+        ([1.0, 1000.0] * 10, 0.5, 0.998),  # alternating: half the gaps sit at the median
+    ],
+)
+def test_timing_regularity(gaps: list[float], regular_share: float, cv: float) -> None:
+    times = np.concatenate([[0.0], np.cumsum(gaps)])
+    f = run([call(i, t) for i, t in enumerate(times)])
+    assert f["gap_regular_share"] == pytest.approx(regular_share, abs=0.05)
+    assert f["gap_cv"] == pytest.approx(cv, abs=0.01)
+
+
+def test_signal_fire_rates_and_means() -> None:
+    signals = [
+        {"cot_extraction": 0.9, "grading_request": None},
+        {"cot_extraction": 0.2, "grading_request": 0.6},
+        {"cot_extraction": None, "grading_request": 0.4},
+        {},
+    ]
+    f = run([call(i, i) for i in range(4)], signals=signals)
+    assert f["cot_extraction_fire_rate"] == 0.25  # fired on one call of four
+    assert f["cot_extraction_mean"] == pytest.approx(0.55)  # over the calls it scored
+    assert f["grading_request_fire_rate"] == 0.25
+    assert f["grading_request_mean"] == pytest.approx(0.5)
+    assert f["any_signal_fire_rate"] == 0.5
+    assert f["logit_probe_fire_rate"] == 0.0 and f["logit_probe_mean"] == 0.0
+
+
+def test_router_key_fan_in_and_network() -> None:
+    calls = [
+        call(
+            i,
+            60 * i,
+            end_user=f"user-{i % 4}" if i < 8 else "user-0",
+            client_ip=f"10.0.0.{i % 2}",
+            client_asn=64500,
+            client_router="openrouter",
+            client_user_agent="sdk/1",
+            client_tls_fingerprint="tls-1",
+        )
+        for i in range(10)
+    ]
+    f = run(calls)
+    assert f["end_user_share"] == 1.0
+    assert f["distinct_end_users"] == 4.0
+    assert f["top_end_user_share"] == pytest.approx(4 / 10)  # user-0: i=0, 4, 8, 9
+    assert (
+        f["distinct_ips"],
+        f["distinct_asns"],
+        f["distinct_user_agents"],
+        f["distinct_tls_fingerprints"],
+    ) == (2, 1, 1, 1)
+    assert f["router_share"] == 1.0
+
+
+def test_parameter_profile_and_lengths() -> None:
+    calls = [
+        call(
+            0,
+            0,
+            prompt="abcd",
+            system_prompt="sys",
+            response_text="x" * 20,
+            reasoning_text="r" * 10,
+            logprobs=True,
+            top_logprobs=5,
+            logit_bias_size=3,
+            n=4,
+            stream=True,
+            n_user_turns=3,
+        ),
+        call(1, 1, prompt="abc", response_text="y" * 3, temperature=0.0, status=500, n_user_turns=1),
+    ]
+    f = run(calls)
+    assert f["logprobs_share"] == 0.5 and f["top_logprobs_mean"] == 5.0
+    assert f["logit_bias_share"] == 0.5 and f["logit_bias_size_mean"] == 3.0
+    assert f["n_multi_share"] == 0.5 and f["n_mean"] == 4.0
+    assert f["stream_share"] == 0.5 and f["error_share"] == 0.5
+    assert f["temperature_zero_share"] == 0.5
+    assert f["single_turn_share"] == 0.5 and f["user_turns_mean"] == 2.0
+    assert f["prompt_chars_mean"] == pytest.approx((7 + 3) / 2)
+    assert f["output_input_ratio"] == pytest.approx((30 + 3 + 1) / (10 + 1))
+    assert f["reasoning_returned_share"] == 0.5
+    assert f["system_prompt_share"] == 0.5 and f["distinct_system_prompts"] == 1.0
+    assert f["param_profile_top_share"] == 0.5
+
+
+def test_embedding_diversity() -> None:
+    same = np.tile(np.array([[1.0, 0.0, 0.0]], dtype=np.float32), (20, 1))
+    spread = np.random.default_rng(0).standard_normal((20, 3)).astype(np.float32)
+    spread /= np.linalg.norm(spread, axis=1, keepdims=True)
+    narrow = run([call(i, i) for i in range(20)], embeddings=same)
+    wide = run([call(i, i) for i in range(20)], embeddings=spread)
+    assert narrow["embedding_dispersion"] == pytest.approx(0.0, abs=1e-9) and narrow["topic_buckets"] == 1.0
+    assert wide["embedding_dispersion"] > 0.5 and wide["topic_coverage"] > narrow["topic_coverage"]
+    assert wide["embedded_calls"] == 20.0
+
+
+def test_feature_vector_is_stable_and_finite() -> None:
+    names = feature_names()
+    assert names == list(AccountWindow().features())
+    assert len(names) == len(set(names))
+    assert all(f"{s}_fire_rate" in names for s in SIGNAL_NAMES)
+    f = run([call(0, 0)])
+    assert list(f) == names and all(np.isfinite(v) for v in f.values())
+    assert not any("language" in n or "country" in n for n in names)
+
+
+def test_unknown_signal_is_an_error_not_a_silent_drop() -> None:
+    with pytest.raises(KeyError, match="templat"):
+        AccountWindow().observe(call(0, 0), {"templat": 0.5}, None)
+
+
+def test_first_and_last_seen() -> None:
+    window = AccountWindow()
+    for i in (0, 3600):
+        window.observe(call(i, i), {}, None)
+    assert (window.first_seen, window.last_seen) == (T0, T0 + timedelta(hours=1))
+
+
+@pytest.mark.parametrize("module", [reducers_module, account_window_module, bulk_module, link_config_module])
+def test_doctests(module) -> None:
+    result = doctest.testmod(module)
+    assert result.attempted > 0 or module is bulk_module
+    assert result.failed == 0
