@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import tempfile
 import time
 import uuid
 from collections import Counter
@@ -50,7 +51,11 @@ class StoreError(RuntimeError):
 
 
 class IngestStats(msgspec.Struct, kw_only=True):
-    """What one ingest run saw and wrote; printed as the command's summary."""
+    """What one ingest run saw and wrote; printed as the command's summary.
+
+    `lines` counts calls plus rejects: the input lines for formats with one call per line
+    (canonical, litellm); OTLP lines may hold several spans and Batch files join two lines.
+    """
 
     run_id: str
     files: list[str]
@@ -206,9 +211,21 @@ class CallStore:
             partition_base_dir=str(self.path),
         )
 
-    def connect(self, connection: duckdb.DuckDBPyConnection | None = None) -> duckdb.DuckDBPyConnection:
-        """A DuckDB connection with a view named `calls` over the whole store."""
-        con = connection or duckdb.connect()
+    def connect(
+        self, connection: duckdb.DuckDBPyConnection | None = None, *, memory_limit: str | None = "2GB"
+    ) -> duckdb.DuckDBPyConnection:
+        """A DuckDB connection with a view named `calls` over the whole store.
+
+        A new connection gets `memory_limit` (None: DuckDB's default of most of the RAM) and a
+        spill directory, so sorts and joins over months of calls go to disk instead of failing.
+        """
+        con = connection
+        if con is None:
+            con = duckdb.connect()
+            if memory_limit:
+                con.execute(f"SET memory_limit = '{memory_limit}'")
+            spill = Path(tempfile.gettempdir()) / "distillguard-duckdb"
+            con.execute(f"SET temp_directory = '{spill.as_posix()}'")
         files = self.files()
         if files:
             listing = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
@@ -233,8 +250,14 @@ class CallStore:
         DuckDB sorts or filters out of core and streams the result. `where` is a SQL condition.
         """
         if order_by is None and where is None:
+            # Read-ahead is kept small: each batch of a wide scan holds the prompt, answer and raw
+            # bodies of batch_size calls, and the defaults (16 batches x 4 files) keep about 1 GB
+            # in flight on a 200k-call store instead of a few batches.
             scanner = self._dataset().scanner(
-                columns=list(columns) if columns else None, batch_size=batch_size
+                columns=list(columns) if columns else None,
+                batch_size=batch_size,
+                batch_readahead=2,
+                fragment_readahead=1,
             )
             for batch in scanner.to_batches():
                 if len(batch):

@@ -187,7 +187,11 @@ def event_of_row(row: dict[str, Any], options: ReaderOptions) -> CallEvent:
     # Read before credentials are stripped: the headers maps hold both.
     agent = _user_agent(row.get("proxy_server_request"), metadata.get("requester_metadata"), metadata)
     request = _request_body(row)
-    request["_litellm"] = {k: v for k, v in row.items() if k not in _MAPPED}
+    rest = {k: v for k, v in row.items() if k not in _MAPPED}
+    logged = rest.get("proxy_server_request")
+    if isinstance(logged, dict) and isinstance(logged.get("headers"), dict):
+        rest["proxy_server_request"] = {"headers": logged["headers"]}  # the body is `request` already
+    request["_litellm"] = rest
     strip_credentials(request)
     response = _response_body(row.get("response"))
     if response is not None:
