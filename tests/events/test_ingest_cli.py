@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import subprocess
 import sys
@@ -76,3 +77,16 @@ def test_unknown_format_lists_the_known_ones(tmp_path: Path) -> None:
     result = _ingest(FIXTURES / "canonical.jsonl", "--format", "splunk", "--out", tmp_path / "s")
     assert result.returncode == 2
     assert "unknown log format 'splunk'" in result.stderr and "otel-genai" in result.stderr
+
+
+def test_truncated_gzip_writes_nothing(tmp_path: Path) -> None:
+    packed = gzip.compress((FIXTURES / "canonical.jsonl").read_bytes() * 50)
+    source = tmp_path / "cut.jsonl.gz"
+    source.write_bytes(packed[: len(packed) // 2])
+    result = _ingest(source, "--out", tmp_path / "s")
+    assert (
+        result.returncode == 1
+        and "cannot read past line" in result.stderr
+        and "nothing was written" in result.stderr
+    )
+    assert not list((tmp_path / "s").glob("day=*"))

@@ -23,6 +23,7 @@ from distillguard.events.readers import (
     known_formats,
     reader_named,
 )
+from distillguard.events.readers.base import UnreadableInput
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -258,3 +259,11 @@ def test_entry_point_readers_are_found_by_name(monkeypatch: pytest.MonkeyPatch) 
     assert "splunk-json" in known_formats()
     (reject,) = iter_events([FIXTURES / "canonical.jsonl"], "splunk-json")
     assert isinstance(reject, Reject) and reject.reason == "third-party reader was used"
+
+
+def test_truncated_gzip_fails_naming_file_and_last_good_line(tmp_path: Path) -> None:
+    packed = gzip.compress((FIXTURES / "canonical.jsonl").read_bytes() * 50)
+    truncated = tmp_path / "cut.jsonl.gz"
+    truncated.write_bytes(packed[: len(packed) // 2])
+    with pytest.raises(UnreadableInput, match=r"cut\.jsonl\.gz: cannot read past line \d+"):
+        list(iter_events([truncated]))

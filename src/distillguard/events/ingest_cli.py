@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from distillguard.events.readers import ReaderOptions, UnknownFormatError, iter_events, known_formats
+from distillguard.events.readers.base import UnreadableInput
 from distillguard.events.store import CallStore, IngestStats, StoreError
 
 _DAYS_LISTED = 14
@@ -88,6 +89,9 @@ def ingest(
     except StoreError as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(2)
+    except UnreadableInput as error:  # nothing was added to the store
+        click.echo(f"error: {error}; nothing was written", err=True)
+        sys.exit(1)
     except ValueError as error:  # a reader that cannot run with these options (e.g. no --account)
         raise click.UsageError(str(error)) from error
     click.echo(_summary(stats, store))

@@ -4,6 +4,7 @@ files (plain or gzip, detected by content rather than by file name)."""
 from __future__ import annotations
 
 import gzip
+import zlib
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,9 +41,18 @@ def open_lines(path: Path) -> Iterator[tuple[int, bytes]]:
     with path.open("rb") as probe:
         gzipped = probe.read(2) == GZIP_MAGIC
     opener: Any = gzip.open if gzipped else open
-    with opener(path, "rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            yield number, raw.rstrip(b"\r\n")
+    number = 0
+    try:
+        with opener(path, "rb") as handle:
+            for number, raw in enumerate(handle, start=1):
+                yield number, raw.rstrip(b"\r\n")
+    except (EOFError, OSError, zlib.error) as error:  # truncated or corrupt gzip stream
+        raise UnreadableInput(f"{path}: cannot read past line {number}: {error}") from error
+
+
+class UnreadableInput(ValueError):
+    """A file that stops being readable part way (a truncated or corrupt gzip stream): the run
+    fails with the file and the last good line rather than ingesting part of it."""
 
 
 def decode_error_reason(error: Exception) -> str:
