@@ -224,7 +224,9 @@ class CallStore:
             con = duckdb.connect()
             if memory_limit:
                 con.execute(f"SET memory_limit = '{memory_limit}'")
-            spill = Path(tempfile.gettempdir()) / "distillguard-duckdb"
+            # One spill folder per connection (DuckDB creates it on the first spill and removes it
+            # on close); scan workers in parallel processes must not share temp files.
+            spill = Path(tempfile.gettempdir()) / f"distillguard-duckdb-{uuid.uuid4().hex}"
             con.execute(f"SET temp_directory = '{spill.as_posix()}'")
         files = self.files()
         if files:
