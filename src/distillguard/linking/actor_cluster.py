@@ -11,6 +11,7 @@ graphs here are sparse (one edge per linked pair) and connected components take 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -21,7 +22,7 @@ from typing import Any
 import networkx as nx
 import numpy as np
 from datasketch import MinHash, MinHashLSH
-from scipy.stats import poisson
+from scipy.special import pdtrc
 
 from distillguard.events.model import Account
 from distillguard.features.account_window import BUCKET_MS, HOUR_MS, AccountWindow
@@ -64,7 +65,7 @@ class ActorCluster:
     edges: list[LinkEdge]
     known_actors: list[str] = field(default_factory=list)
 
-    def to_record(self) -> dict[str, Any]:
+    def to_record(self, max_edges: int = 50) -> dict[str, Any]:
         """The `clusters.jsonl` line: plain JSON types only."""
         return {
             "cluster_id": self.cluster_id,
@@ -72,9 +73,11 @@ class ActorCluster:
             "size": len(self.accounts),
             "known_actors": self.known_actors,
             "indicators": self.indicators,
+            "n_edges": len(self.edges),
+            # the strongest edges; a hydra of hundreds of accounts has far more than anyone reads
             "edges": [
                 {"a": e.a, "b": e.b, "kind": e.kind, "weight": round(e.weight, 4), "evidence": e.evidence}
-                for e in self.edges
+                for e in self.edges[:max_edges]
             ],
         }
 
@@ -277,16 +280,26 @@ _BUCKETS_PER_HOUR = HOUR_MS // BUCKET_MS
 class _Activity:
     """One account's active 5-minute buckets (a sample, scaled, once past the sketch size)."""
 
-    __slots__ = ("active", "hour_counts", "hours", "scale")
+    __slots__ = ("active", "exact", "hour_counts", "kept", "run_length", "scale")
 
     def __init__(self, buckets: Distinct) -> None:
         kept = buckets.smallest()
+        self.kept = frozenset(kept)
+        self.exact = buckets.exact
         self.active = buckets.estimate()
         self.scale = self.active / len(kept) if kept else 0.0
-        bucket_ids = np.fromiter((unhash_int(h) for h in kept), dtype=np.int64, count=len(kept))
-        self.hours = bucket_ids // _BUCKETS_PER_HOUR
-        hours, counts = np.unique(self.hours, return_counts=True)
-        self.hour_counts = dict(zip(hours.tolist(), (counts * self.scale).tolist(), strict=True))
+        ids = sorted(unhash_int(h) for h in kept)
+        hours: dict[int, float] = defaultdict(float)
+        for bucket in ids:
+            hours[bucket // _BUCKETS_PER_HOUR] += self.scale
+        self.hour_counts = dict(hours)
+        # Sessions fill runs of consecutive buckets; two sessions that overlap share a run of
+        # buckets, which is one coincidence, not several. The mean run length turns buckets into
+        # independent events (from a sample, an adjacent pair is seen with the sampling rate).
+        adjacent = sum(1 for x, y in itertools.pairwise(ids) if y == x + 1)
+        rate = len(ids) / self.active if self.active else 1.0
+        follow = min(adjacent / len(ids) / rate, 0.95) if ids else 0.0
+        self.run_length = 1.0 / (1.0 - follow)
 
 
 def _sync_evidence(
@@ -330,13 +343,17 @@ def _sync_evidence(
     # Bonferroni over every pair that could have been compared
     log_p_max = math.log(sync.max_p_value) - math.log(len(eligible) * (len(eligible) - 1) / 2)
     null = _Null(hour_load, total)
+    # Pairs already joined through linked pairs need no more evidence to be one cluster: in a
+    # hydra of n accounts that saves most of the n²/2 comparisons.
+    joined = nx.utils.UnionFind()
     for a in eligible:
         for b in lsh.query(sketches[a]):
             pair = (a, b) if a < b else (b, a)
-            if a == b or pair in checked:
+            if a == b or pair in checked or joined[a] == joined[b]:
                 continue
             checked.add(pair)
-            _sync_pair(pair, windows, activity, null, log_p_max, config, pairs)
+            if _sync_pair(pair, windows, activity, null, log_p_max, config, pairs):
+                joined.union(a, b)
 
 
 class _Null:
@@ -347,16 +364,16 @@ class _Null:
         self.total = total
 
     def expected(self, one: _Activity, other: _Activity) -> float:
-        """``one`` keeps its own buckets; ``other`` places its activity like everyone else does."""
-        if len(one.hours) == 0:
-            return 0.0
-        loads = np.array([self.hour_load[h] for h in one.hours.tolist()])
-        own = np.array(
-            [one.hour_counts.get(h, 0.0) + other.hour_counts.get(h, 0.0) for h in one.hours.tolist()]
-        )
-        rest = max(self.total - one.active - other.active, 1.0)
-        chance_per_bucket = np.maximum(loads - own, 0.0) / rest / _BUCKETS_PER_HOUR
-        return one.scale * float(np.minimum(1.0, other.active * chance_per_bucket).sum())
+        """``one`` keeps its own buckets; ``other`` places its activity like everyone else does
+        (the pair's own activity left out of the population)."""
+        rest = max(self.total - one.active - other.active, 1.0) * _BUCKETS_PER_HOUR
+        others = other.hour_counts
+        load = self.hour_load
+        expected = 0.0
+        for hour, count in one.hour_counts.items():
+            chance = (load[hour] - count - others.get(hour, 0.0)) / rest
+            expected += count * min(1.0, other.active * max(chance, 0.0))
+        return expected
 
 
 def _low32(value: int) -> int:
@@ -371,24 +388,35 @@ def _sync_pair(
     log_p_max: float,
     config: LinkConfig,
     pairs: dict[tuple[str, str], _PairEvidence],
-) -> None:
+) -> bool:
+    """Add synchronised-activity evidence to the pair; True when the pair is now linked."""
     a, b = pair
     sync = config.sync
-    jaccard = Distinct.jaccard(windows[a].buckets, windows[b].buckets)
-    na, nb = activity[a].active, activity[b].active
+    act_a, act_b = activity[a], activity[b]
+    if act_a.exact and act_b.exact:
+        both = len(act_a.kept & act_b.kept)
+        jaccard = both / (len(act_a.kept) + len(act_b.kept) - both)
+    else:
+        jaccard = Distinct.jaccard(windows[a].buckets, windows[b].buckets)
+    na, nb = act_a.active, act_b.active
     shared = jaccard * (na + nb) / (1.0 + jaccard)
-    if jaccard < sync.min_jaccard or shared < sync.min_shared_buckets:
-        return
+    run = max(act_a.run_length, act_b.run_length)
+    events = shared / run  # independent coincidences, runs of buckets counted once
+    if jaccard < sync.min_jaccard or events < sync.min_shared_buckets:
+        return False
     # the larger of the two ways round: conservative
-    expected = max(null.expected(activity[a], activity[b]), null.expected(activity[b], activity[a]), 1e-9)
+    expected = max(null.expected(act_a, act_b), null.expected(act_b, act_a), 1e-9)
     lift = shared / expected
     if lift < sync.min_lift:
-        return
-    log_p = float(poisson.logsf(math.ceil(shared) - 1, expected))
+        return False
+    # P(X >= events) for X ~ Poisson(expected events); underflow means "beyond any threshold"
+    log_p = math.log(max(float(pdtrc(math.ceil(events) - 1, expected / run)), 1e-300))
     if log_p > log_p_max:
-        return
+        return False
     strong = (
-        jaccard >= sync.strong_jaccard and shared >= sync.strong_shared_buckets and lift >= sync.strong_lift
+        log_p <= log_p_max + math.log(sync.strong_p_factor)
+        and events >= sync.strong_shared_buckets
+        and lift >= sync.strong_lift
     )
     weight = config.rules["sync"].cap if strong else config.rules["sync"].weight
     text = (
@@ -396,7 +424,11 @@ def _sync_pair(
         f"(Jaccard {jaccard:.2f}, {lift:.0f}x what the population's hourly activity gives by chance, "
         f"p < 1e{math.floor(log_p / math.log(10)) + 1})"
     )
-    pairs[pair].add("sync", weight, text)
+    if run > 1.05:
+        text += f"; sessions of ~{run:.1f} buckets counted once"
+    evidence = pairs[pair]
+    evidence.add("sync", weight, text)
+    return evidence.score(config) >= config.link_at
 
 
 def _centroid_evidence(

@@ -40,15 +40,16 @@ class IndicatorRule:
 class SyncRule:
     """Synchronised activity: shared 5-minute activity buckets compared with chance."""
 
-    min_shared_buckets: float = 6.0
+    min_shared_buckets: float = 5.0  # shared buckets, runs of consecutive buckets counted once
     min_jaccard: float = 0.3
     min_lift: float = 5.0
     # the overlap must also be unlikely under chance after a Bonferroni correction for every pair
     # of eligible accounts (a Poisson tail), or many accounts guarantee lucky pairs
     max_p_value: float = 0.01
-    strong_shared_buckets: float = 20.0
-    strong_jaccard: float = 0.6
-    strong_lift: float = 20.0
+    # strong enough to link alone: this many more orders of significance, shared buckets and lift
+    strong_p_factor: float = 1e-6
+    strong_shared_buckets: float = 8.0
+    strong_lift: float = 10.0
     max_active_fraction: float = 0.5  # always-on accounts overlap everyone: no timing evidence
     lsh_threshold: float = 0.3
     num_perm: int = 64
