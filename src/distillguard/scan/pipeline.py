@@ -23,7 +23,7 @@ from tqdm import tqdm
 from distillguard.events.accounts import read_accounts
 from distillguard.events.model import Account, AccountVerdict, Reason, to_json_line
 from distillguard.events.readers import ReaderOptions, iter_events
-from distillguard.events.store import CallStore
+from distillguard.events.store import PARTITION, CallStore
 from distillguard.linking.actor_cluster import ActorCluster, KnownActor, link
 from distillguard.scan.replay import FEATURES, READ_COLUMNS, AccountReplay, Replayer, feature_vector
 from distillguard.scoring.scorer import AccountScorer
@@ -72,10 +72,7 @@ def _replay_partition(args: tuple[str, int, int, bool, bool]) -> dict[str, Accou
     store_path, worker, workers, use_embeddings, progress = args
     store = CallStore.open(store_path)
     replayer = Replayer(use_embeddings=use_embeddings)
-    where = f"hash(account_id) % {workers} = {worker}" if workers > 1 else None
-    batches = store.iter_batches(
-        columns=READ_COLUMNS, batch_size=BATCH_ROWS, order_by="ts, event_id", where=where
-    )
+    partition = f" AND hash(account_id) % {workers} = {worker}" if workers > 1 else ""
     bar = tqdm(
         desc=f"replay {worker + 1}/{workers}",
         unit=" calls",
@@ -83,9 +80,15 @@ def _replay_partition(args: tuple[str, int, int, bool, bool]) -> dict[str, Accou
         disable=not progress,
         leave=False,
     )
-    for batch in batches:
-        replayer.observe_batch(batch)
-        bar.update(len(batch))
+    # one day at a time: DuckDB sorts a day's calls, not the whole store (wide text columns make a
+    # full sort memory-hungry); days are partitions, so concatenating them keeps time order
+    for day in store.days():
+        where = f"{PARTITION} = '{day}'{partition}"
+        for batch in store.iter_batches(
+            columns=READ_COLUMNS, batch_size=BATCH_ROWS, order_by="ts, event_id", where=where
+        ):
+            replayer.observe_batch(batch)
+            bar.update(len(batch))
     bar.close()
     return replayer.accounts
 
