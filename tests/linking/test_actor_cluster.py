@@ -263,3 +263,45 @@ def test_busy_population_starting_together_has_no_lucky_pairs_but_the_hydra_is_f
     for i in range(4):
         windows[f"hydra-{i}"] = window_of([b + timedelta(seconds=rng.uniform(0, 60)) for b in bursts])
     assert clustered(link(windows)) == [["hydra-0", "hydra-1", "hydra-2", "hydra-3"]]
+
+
+def test_hydras_among_session_based_benign_traffic() -> None:
+    """Benign accounts work in sessions (runs of busy 5-minute buckets, daytime in a few time
+    zones), eval customers share a public template, colleagues share a NAT; two hydras rotate
+    residential IPs and take part in 60% of their actor's bursts, one of them with a template."""
+    rng = random.Random(0)
+
+    def daytime() -> datetime:
+        hour = (rng.gauss(14, 3) + rng.choice([0, 5, 9, 14])) % 24
+        return T0 + timedelta(days=rng.randrange(7), hours=hour, seconds=rng.uniform(0, 3600))
+
+    windows = {}
+    for i in range(600):
+        n = rng.choice([3, 10, 30, 100])
+        times = []
+        for _ in range(max(1, n // 10)):
+            start = daytime()
+            times += [start + timedelta(seconds=rng.uniform(0, 1800)) for _ in range(min(n, 10))]
+        windows[f"benign-{i}"] = window_of(times, tls="t13d_sdk", asn=16509)
+    for i in range(5):
+        windows[f"eval-{i}"] = window_of(
+            [daytime() for _ in range(60)], template="tpl-mtbench", system="Act as a judge"
+        )
+    for g in range(5):
+        for j in range(4):
+            windows[f"corp{g}-{j}"] = window_of(
+                [daytime() for _ in range(30)], ip=f"nat-{g}", tls=f"tls-{g}", asn=g
+            )
+    expected = []
+    for h, (size, template) in enumerate([(12, "tpl-hydra"), (40, None)]):
+        bursts = [T0 + timedelta(seconds=rng.uniform(0, WEEK_S)) for _ in range(40)]
+        for j in range(size):
+            mine = [b + timedelta(seconds=rng.uniform(0, 120)) for b in bursts if rng.random() < 0.6]
+            windows[f"hydra{h}-{j:02d}"] = window_of(
+                mine + [m + timedelta(seconds=20) for m in mine], template=template
+            )
+        expected.append(sorted(f"hydra{h}-{j:02d}" for j in range(size)))
+    clusters = link(windows)
+    assert sorted(clustered(clusters)) == sorted(expected)
+    record = next(c for c in clusters if len(c.accounts) == 40).to_record(max_edges=5)
+    assert record["n_edges"] >= 39 and len(record["edges"]) == 5
