@@ -8,6 +8,7 @@ flagged) costs one dictionary per call.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 
@@ -56,11 +57,17 @@ HH_TLS = 16
 HH_PARAMS = 8
 
 
+# Identifiers repeat across an account's calls (its IPs, SDK, templates, end users): hashing each
+# distinct one once keeps per-call observe cheap. Prompts are mostly unique and are not cached.
+hash_identifier = functools.lru_cache(maxsize=1 << 16)(hash_text)
+
+
 def epoch_ms(ts: datetime) -> int:
     """Milliseconds since the epoch, exactly (the store keeps ms; floats would round)."""
     return (ts - _EPOCH) // _MS
 
 
+@functools.lru_cache(maxsize=4096)
 def param_key(temperature: float | None, top_p: float | None, n: int | None, max_tokens: int | None) -> str:
     """The sampling-parameter profile of a call as a readable key ("t=0.7 p=- n=- max=512").
 
@@ -76,7 +83,7 @@ def param_key(temperature: float | None, top_p: float | None, n: int | None, max
 
 def system_prompt_key(system_prompt: str) -> str:
     """A short stable id for a system prompt (the text itself is kept only as a preview)."""
-    return f"sp:{hash_text(system_prompt):016x}"
+    return f"sp:{hash_identifier(system_prompt):016x}"
 
 
 def tls_asn_key(tls_fingerprint: str, asn: int | None) -> str:
@@ -126,6 +133,7 @@ class AccountWindow:
         self.hours = Distinct(K_HOURS)
         self.days = Distinct(K_DAYS)
         self.buckets = Distinct(K_BUCKETS)
+        self._last_bucket = -1  # a cache for observe, not state: merge and bulk ignore it
         self.hour_of_day = Histogram(24)
         self.gaps = Gaps()
         self.prompts = Distinct(K_PROMPTS)
@@ -178,19 +186,22 @@ class AccountWindow:
         ms = epoch_ms(call.ts)
         self.n += 1
         self.seen.observe(ms)
-        self.hours.observe(hash_int(ms // HOUR_MS))
-        self.days.observe(hash_int(ms // DAY_MS))
-        self.buckets.observe(hash_int(ms // BUCKET_MS))
+        bucket = ms // BUCKET_MS
+        if bucket != self._last_bucket:  # calls of one burst share their bucket, hour and day
+            self._last_bucket = bucket
+            self.hours.observe(hash_int(ms // HOUR_MS))
+            self.days.observe(hash_int(ms // DAY_MS))
+            self.buckets.observe(hash_int(bucket))
         self.hour_of_day.observe((ms // HOUR_MS) % 24)
         self.gaps.observe(ms / 1000.0)
         self.prompts.observe(hash_text(call.prompt))
         if fingerprint:
             self.templates.observe(fingerprint)
-            self.template_count.observe(hash_text(fingerprint))
+            self.template_count.observe(hash_identifier(fingerprint))
         if call.system_prompt:
             key = system_prompt_key(call.system_prompt)
             self.system_prompts.observe(key)
-            self.system_prompt_count.observe(hash_text(call.system_prompt))
+            self.system_prompt_count.observe(hash_identifier(call.system_prompt))
             if key not in self.system_previews:
                 self.system_previews[key] = call.system_prompt[:PREVIEW_CHARS]
                 self._trim_previews()
@@ -227,17 +238,17 @@ class AccountWindow:
         self.errors += call.status >= 400
         if call.end_user:
             self.end_users.observe(call.end_user)
-            self.end_user_count.observe(hash_text(call.end_user))
+            self.end_user_count.observe(hash_identifier(call.end_user))
         if call.client_ip:
             self.ips.observe(call.client_ip)
-            self.ip_count.observe(hash_text(call.client_ip))
+            self.ip_count.observe(hash_identifier(call.client_ip))
         if call.client_asn is not None:
             self.asn_count.observe(hash_int(call.client_asn))
         if call.client_user_agent:
-            self.user_agent_count.observe(hash_text(call.client_user_agent))
+            self.user_agent_count.observe(hash_identifier(call.client_user_agent))
         if call.client_tls_fingerprint:
             self.tls.observe(tls_asn_key(call.client_tls_fingerprint, call.client_asn))
-            self.tls_count.observe(hash_text(call.client_tls_fingerprint))
+            self.tls_count.observe(hash_identifier(call.client_tls_fingerprint))
         self.routed += call.client_router is not None
         if embedding is not None:
             self.embeddings.observe(embedding)
