@@ -56,3 +56,15 @@ def test_fast_scores_equal_the_matrix_product(tmp_path: Path) -> None:
 def test_ngram_counts_stay_inside_each_text(text: str, grams: int) -> None:
     batch = hash_grams([text, "zzzzzzzz"])  # the neighbour must not leak n-grams into `text`
     assert batch.counts[0] == grams
+
+
+@pytest.mark.parametrize("name", ["cot_extraction", "grading_request", "generation_request"])
+def test_shipped_artifact_loads_without_training_data(name: str) -> None:
+    classifier = TextClassifier.load(text_model.MODELS_DIR / f"{name}.npz")
+    assert classifier.name == name
+    assert (text_model.MODELS_DIR / f"{name}.npz").stat().st_size < 2_000_000
+    assert 0.0 < classifier.threshold < 1.0
+    # trained on train families, thresholded on dev families: test families never seen
+    assert not any(f in classifier.metadata["dev_families"] for f in classifier.metadata["train_families"])
+    scores = classifier.scores(["What is the capital of France?"])
+    assert scores.shape == (1,) and 0.0 <= float(scores[0]) < 0.5

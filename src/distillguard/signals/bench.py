@@ -15,21 +15,26 @@ import numpy as np
 
 from distillguard.events.call_view import CallView
 from distillguard.signals import registry
-from distillguard.signals.base import Signal
+from distillguard.signals.base import Signal, SignalResult
 from distillguard.signals.rules_and_model import RulesAndModelSignal
-from distillguard.signals.training import TARGETS, call_of_item, threshold_at_fpr, tpr_at_threshold
+from distillguard.signals.training import (
+    BENIGN_KINDS,
+    POPULATION_MIN,
+    TARGETS,
+    call_of_item,
+    threshold_at_fpr,
+    tpr_at_threshold,
+)
 
 if TYPE_CHECKING:
     from distillguard.corpus import CorpusItem
 
 SPEED_SAMPLE = 5000
+FIRES_AT = 0.5  # the account stage counts a signal as fired at this score
 
 
-def _scores(
-    signal: RulesAndModelSignal, calls: Sequence[CallView]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Rule score, model probability and final score of every call."""
-    results = signal.analyze_many(calls)
+def _scores(results: Sequence[SignalResult | None]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rule score, model score and final score of every call."""
     rules, model, final = [], [], []
     for result in results:
         assert result is not None
@@ -43,71 +48,90 @@ def _scores(
 def quality(items: Sequence[CorpusItem]) -> list[str]:
     calls = [call_of_item(item) for item in items]
     lines = [
-        f"{'classifier':<20} {'pos':>5} {'neg':>6}  {'TPR@1%FPR keywords':>18} {'model':>6} {'combined':>8}"
-        f"  {'at shipped threshold: TPR':>26} {'FPR':>6}"
+        f"{'classifier':<20} {'pos':>5} {'neg':>6}  TPR at 1% FPR: {'keywords':>8} {'model':>6} {'combined':>8}"
+        f"   fires (score >= 0.5): {'TPR':>5} {'FPR':>6}  worst benign family FPR"
     ]
-    per_kind: list[str] = []
+    details: list[str] = []
     for name, kinds in TARGETS.items():
         signal = registry.signal_class(name)()
         assert isinstance(signal, RulesAndModelSignal)
         labels = np.array([item.kind in kinds for item in items])
-        rules, model, final = _scores(signal, calls)
+        results = signal.analyze_many(calls)
+        rules, model, final = _scores(results)
         cells = []
         for scores in (rules, model, final):
             threshold = threshold_at_fpr(scores[~labels])
             cells.append(tpr_at_threshold(scores[labels], threshold))
-        shipped = signal.model.threshold
-        tpr_shipped = tpr_at_threshold(model[labels], shipped)
-        fpr_shipped = float(np.mean(model[~labels] >= shipped))
+        fires = final >= FIRES_AT
+        families: dict[str, list[int]] = {}
+        for i, item in enumerate(items):
+            families.setdefault(item.family, []).append(i)
+        benign = [
+            (float(fires[idx].mean()), family, len(idx))
+            for family, idx in families.items()
+            if items[idx[0]].kind in BENIGN_KINDS and len(idx) >= POPULATION_MIN
+        ]
+        worst = max(benign) if benign else (float("nan"), "-", 0)
         lines.append(
-            f"{name:<20} {labels.sum():>5} {(~labels).sum():>6}  {cells[0]:>18.3f} {cells[1]:>6.3f} {cells[2]:>8.3f}"
-            f"  {tpr_shipped:>26.3f} {fpr_shipped:>6.3f}"
+            f"{name:<20} {labels.sum():>5} {(~labels).sum():>6}  {'':>14} {cells[0]:>8.3f} {cells[1]:>6.3f}"
+            f" {cells[2]:>8.3f}   {'':>21} {fires[labels].mean():>5.3f} {fires[~labels].mean():>6.3f}"
+            f"  {worst[0]:.3f} ({worst[1]}, n={worst[2]})"
         )
-        kinds_seen = sorted({item.kind for item in items})
-        for kind in kinds_seen:
-            mask = np.array([item.kind == kind for item in items])
-            per_kind.append(
-                f"  {name:<20} {kind:<22} n={mask.sum():<6} combined score mean {final[mask].mean():.3f}"
-                f"  >= shipped threshold {np.mean(model[mask] >= shipped):.3f}"
-            )
+        for family, idx in sorted(families.items()):
+            kind = items[idx[0]].kind
+            rate = float(fires[idx].mean())
+            if kind in kinds or rate > 0:
+                role = "POS" if kind in kinds else "neg"
+                details.append(f"  {name:<20} {role} {family:<42} n={len(idx):<6} fires {rate:.3f}")
         if name == "cot_extraction":
-            results = signal.analyze_many(calls)
-            benign_steps = np.array(
+            steps = np.array(
                 [
-                    r is not None and r.parts.get("step_by_step", 0.0) > 0 and not lab
-                    for r, lab in zip(results, labels, strict=True)
+                    r is not None and r.parts.get("step_by_step", 0.0) > 0 and not positive
+                    for r, positive in zip(results, labels, strict=True)
                 ]
             )
-            if benign_steps.any():
-                values = final[benign_steps]
-                q = np.quantile(values, [0.5, 0.9, 0.99])
-                per_kind.append(
-                    f"  cot_extraction on {benign_steps.sum()} benign prompts with a step-by-step demand: "
-                    f"median {q[0]:.2f}, p90 {q[1]:.2f}, p99 {q[2]:.2f} (part 'step_by_step' flags them, "
-                    "'reveal_hidden'/'distill_template' stay 0)"
+            if steps.any():
+                q = np.quantile(final[steps], [0.5, 0.9, 0.99])
+                details.append(
+                    f"  cot_extraction on {steps.sum()} benign test prompts with a step-by-step demand: score "
+                    f"median {q[0]:.2f}, p90 {q[1]:.2f}, p99 {q[2]:.2f}; fires on {np.mean(final[steps] >= FIRES_AT):.3f}"
                 )
-    return [*lines, "", "score per test kind:", *per_kind]
+    return [*lines, "", "fire rate per test family (positives, and negatives where it fired):", *details]
 
 
-def speed(calls: Sequence[CallView], signals: Sequence[Signal]) -> list[str]:
-    lines = [f"{'signal':<20} {'µs/call (one at a time)':>24} {'µs/call (batch of 256)':>24}"]
-    total_single = total_batch = 0.0
+def speed(calls: Sequence[CallView], signals: Sequence[Signal], batch: int = 256) -> list[str]:
+    """µs per call of each signal, run as the gateway runs them (every signal on one call, then the
+    next call) and as the scan runs them (every signal on one batch, then the next batch), so the
+    prompt classifiers share their hashing as they do in production."""
     for signal in signals:
-        signal.analyze_many(list(calls[:256]))  # load models, compile tables
-        started = time.perf_counter()
-        for call in calls:
+        signal.analyze_many(list(calls[:batch]))  # load models, compile pattern tables
+    single = dict.fromkeys((s.name for s in signals), 0.0)
+    latencies = []
+    for call in calls:
+        call_started = time.perf_counter()
+        for signal in signals:
+            started = time.perf_counter()
             signal.analyze(call)
-        single = (time.perf_counter() - started) / len(calls) * 1e6
-        started = time.perf_counter()
-        for i in range(0, len(calls), 256):
-            signal.analyze_many(list(calls[i : i + 256]))
-        batch = (time.perf_counter() - started) / len(calls) * 1e6
-        total_single += single
-        total_batch += batch
-        lines.append(f"{signal.name:<20} {single:>24.1f} {batch:>24.1f}")
-    lines.append(f"{'all inline signals':<20} {total_single:>24.1f} {total_batch:>24.1f}")
+            single[signal.name] += time.perf_counter() - started
+        latencies.append(time.perf_counter() - call_started)
+    batched = dict.fromkeys((s.name for s in signals), 0.0)
+    for i in range(0, len(calls), batch):
+        chunk = list(calls[i : i + batch])
+        for signal in signals:
+            started = time.perf_counter()
+            signal.analyze_many(chunk)
+            batched[signal.name] += time.perf_counter() - started
+    n = len(calls)
+    lines = [f"{'signal':<20} {'µs/call (one call at a time)':>29} {f'µs/call (batches of {batch})':>26}"]
+    for name in single:
+        lines.append(f"{name:<20} {single[name] / n * 1e6:>29.1f} {batched[name] / n * 1e6:>26.1f}")
+    total_single = sum(single.values()) / n * 1e6
+    total_batch = sum(batched.values()) / n * 1e6
+    p50, p99 = np.quantile(latencies, [0.5, 0.99]) * 1e6
+    lines.append(f"{'all inline signals':<20} {total_single:>29.1f} {total_batch:>26.1f}")
     lines.append(
-        f"=> {1e6 / total_single:,.0f} calls/s one at a time, {1e6 / total_batch:,.0f} calls/s in batches (one core)"
+        f"=> one call at a time (gateway): p50 {p50:.0f} µs, p99 {p99:.0f} µs per call; "
+        f"in batches (scan): {1e6 / total_batch:,.0f} calls/s on one core"
     )
     return lines
 

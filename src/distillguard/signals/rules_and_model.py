@@ -50,7 +50,7 @@ class RulesAndModelSignal(Signal):
 
     def analyze_many(self, calls: Sequence[CallView]) -> list[SignalResult | None]:
         texts = [prompt_text(call) for call in calls]
-        probabilities = self.model.probabilities(texts) if self.mode == "rules+model" else None
+        probabilities = self.model.scores(texts) if self.mode == "rules+model" else None
         results: list[SignalResult | None] = []
         for i, (call, text) in enumerate(zip(calls, texts, strict=True)):
             score, parts, matched, adjustments = self.rule_score(call, text)
@@ -59,7 +59,7 @@ class RulesAndModelSignal(Signal):
             if probabilities is not None:
                 p = float(probabilities[i])
                 parts["model"] = round(p, 4)
-                detail += f", model {p:.2f} (1% dev FPR threshold {self.model.threshold:.2f})"
+                detail += f", model {p:.2f} (0.5 = the dev-chosen threshold)"
                 if p > score:
                     adjustments.append(f"model raised the score from {score:.2f} to {p:.2f}")
                     score = p

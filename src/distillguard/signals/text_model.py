@@ -118,16 +118,28 @@ class TextClassifier:
     name: str
     coef: np.ndarray  # float32, one weight per hashed feature
     intercept: float
-    threshold: float  # probability at which 1% of the dev negatives score higher
+    threshold: float  # probability chosen on dev families (see training.dev_threshold)
     metadata: dict[str, Any] = field(default_factory=dict)
 
-    def probabilities(self, texts: list[str]) -> np.ndarray:
-        if not texts:
-            return np.zeros(0, dtype=np.float32)
+    def logits(self, texts: list[str]) -> np.ndarray:
         grams = _LAST.of(texts)
         sums = np.bincount(grams.documents, weights=self.coef[grams.features], minlength=len(texts))
-        logits = sums * grams.scale + self.intercept
-        return np.asarray(1.0 / (1.0 + np.exp(-logits)), dtype=np.float32)
+        return np.asarray(sums * grams.scale + self.intercept)
+
+    def probabilities(self, texts: list[str]) -> np.ndarray:
+        """The logistic-regression probability (its scale depends on the class balance in training)."""
+        if not texts:
+            return np.zeros(0, dtype=np.float32)
+        return np.asarray(1.0 / (1.0 + np.exp(-self.logits(texts))), dtype=np.float32)
+
+    def scores(self, texts: list[str]) -> np.ndarray:
+        """The probability shifted in log-odds so the shipped threshold maps to 0.5: every signal
+        "fires" at 0.5, and a model score reads the same way as a rule score."""
+        if not texts:
+            return np.zeros(0, dtype=np.float32)
+        t = min(max(self.threshold, 1e-6), 1 - 1e-6)
+        shift = np.log(t / (1 - t))
+        return np.asarray(1.0 / (1.0 + np.exp(-(self.logits(texts) - shift))), dtype=np.float32)
 
     def save(self, path: Path) -> None:
         meta = dict(self.metadata, name=self.name, hashing=HASHING)

@@ -1,8 +1,8 @@
 """Training of the prompt classifiers from the development corpora: `distillguard train signals`.
 
 Each classifier learns its positive kinds against every other kind, on the TRAIN template
-families only; the dev families choose the regularisation and the shipped threshold (the score
-above which 1% of dev negatives fall). Test families are never read here: `distillguard bench
+families only; the dev families choose the regularisation and the shipped threshold (at most 1% of
+dev negatives above it, and at most 5% of any benign dev population). Test families are never read here: `distillguard bench
 signals` measures on them.
 """
 
@@ -35,6 +35,12 @@ TARGETS: dict[str, tuple[str, ...]] = {
 }
 REGULARISATION = (0.3, 1.0, 3.0, 10.0)  # inverse strengths tried; dev TPR at 1% FPR picks one
 TARGET_FPR = 0.01
+# ... and at most this share of any one benign population (a dev family of a benign kind with at
+# least POPULATION_MIN items): a threshold that is 1% overall can still flag a quarter of a small
+# population such as non-English users, which the overall rate hides.
+POPULATION_FPR = 0.05
+POPULATION_MIN = 20
+BENIGN_KINDS = ("chat", "non_english", "roleplay_system", "eval_question", "redteam", "bare_question")
 # Items kept per template family (a fixed-seed sample): beyond a few thousand fillings a family adds
 # memory, not information, and family weights would discount them anyway.
 FAMILY_CAP = 3000
@@ -90,6 +96,19 @@ def threshold_at_fpr(negative_scores: np.ndarray, fpr: float = TARGET_FPR) -> fl
     return float(np.nextafter(ordered[allowed], np.inf)) if allowed < ordered.size else float(ordered[-1])
 
 
+def dev_threshold(scores: np.ndarray, items: Sequence[CorpusItem], negative: np.ndarray) -> float:
+    """At most TARGET_FPR of all negatives, and at most POPULATION_FPR of every benign family."""
+    threshold = threshold_at_fpr(scores[negative])
+    families: dict[str, list[int]] = {}
+    for i, item in enumerate(items):
+        if negative[i] and item.kind in BENIGN_KINDS:
+            families.setdefault(item.family, []).append(i)
+    for members in families.values():
+        if len(members) >= POPULATION_MIN:
+            threshold = max(threshold, threshold_at_fpr(scores[members], POPULATION_FPR))
+    return threshold
+
+
 def tpr_at_threshold(positive_scores: np.ndarray, threshold: float) -> float:
     return float(np.mean(positive_scores >= threshold)) if positive_scores.size else float("nan")
 
@@ -140,9 +159,9 @@ def train_one(name: str, corpus: Corpus, log: Any = print) -> tuple[TextClassifi
         model = LogisticRegression(C=c, solver="liblinear", max_iter=2000)
         model.fit(x_train, y_train, sample_weight=weights)
         dev_scores = model.predict_proba(x_dev)[:, 1]
-        threshold = threshold_at_fpr(dev_scores[y_dev == 0])
+        threshold = dev_threshold(dev_scores, dev, y_dev == 0)
         tpr = tpr_at_threshold(dev_scores[y_dev == 1], threshold)
-        log(f"  {name}: C={c:<5} dev TPR at 1% FPR {tpr:.3f} (threshold {threshold:.3f})")
+        log(f"  {name}: C={c:<5} dev TPR {tpr:.3f} at threshold {threshold:.4f}")
         if best is None or tpr > best[0] + 1e-9:
             best = (tpr, c, threshold, model)
     assert best is not None
@@ -168,7 +187,9 @@ def train_one(name: str, corpus: Corpus, log: Any = print) -> tuple[TextClassifi
             "positive_kinds": list(positive_kinds),
             "regularisation": c,
             "family_cap": FAMILY_CAP,
-            "dev_tpr_at_1pct_fpr": round(tpr, 4),
+            "dev_tpr_at_threshold": round(tpr, 4),
+            "threshold_rule": f"<= {TARGET_FPR} of dev negatives and <= {POPULATION_FPR} of every benign dev "
+            f"family with >= {POPULATION_MIN} items",
             "train_families": sorted({i.family for i in train}),
             "dev_families": sorted({i.family for i in dev}),
             "counts": {
@@ -199,8 +220,8 @@ def train_signals(
         path = out / f"{name}.npz"
         classifier.save(path)
         click.echo(
-            f"{name}: C={report.regularisation} dev TPR at 1% FPR {report.dev_tpr:.3f}, threshold "
-            f"{report.threshold:.3f}, {report.nonzero_weights} weights, {path.stat().st_size / 1e6:.2f} MB "
+            f"{name}: C={report.regularisation} dev TPR {report.dev_tpr:.3f} at threshold "
+            f"{report.threshold:.4f}, {report.nonzero_weights} weights, {path.stat().st_size / 1e6:.2f} MB "
             f"-> {path} ({time.perf_counter() - started:.0f} s)"
         )
         reports.append(report)
