@@ -120,6 +120,8 @@ def test_synchronised_activity_links_the_hydra_and_not_the_background() -> None:
     assert clustered(clusters) == [["hydra-0", "hydra-1", "hydra-2"]]
     assert all(e.kind == "sync" for e in clusters[0].edges)
     assert "same 5-minute windows" in clusters[0].edges[0].evidence
+    first = min(bursts).replace(minute=min(bursts).minute // 5 * 5, second=0, microsecond=0)
+    assert f"e.g. {first:%Y-%m-%d %H:%M}" in clusters[0].edges[0].evidence
 
 
 def test_always_on_accounts_are_not_synchronised() -> None:
@@ -265,7 +267,18 @@ def test_busy_population_starting_together_has_no_lucky_pairs_but_the_hydra_is_f
     assert clustered(link(windows)) == [["hydra-0", "hydra-1", "hydra-2", "hydra-3"]]
 
 
-def test_hydras_among_session_based_benign_traffic() -> None:
+@pytest.mark.parametrize(
+    ("benign", "hydras"),
+    [
+        (600, [(12, "tpl-hydra"), (40, None)]),
+        pytest.param(
+            5000,
+            [(10, "tpl-h0"), (50, None), (100, "tpl-h2"), (300, None), (500, "tpl-h4")],
+            marks=pytest.mark.slow,
+        ),
+    ],
+)
+def test_hydras_among_session_based_benign_traffic(benign: int, hydras: list[tuple[int, str | None]]) -> None:
     """Benign accounts work in sessions (runs of busy 5-minute buckets, daytime in a few time
     zones), eval customers share a public template, colleagues share a NAT; two hydras rotate
     residential IPs and take part in 60% of their actor's bursts, one of them with a template."""
@@ -276,7 +289,7 @@ def test_hydras_among_session_based_benign_traffic() -> None:
         return T0 + timedelta(days=rng.randrange(7), hours=hour, seconds=rng.uniform(0, 3600))
 
     windows = {}
-    for i in range(600):
+    for i in range(benign):
         n = rng.choice([3, 10, 30, 100])
         times = []
         for _ in range(max(1, n // 10)):
@@ -293,7 +306,7 @@ def test_hydras_among_session_based_benign_traffic() -> None:
                 [daytime() for _ in range(30)], ip=f"nat-{g}", tls=f"tls-{g}", asn=g
             )
     expected = []
-    for h, (size, template) in enumerate([(12, "tpl-hydra"), (40, None)]):
+    for h, (size, template) in enumerate(hydras):
         bursts = [T0 + timedelta(seconds=rng.uniform(0, WEEK_S)) for _ in range(40)]
         for j in range(size):
             mine = [b + timedelta(seconds=rng.uniform(0, 120)) for b in bursts if rng.random() < 0.6]
@@ -303,5 +316,5 @@ def test_hydras_among_session_based_benign_traffic() -> None:
         expected.append(sorted(f"hydra{h}-{j:02d}" for j in range(size)))
     clusters = link(windows)
     assert sorted(clustered(clusters)) == sorted(expected)
-    record = next(c for c in clusters if len(c.accounts) == 40).to_record(max_edges=5)
-    assert record["n_edges"] >= 39 and len(record["edges"]) == 5
+    record = next(c for c in clusters if len(c.accounts) == hydras[1][0]).to_record(max_edges=5)
+    assert record["n_edges"] >= hydras[1][0] - 1 and len(record["edges"]) == 5

@@ -16,6 +16,7 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from itertools import combinations, pairwise
 from typing import Any
 
@@ -426,6 +427,13 @@ def _sync_pair(
     )
     if run > 1.05:
         text += f"; sessions of ~{run:.1f} buckets counted once"
+    together = sorted(unhash_int(h) for h in act_a.kept & act_b.kept)[:3]
+    if together:
+        when = ", ".join(
+            datetime.fromtimestamp(bucket * BUCKET_MS / 1000, UTC).strftime("%Y-%m-%d %H:%M")
+            for bucket in together
+        )
+        text += f"; e.g. {when} UTC"
     evidence = pairs[pair]
     evidence.add("sync", weight, text)
     return evidence.score(config) >= config.link_at
