@@ -318,3 +318,16 @@ def test_hydras_among_session_based_benign_traffic(benign: int, hydras: list[tup
     assert sorted(clustered(clusters)) == sorted(expected)
     record = next(c for c in clusters if len(c.accounts) == hydras[1][0]).to_record(max_edges=5)
     assert record["n_edges"] >= hydras[1][0] - 1 and len(record["edges"]) == 5
+
+
+def test_known_actor_round_trips_through_json_and_rejects_bad_records() -> None:
+    import json
+
+    actor = KnownActor(
+        "actor-1", frozenset({Indicator("payment", "pf-1"), Indicator("template", "t")}), "ban 42"
+    )
+    assert KnownActor.from_record(json.loads(json.dumps(actor.to_record()))) == actor
+    with pytest.raises(ValueError, match=r"bans.jsonl:3: field 'indicators\[0\]' has unknown kind 'phone'"):
+        KnownActor.from_record({"actor_id": "a", "indicators": [["phone", "555"]]}, "bans.jsonl:3")
+    with pytest.raises(ValueError, match="field 'actor_id'"):
+        KnownActor.from_record({"indicators": []})

@@ -55,6 +55,37 @@ class KnownActor:
     indicators: frozenset[Indicator]
     source: str = ""
 
+    def to_record(self) -> dict[str, Any]:
+        """A JSON line for a ban list: ``{"actor_id", "source", "indicators": [[kind, value], ...]}``."""
+        return {
+            "actor_id": self.actor_id,
+            "source": self.source,
+            "indicators": [[ind.kind, ind.value] for ind in sorted(self.indicators)],
+        }
+
+    @classmethod
+    def from_record(cls, record: Any, where: str = "known actor") -> KnownActor:
+        """The inverse of `to_record`; errors say where and which field."""
+        if not isinstance(record, dict):
+            raise ValueError(f"{where}: expected an object")
+        actor_id, source, raw = record.get("actor_id"), record.get("source", ""), record.get("indicators")
+        if not isinstance(actor_id, str) or not actor_id:
+            raise ValueError(f"{where}: field 'actor_id' must be a non-empty string")
+        if not isinstance(source, str):
+            raise ValueError(f"{where}: field 'source' must be a string")
+        if not isinstance(raw, list):
+            raise ValueError(f"{where}: field 'indicators' must be a list of [kind, value] pairs")
+        found = set()
+        for i, item in enumerate(raw):
+            if not (isinstance(item, list) and len(item) == 2 and all(isinstance(x, str) for x in item)):
+                raise ValueError(f"{where}: field 'indicators[{i}]' must be a [kind, value] pair of strings")
+            if item[0] not in STATIC_KINDS:
+                raise ValueError(
+                    f"{where}: field 'indicators[{i}]' has unknown kind {item[0]!r} (known: {STATIC_KINDS})"
+                )
+            found.add(Indicator(item[0], item[1]))
+        return cls(actor_id=actor_id, indicators=frozenset(found), source=source)
+
 
 @dataclass
 class ActorCluster:
