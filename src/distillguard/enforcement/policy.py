@@ -118,14 +118,30 @@ def _validate_across(policy: Policy, source: str, known_signals: set[str] | None
             )
 
 
+def _field_error(source: str, error: msgspec.ValidationError, prefix: str = "") -> PolicyError:
+    """msgspec says `Expected int, got str - at $.rules[2].min_score`; say `file: rules[2].min_score: ...`."""
+    text = str(error)
+    message, _, where = text.rpartition(" - at `")
+    if not message:
+        return PolicyError(f"{source}: {prefix.rstrip('.') + ': ' if prefix else ''}{text}")
+    path = prefix + where.rstrip("`").removeprefix("$").lstrip(".")
+    return PolicyError(f"{source}: {path.rstrip('.')}: {message}")
+
+
 def policy_from_dict(data: Any, source: str = "<policy>", known_signals: set[str] | None = None) -> Policy:
     if data is None:
         data = {}
+    tiers = data.get("tiers") if isinstance(data, dict) else None
+    if isinstance(tiers, dict):  # one by one, so an error names the tier (msgspec says `tiers[...]`)
+        for name, tier in tiers.items():
+            try:
+                msgspec.convert(tier, Tier)
+            except msgspec.ValidationError as error:
+                raise _field_error(source, error, f"tiers.{name}.") from None
     try:
         policy = msgspec.convert(data, Policy)
     except msgspec.ValidationError as error:
-        # msgspec names the path as `$.rules[2].min_score`; say it the way the YAML reads.
-        raise PolicyError(f"{source}: {str(error).replace('$.', '')}") from None
+        raise _field_error(source, error) from None
     _validate_across(policy, source, known_signals)
     return policy
 

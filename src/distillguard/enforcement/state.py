@@ -239,6 +239,7 @@ class RedisState:
         self._pending: Counter[tuple[str, str]] = Counter()
         self._tasks: list[asyncio.Task[None]] = []
         self._healthy = True
+        self._closing = False
         self._take_script: Any = self._redis.register_script(_TAKE)
 
     @property
@@ -269,13 +270,17 @@ class RedisState:
         ]
 
     async def close(self) -> None:
-        for task in self._tasks:
+        self._closing = True
+        listener, others = self._tasks[1:2], self._tasks[:1] + self._tasks[2:]
+        for task in others:
             task.cancel()
-        for task in self._tasks:
+        for task in others + listener:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        with contextlib.suppress(Exception):
+        try:
             await self._flush()
+        except Exception as error:
+            log.warning("decision counters not flushed to %s at shutdown: %s", self.url, error)
         await self._redis.aclose()
 
     async def _refresh(self) -> None:
@@ -293,18 +298,23 @@ class RedisState:
 
     async def _listen(self) -> None:
         # Pub/sub makes a ban visible at once; the poll above covers a missed message.
-        while True:
+        while not self._closing:
+            pubsub = self._redis.pubsub()
             try:
-                pubsub = self._redis.pubsub()
                 await pubsub.subscribe(self.bans_key)
-                async for message in pubsub.listen():
-                    if message.get("type") == "message":
+                # polled with a timeout rather than cancelled: redis-py can swallow a cancellation
+                while not self._closing:
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.5)
+                    if message is not None and message.get("type") == "message":
                         self._cache.apply(_ban_decoder.decode(message["data"]))
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:  # reconnect after a pause
+            except Exception as error:
+                if self._closing:
+                    return
                 log.warning("ban channel %s lost: %s; re-subscribing", self.bans_key, error)
                 await asyncio.sleep(self.poll_s)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
 
     def banned(self, account_id: str, actor: str | None) -> Ban | None:
         return self._cache.banned(account_id, actor)

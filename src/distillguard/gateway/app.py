@@ -337,7 +337,15 @@ class Gateway:
                     )
                 body = await self._read_body(receive, headers)
                 try:
+                    if not body.isascii():
+                        body.decode("utf-8")  # msgspec does not check every string's UTF-8
                     decoded = _decode(body)
+                except UnicodeDecodeError as error:
+                    raise _Refusal(
+                        400,
+                        f"The request body is not valid UTF-8 (byte {error.start}).",
+                        "invalid_request_error",
+                    ) from None
                 except msgspec.DecodeError as error:
                     raise _Refusal(
                         400,
