@@ -20,7 +20,8 @@ _THOUGHT = (
 _HIDDEN = r"(?:hidden|internal|inner|private|secret|raw|full|complete|entire|original|unfiltered|verbatim|actual|real)"
 _REVEAL_VERB = (
     r"(?:reveal|show|print|output|repeat|display|share|dump|disclose|expose|leak|give me|tell me|write (?:out|down)|"
-    r"copy|paste|reproduce|recite|transcribe|translate|encode|spell out|include|return|provide|let me see)"
+    r"copy|paste|reproduce|recite|transcribe|translate|encode|spell out|include|return|provide|let me see|"
+    r"render|restate|rewrite|write it out|wrap|narrate|list)"
 )
 
 PATTERNS: tuple[Pattern, ...] = (
@@ -81,7 +82,7 @@ PATTERNS: tuple[Pattern, ...] = (
         "hidden_reasoning.en",
         "reveal_hidden",
         0.85,
-        rf"\b{_HIDDEN}\s+(?:chain[- ]of[- ]thought|thought process|thinking process|reasoning|thoughts|thinking|scratch ?pad|monologue)\b",
+        rf"\b{_HIDDEN}\s+(?:chain[- ]of[- ]thought|thought process|thinking process|reasoning|thoughts|thinking|scratch ?pad|monologue|deliberation)\b",
     ),
     Pattern(
         "continue_reasoning.en",
@@ -90,7 +91,10 @@ PATTERNS: tuple[Pattern, ...] = (
         r"\b(?:continue|resume|finish|complete) (?:your|the|from where) [^.?!\n]{0,20}(?:reasoning|thinking|thought|<think>)",
     ),
     Pattern(
-        "think_tags.en", "reveal_hidden", 0.8, r"<think>|</think>|<\|begin_of_thought\|>|\bthink tags?\b"
+        "think_tags.en",
+        "reveal_hidden",
+        0.8,
+        r"</?(?:think|thinking|thoughts?|scratchpad|reasoning|inner_monologue)>|<\|begin_of_thought\|>|\bthink tags?\b",
     ),
     Pattern(
         "encode_reasoning.en",
@@ -108,7 +112,7 @@ PATTERNS: tuple[Pattern, ...] = (
         "reveal.zh",
         "reveal_hidden",
         0.9,
-        r"(?:思考过程|推理过程|思维链|思维过程|内部推理|内心独白|隐藏的?推理|完整的?推理|原始推理)",
+        r"(?:思考过程|推理过程|思维链|思考链|推理链|思维过程|内部推理|内心独白|隐藏的?推理|完整的?推理|原始推理)",
     ),
     Pattern(
         "reveal.es",
@@ -149,6 +153,13 @@ PATTERNS: tuple[Pattern, ...] = (
         "reveal_hidden",
         0.9,
         r"سلسلة (?:التفكير|الأفكار)|عملية التفكير|تفكيرك الداخلي|الاستدلال الداخلي|أفكارك الداخلية",
+    ),
+    Pattern(
+        "unabridged",
+        "reveal_hidden",
+        0.35,  # weak alone ("translate without shortening it"); raises a reveal request it accompanies
+        r"\b(?:complete and unabridged|unabridged|do not (?:shorten|summari[sz]e|abridge|truncate) it|without (?:shortening|summari[sz]ing|abridging|truncating|cuts))\b"
+        r"|sin recortar|sans (?:coupure|raccourcir|résumer)|ungekürzt|sem cortes|без сокращений|省略せず|생략 없이|不要省略|دون اختصار",
     ),
     # --- pretexts that wrap reveal requests (weak alone: they are also how red-teamers talk)
     Pattern(

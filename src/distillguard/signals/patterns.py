@@ -106,10 +106,16 @@ class PatternTable:
 
     def aspect_scores(self, hits: list[Hit]) -> dict[str, float]:
         """Noisy-or of the weights of the rows that fired, per aspect (0 for aspects with no hit)."""
-        misses = dict.fromkeys(self.aspects, 1.0)
+        scores = dict.fromkeys(self.aspects, 0.0)
+        if not hits:  # most prompts: skip the arithmetic
+            return scores
+        misses: dict[str, float] = {}
         for hit in hits:
-            misses[hit.pattern.aspect] *= 1.0 - hit.pattern.weight
-        return {aspect: round(1.0 - miss, 4) for aspect, miss in misses.items()}
+            aspect = hit.pattern.aspect
+            misses[aspect] = misses.get(aspect, 1.0) * (1.0 - hit.pattern.weight)
+        for aspect, miss in misses.items():
+            scores[aspect] = round(1.0 - miss, 4)
+        return scores
 
 
 def _snippet(text: str, limit: int = 60) -> str:

@@ -37,9 +37,9 @@ _INSERTED_NAME = re.compile(r"(?<=[a-z,;] )(?!I\b)[A-Z][\w-]*(?: (?:of |and |the
 # Slot headers. A strong one ("## Instruction", "[The Start of Assistant A's Answer]", "#Given
 # Prompt#:") opens a slot anywhere; a line ending in a colon opens one only from the frame, because
 # fillings (problem statements, pasted text) contain such lines too; inside a slot a short key
-# ("Output:") is still part of the frame.
+# ("Output:") is still part of the frame. A "line ending in a colon" is checked inline.
 _STRONG_HEADER = re.compile(r"^(?:#{1,6}\s.*|\[[^\]]{1,80}\]|#[^#\n]{1,40}#\s*:?|[-=*_#]{3,})$")
-_WEAK_HEADER = re.compile(r"^.{0,200}:$")
+_BLANKS = re.compile(r"[ \t\f\v]+")
 _KEY_HEADER = re.compile(r"^[^:()<>=\[\]{}]{1,30}:$")
 # "Question: what is ..." keeps its key and drops its value.
 _INLINE_SLOT = re.compile(r"^([^:\n]{1,30}):\s+\S.*$")
@@ -66,20 +66,26 @@ def skeleton(text: str) -> tuple[str, int]:
     original = len(text)
     text = _VARIABLE_SPANS.sub(" \x01 ", _cut_outside_fences(text))
     text = _NUMBER.sub("\x01", _INSERTED_NAME.sub("\x01", text))
+    # whitespace and case once for the whole text, not per line
+    text = _BLANKS.sub(" ", text).lower()
     kept: list[str] = []
     in_slot = False
     for raw in text.splitlines():
-        line = " ".join(raw.split()).lower()
-        if _NOTHING_FIXED.match(line) and not _STRONG_HEADER.match(line):
+        line = raw.strip()
+        if not line:
             continue
-        if _STRONG_HEADER.match(line) or (not in_slot and _WEAK_HEADER.match(line)):
+        strong = _STRONG_HEADER.match(line) is not None
+        if not strong and _NOTHING_FIXED.match(line):
+            continue
+        colon = line.endswith(":")
+        if strong or (not in_slot and colon and len(line) <= LONG_LINE + 1):
             kept.append(line)
             in_slot = True
         elif in_slot:
-            if _KEY_HEADER.match(line):
+            if colon and _KEY_HEADER.match(line):
                 kept.append(line)
         elif len(line) < LONG_LINE:
-            inline = _INLINE_SLOT.match(line)
+            inline = _INLINE_SLOT.match(line) if ":" in line else None
             kept.append(inline.group(1) + ":" if inline else line)
     frame = "\n".join(kept)
     removed = max(0, original - len(frame.replace("\x01", "")))

@@ -116,7 +116,7 @@ _LAST = _LastBatch()
 @dataclass(frozen=True)
 class TextClassifier:
     name: str
-    coef: np.ndarray  # float32, one weight per hashed feature
+    coef: np.ndarray  # one weight per hashed feature (float16 when loaded from an artifact)
     intercept: float
     threshold: float  # probability chosen on dev families (see training.dev_threshold)
     metadata: dict[str, Any] = field(default_factory=dict)
@@ -160,7 +160,9 @@ class TextClassifier:
                 raise ValueError(
                     f"{path}: field 'hashing' is {hashing}, this code expects {HASHING}: retrain"
                 )
-            coef = data["coef"].astype(np.float32)
+            # kept in float16 as stored: half the memory, and the per-n-gram gather (the cost of
+            # scoring) runs ~2x faster from a table that fits the CPU cache better
+            coef = data["coef"].astype(np.float16)
             if coef.shape != (HASHING["n_features"],):
                 raise ValueError(f"{path}: field 'coef' has shape {coef.shape}")
             return cls(
