@@ -9,6 +9,7 @@ Memory is bounded per state: sketches switch from exact to approximate past a fi
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
 from collections.abc import Sequence
 from typing import Self
@@ -317,15 +318,21 @@ class Distinct:
     @classmethod
     def grouped(cls, seg: np.ndarray, hashes: np.ndarray, n_groups: int, k: int = 256) -> list[Self]:
         g, h, _ = _sorted_unique_pairs(seg, hashes.astype(np.uint64))
-        bounds = _segments(g, n_groups)
+        bounds = _segments(g, n_groups).tolist()
         out = []
         values = h.tolist()
-        for i in range(n_groups):
-            state = cls(k)
-            keep = values[bounds[i] : min(bounds[i + 1], bounds[i] + k + 1)]
-            state._kept = set(keep)
-            if bounds[i + 1] - bounds[i] > k + 1:
+        new = cls.__new__  # the states are filled in directly: this loop runs once per account
+        no_cut = _MASK64 + 1
+        for lo, hi in itertools.pairwise(bounds):
+            state = new(cls)
+            state.k = k
+            if hi - lo > k + 1:
+                keep = values[lo : lo + k + 1]
                 state._cut = keep[-1] + 1
+            else:
+                keep = values[lo:hi]
+                state._cut = no_cut
+            state._kept = set(keep)
             state._smallest = keep
             out.append(state)
         return out
@@ -391,16 +398,18 @@ class HeavyHitters:
     ) -> list[Self]:
         """States from exact per-group counts of ``labels[codes]``, reduced like a merge when > k keys."""
         g, c, counts = _sorted_unique_pairs(seg, codes)
-        bounds = _segments(g, n_groups)
-        totals = np.bincount(seg, minlength=n_groups)
+        bounds = _segments(g, n_groups).tolist()
+        totals = np.bincount(seg, minlength=n_groups).tolist()
         out = []
-        codes_list, counts_list = c.tolist(), counts.tolist()
-        for i in range(n_groups):
-            state = cls(k)
-            state.n = int(totals[i])
-            lo, hi = bounds[i], bounds[i + 1]
-            exact = {labels[codes_list[j]]: counts_list[j] for j in range(lo, hi)}
-            state.counts = cls._reduce(exact, k)
+        keys = [labels[code] for code in c.tolist()]
+        counts_list = counts.tolist()
+        new = cls.__new__
+        for i, (lo, hi) in enumerate(itertools.pairwise(bounds)):
+            state = new(cls)
+            state.k = k
+            state.n = totals[i]
+            exact = dict(zip(keys[lo:hi], counts_list[lo:hi], strict=True))
+            state.counts = cls._reduce(exact, k) if hi - lo > k else exact
             out.append(state)
         return out
 
