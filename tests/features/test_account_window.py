@@ -191,3 +191,20 @@ def test_doctests(module) -> None:
     result = doctest.testmod(module)
     assert result.attempted > 0 or module is bulk_module
     assert result.failed == 0
+
+
+def test_window_survives_pickling_for_worker_processes() -> None:
+    import pickle
+
+    window = AccountWindow()
+    for i in range(50):
+        window.observe(
+            call(i, 7.0 * i, prompt=f"p{i}", client_ip="10.0.0.1"),
+            {"logit_probe": 0.7},
+            f"t{i % 3}",
+            np.ones(4, dtype=np.float32) * i,
+        )
+    copy = pickle.loads(pickle.dumps(window))
+    assert copy.features() == window.features()
+    copy.observe(call(50, 400.0), {}, None)
+    assert copy.features()["n_calls"] == 51.0 and window.features()["n_calls"] == 50.0
