@@ -376,12 +376,13 @@ class RedisState:
         return {_text(k): int(v) for k, v in raw.items()}
 
 
-def open_state(url: str | None, bans_file: str | Path | None = None) -> EnforcementState:
-    """The state backend named by `url`: `memory://` (default) or `redis://host:port/db`."""
+def open_state(url: str | None, bans_file: str | Path | None = None, prefix: str = "dg:") -> EnforcementState:
+    """The state backend named by `url`: `memory://` (default) or `redis://host:port/db`; `prefix`
+    namespaces the Redis keys so several deployments can share one Redis."""
     if not url or url.startswith("memory:"):
         return MemoryState(bans_file=bans_file)
     if url.startswith(("redis://", "rediss://", "unix://")):
-        return RedisState(url)
+        return RedisState(url, prefix=prefix)
     raise ValueError(f"unknown state backend {url!r}; known: memory://, redis://HOST:PORT/DB")
 
 

@@ -62,6 +62,7 @@ class GatewayConfig(msgspec.Struct, kw_only=True):
     log_dir: str
     policy_file: str | None = None
     state_url: str | None = None
+    state_prefix: str = "dg:"
     bans_file: str | None = None
     log_sync: str = "write"
     shadow: bool = False
@@ -140,7 +141,7 @@ class Gateway:
             policy = msgspec.structs.replace(policy, mode="shadow")
         self.policy = policy
         self.signals = signals if signals is not None else load_signals(config.signals)
-        self.state = open_state(config.state_url, config.bans_file)
+        self.state = open_state(config.state_url, config.bans_file, config.state_prefix)
         self.engine = LiveEngine(policy, self.state, self.signals)
         self.calllog = CallLog(config.log_dir, sync=config.log_sync)
         # Read once at start; never logged, never echoed.

@@ -75,6 +75,9 @@ def setup_logging(level: str = "info") -> None:
     help="memory:// (default) or redis://HOST:PORT/DB to share state across replicas.",
 )
 @click.option(
+    "--state-prefix", default="dg:", show_default=True, help="Namespace of this deployment's keys in Redis."
+)
+@click.option(
     "--bans",
     "bans_file",
     type=click.Path(dir_okay=False),
@@ -152,6 +155,7 @@ def serve(**options: Any) -> None:
         log_dir=str(Path(options["log_dir"]).resolve()),
         policy_file=str(Path(options["policy_file"]).resolve()) if options["policy_file"] else None,
         state_url=state_url,
+        state_prefix=options["state_prefix"],
         bans_file=str(Path(options["bans_file"]).resolve()) if options["bans_file"] else None,
         log_sync=options["log_sync"],
         shadow=options["shadow"],
