@@ -1,0 +1,1 @@
+"""Labelled benchmark traffic from real public prompts: benign populations and distillation tactics."""

@@ -1,0 +1,329 @@
+"""Response bodies in the OpenAI wire format: real answers where the corpus has one, otherwise a
+placeholder of realistic length that says it is synthetic (`"x_synthetic": true`).
+
+Placeholders are slices of one precomputed text, so a response costs a slice, not a generation.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from typing import Any
+
+_VOCAB = [
+    "the",
+    "a",
+    "an",
+    "of",
+    "to",
+    "and",
+    "in",
+    "that",
+    "is",
+    "for",
+    "it",
+    "with",
+    "as",
+    "on",
+    "be",
+    "this",
+    "are",
+    "by",
+    "or",
+    "can",
+    "you",
+    "your",
+    "which",
+    "from",
+    "at",
+    "use",
+    "using",
+    "when",
+    "more",
+    "also",
+    "will",
+    "each",
+    "these",
+    "if",
+    "not",
+    "one",
+    "first",
+    "then",
+    "step",
+    "value",
+    "result",
+    "example",
+    "data",
+    "model",
+    "function",
+    "number",
+    "time",
+    "system",
+    "user",
+    "method",
+    "approach",
+    "case",
+    "answer",
+    "question",
+    "important",
+    "note",
+    "however",
+    "because",
+    "therefore",
+    "following",
+    "based",
+    "different",
+    "could",
+    "would",
+    "should",
+    "may",
+    "might",
+    "there",
+    "their",
+    "other",
+    "such",
+    "both",
+    "between",
+    "into",
+    "over",
+    "about",
+    "after",
+    "before",
+    "simple",
+    "common",
+    "key",
+    "main",
+    "process",
+    "first",
+    "second",
+    "finally",
+    "overall",
+    "consider",
+    "ensure",
+    "provide",
+    "make",
+    "sure",
+    "help",
+    "understand",
+    "explain",
+    "include",
+    "check",
+    "compare",
+    "list",
+    "point",
+    "option",
+    "options",
+    "benefit",
+    "risk",
+    "cost",
+    "performance",
+    "quality",
+    "clear",
+    "specific",
+    "general",
+    "typical",
+    "code",
+    "line",
+    "file",
+    "output",
+    "input",
+    "error",
+    "test",
+    "change",
+    "update",
+    "support",
+    "feature",
+    "request",
+    "response",
+    "format",
+    "table",
+    "section",
+    "summary",
+    "detail",
+    "details",
+    "context",
+    "source",
+    "information",
+    "approach",
+    "plan",
+    "strategy",
+    "goal",
+]
+
+_REASONING_OPENERS = (
+    "Okay, let me think about this. ",
+    "Let me work through this step by step. ",
+    "Hmm, first I need to figure out what is being asked. ",
+    "Alright, so the question is about ",
+    "Wait, let me reconsider. ",
+)
+
+
+def _build_filler(length: int = 300_000) -> str:
+    rng = random.Random(20260202)
+    parts: list[str] = []
+    size = 0
+    while size < length:
+        words = [rng.choice(_VOCAB) for _ in range(rng.randint(8, 22))]
+        sentence = " ".join(words).capitalize() + rng.choice((". ", ". ", ". ", ", and ", ".\n\n", ": "))
+        parts.append(sentence)
+        size += len(sentence)
+    return "".join(parts)
+
+
+FILLER = _build_filler()
+
+REFUSALS = (
+    "I can't help with that. If you're going through something difficult, it may help to talk to someone you trust.",
+    "I'm sorry, but I can't assist with that request.",
+    "I won't help with this, because it could cause real harm. I'm happy to help with something else.",
+    "That's not something I can help with. Is there anything else you'd like to talk about?",
+)
+
+
+def filler(rng: random.Random, low: int, high: int) -> str:
+    """A placeholder body between `low` and `high` characters."""
+    length = rng.randint(low, high)
+    start = rng.randrange(0, len(FILLER) - length - 1)
+    space = FILLER.find(" ", start)
+    start = space + 1 if 0 <= space < start + 40 else start
+    return FILLER[start : start + length].strip()
+
+
+def tokens(text: str) -> int:
+    """Rough token count (4 characters a token), enough for usage fields."""
+    return max(1, len(text) // 4)
+
+
+_VERDICT_PATTERNS = (
+    (re.compile(r"\[\[A\]\]"), lambda r: f"{filler(r, 200, 700)}\n\n[[{r.choice('AAB')}]]"),
+    (re.compile(r"\[\[rating\]\]"), lambda r: f"{filler(r, 200, 600)}\n\nRating: [[{r.randint(3, 9)}]]"),
+    (re.compile(r"model_identifier"), lambda r: f"### Concise explanation\n{filler(r, 120, 400)}\n\n### Which is best, m or M?\n{r.choice('mM')}"),
+    (re.compile(r"'rank': <model-rank>"), lambda r: _ranking(r)),
+    (re.compile(r"Text 4|text_4|<text 4>", re.IGNORECASE), lambda r: "\n\n".join(f"#### Output for Text {i}\nRating: {r.randint(1, 5)}\nRationale: {filler(r, 80, 220)}" for i in range(1, 5))),
+    (re.compile(r"scores for Assistant 1 and 2"), lambda r: f"{r.randint(5, 9)} {r.randint(4, 9)}\n{filler(r, 200, 600)}"),
+    (re.compile(r"Output \(a\) or Output \(b\)"), lambda r: f"Output ({r.choice('ab')})"),
+    (re.compile(r"A or B"), lambda r: r.choice("AB")),
+)  # fmt: skip
+
+
+def _ranking(rng: random.Random) -> str:
+    first, second = (1, 2) if rng.random() < 0.5 else (2, 1)
+    return f"[{{'model': 'model_1', 'rank': {first}}}, {{'model': 'model_2', 'rank': {second}}}]"
+
+
+def judge_verdict(prompt: str, rng: random.Random) -> str:
+    """What a judge model answers to a grading prompt, in the format the template asks for."""
+    for pattern, make in _VERDICT_PATTERNS:
+        if pattern.search(prompt):
+            return str(make(rng))
+    return f"{filler(rng, 150, 500)}\n\nScore: {rng.randint(1, 10)}/10"
+
+
+def chat_response(
+    *,
+    rid: str,
+    created: int,
+    model: str,
+    content: str,
+    prompt_tokens: int,
+    synthetic: bool,
+    reasoning: str | None = None,
+    finish_reason: str = "stop",
+    logprobs: dict[str, Any] | None = None,
+    n: int = 1,
+) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": content}
+    if reasoning is not None:
+        message["reasoning_content"] = reasoning
+    choices = [
+        {"index": i, "message": message, "logprobs": logprobs, "finish_reason": finish_reason}
+        for i in range(n)
+    ]
+    completion_tokens = tokens(content) * n + (tokens(reasoning) if reasoning else 0)
+    usage: dict[str, Any] = {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
+    if reasoning is not None:
+        usage["completion_tokens_details"] = {"reasoning_tokens": tokens(reasoning)}
+    body: dict[str, Any] = {
+        "id": rid,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": choices,
+        "usage": usage,
+    }
+    if synthetic:
+        body["x_synthetic"] = True
+    return body
+
+
+def text_completion_response(
+    *, rid: str, created: int, model: str, text: str, prompt_tokens: int, finish_reason: str
+) -> dict[str, Any]:
+    completion_tokens = tokens(text)
+    return {
+        "id": rid,
+        "object": "text_completion",
+        "created": created,
+        "model": model,
+        "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": finish_reason}],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
+        "x_synthetic": True,
+    }
+
+
+_PROBE_TOKENS = (
+    "The",
+    " the",
+    " a",
+    " of",
+    " is",
+    " Yes",
+    " No",
+    " I",
+    "1",
+    " to",
+    " and",
+    " in",
+    " that",
+    ".",
+)
+
+
+def probe_logprobs(rng: random.Random, top: int) -> tuple[str, dict[str, Any]]:
+    """One sampled token with its top alternatives, as a logprobs=true, max_tokens=1 call returns."""
+    candidates = rng.sample(_PROBE_TOKENS, k=min(top, len(_PROBE_TOKENS)))
+    values = sorted((-abs(rng.gauss(0, 2.5)) for _ in candidates), reverse=True)
+    top_list = [
+        {"token": t, "logprob": round(v, 5), "bytes": list(t.encode())}
+        for t, v in zip(candidates, values, strict=True)
+    ]
+    chosen = top_list[0]
+    return candidates[0], {"content": [{**chosen, "top_logprobs": top_list}], "refusal": None}
+
+
+def reasoning_trace(rng: random.Random, low: int = 1500, high: int = 6000) -> str:
+    return rng.choice(_REASONING_OPENERS) + filler(rng, low, high)
+
+
+def error_body(status: int) -> dict[str, Any]:
+    if status == 429:
+        return {
+            "error": {
+                "message": "Rate limit reached for requests per minute. Please try again in 20s.",
+                "type": "requests",
+                "param": None,
+                "code": "rate_limit_exceeded",
+            }
+        }
+    return {
+        "error": {"message": "The server had an error while processing your request.", "type": "server_error"}
+    }

@@ -1,0 +1,625 @@
+"""Simulated accounts: when each one calls (timing) and what each call carries (content, metadata).
+
+Planning a day only decides timestamps, so a day of the whole population is a list of small tuples;
+the call itself is built when it is written, in time order, from the account's own random stream
+(seeded from the run seed and the account id, never from PYTHONHASHSEED or the clock).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from distillguard.corpus import CorpusItem
+from distillguard.events.model import CallEvent, Client
+from distillguard.sim import responses as r
+from distillguard.sim import texts
+from distillguard.sim.metadata import CLIENTS, draw_ip
+from distillguard.sim.pools import Pools
+
+DAY = 86_400.0
+
+# Relative activity by local hour: people (evenings too) and office hours.
+PEOPLE_HOURS = (3, 2, 1, 1, 1, 2, 5, 10, 15, 20, 22, 22, 20, 21, 22, 22, 20, 19, 20, 22, 23, 20, 14, 7)
+OFFICE_HOURS = (1, 1, 1, 1, 1, 1, 2, 6, 16, 24, 26, 25, 18, 22, 25, 25, 22, 16, 8, 5, 4, 3, 2, 1)
+STUDENT_HOURS = (1, 1, 0, 0, 0, 0, 1, 3, 4, 5, 6, 7, 7, 8, 12, 18, 22, 24, 22, 20, 18, 12, 5, 2)
+
+
+def _cumulative(weights: tuple[int, ...]) -> list[float]:
+    total, out = 0.0, []
+    for w in weights:
+        total += w
+        out.append(total)
+    return out
+
+
+CUM = {
+    "people": _cumulative(PEOPLE_HOURS),
+    "office": _cumulative(OFFICE_HOURS),
+    "student": _cumulative(STUDENT_HOURS),
+}
+
+
+def poisson(rng: random.Random, lam: float) -> int:
+    if lam <= 0:
+        return 0
+    if lam > 40:
+        return max(0, round(rng.gauss(lam, math.sqrt(lam))))
+    limit, k, p = math.exp(-lam), 0, 1.0
+    while True:
+        p *= rng.random()
+        if p <= limit:
+            return k
+        k += 1
+
+
+@dataclass(slots=True)
+class SimAccount:
+    """One account (or router key) of the scenario with its behaviour and its ground truth."""
+
+    index: int
+    account_id: str
+    population: str  # the label's tactic: benign population or adversary tactic
+    label: str  # "benign" | "distiller"
+    actor: str | None
+    content: str  # what its calls carry, see Traffic._build
+    timing: str  # human | office | steady | student | batch | burst | regular | jitter | sync
+    rate: float  # mean calls per active day
+    first_day: int
+    last_day: int  # exclusive
+    seed: str
+    tz: int = 0
+    activity: float = 1.0  # probability of being active on a day in range
+    mean_turns: float = 1.0
+    clients: list[tuple[str, str]] = field(default_factory=list)  # (user agent, tls fingerprint)
+    ips: list[tuple[str, int]] = field(default_factory=list)
+    rotate_ips: bool = False
+    key_ids: list[str] = field(default_factory=list)
+    end_users: list[str] = field(default_factory=list)
+    adversary_end_users: list[str] = field(default_factory=list)
+    attack_share: float | None = None
+    attack_content: str = ""  # router keys: what the adversary's share carries
+    router: str | None = None
+    model: str = "frontier-1"
+    reasoning_share: float = 0.0
+    variant: str | None = None  # adaptive: paraphrase | translate | low_and_slow | benign_mix
+    style: int = 0  # which wrapper / system prompt / family the account sticks to
+    families: tuple[str, ...] = ()  # generation / cot families an actor's pipeline uses
+    burst_days: tuple[int, ...] = ()
+    sync_group: str | None = None
+    phase: float = 0.0
+    window: tuple[float, float] = (0.0, 24.0)
+    interval: float = 1.0
+    record: dict[str, Any] = field(default_factory=dict)  # accounts.jsonl fields
+    rng: random.Random = field(default_factory=random.Random)
+    conversation: tuple[CorpusItem, ...] = ()
+    history: list[tuple[str, str]] = field(default_factory=list)  # (user, assistant) of this session
+    probe_sweep: int = 0
+
+    def active(self, day: int) -> bool:
+        return self.first_day <= day < self.last_day
+
+
+class Traffic:
+    """Plans and builds the calls of every account of a scenario."""
+
+    def __init__(self, accounts: list[SimAccount], pools: Pools, start: datetime, seed: int) -> None:
+        self.accounts = accounts
+        self.pools = pools
+        self.start = start
+        self.start_epoch = start.timestamp()
+        self.seed = seed
+        self.cot_reveal_en = tuple(i for i in pools.cot_reveal if i.lang == "en")
+        self.cot_reveal_other = tuple(i for i in pools.cot_reveal if i.lang != "en") or self.cot_reveal_en
+        self.non_english_by_lang: dict[str, tuple[CorpusItem, ...]] = {}
+        for item in pools.non_english:
+            self.non_english_by_lang.setdefault(item.lang, ())
+            self.non_english_by_lang[item.lang] += (item,)
+
+    # --- timing ---------------------------------------------------------------------------------
+
+    def plan_day(self, account: SimAccount, day: int, out: list[tuple[float, int, int]]) -> None:
+        """Append (seconds since start, account index, turn in session) for each call on `day`."""
+        if not account.active(day):
+            return
+        rng = account.rng
+        base = day * DAY
+        weekday = day % 7  # scenarios start on a Monday
+        timing = account.timing
+        idx = account.index
+        if timing in ("human", "office", "student"):
+            if rng.random() > account.activity:
+                return
+            weekend_factor = 0.35 if timing == "office" and weekday >= 5 else 1.0
+            n = poisson(rng, account.rate * weekend_factor)
+            cum = CUM["people" if timing == "human" else timing]
+            while n > 0:
+                turns = min(n, 1 + int(rng.expovariate(1.0 / max(account.mean_turns - 1, 0.01))))
+                hour = self._hour(rng, cum)
+                t = base + (hour - account.tz) * 3600 + rng.random() * 3600
+                for turn in range(turns):
+                    out.append((t, idx, turn))
+                    t += rng.lognormvariate(math.log(70 if timing == "office" else 45), 0.8)
+                n -= turns
+        elif timing == "steady":
+            n = poisson(rng, account.rate)
+            cum = CUM["people"]
+            for _ in range(n):
+                hour = self._hour(rng, cum)
+                out.append((base + (hour - account.tz) * 3600 + rng.random() * 3600, idx, 0))
+        elif timing == "batch":
+            if weekday >= 5 and rng.random() > 0.2:
+                return
+            n = poisson(rng, account.rate * 7 / 5.4)
+            t = base + account.phase + rng.gauss(0, 120)
+            for _ in range(n):
+                out.append((t, idx, 0))
+                t += account.interval * (1 + 0.05 * rng.gauss(0, 1))
+        elif timing == "burst":
+            if day in account.burst_days:
+                n = poisson(rng, account.rate * 7)
+                t = base + account.phase + rng.random() * 1800
+                for _ in range(n):
+                    out.append((t, idx, 0))
+                    t += rng.expovariate(1.0 / account.interval)
+            elif rng.random() < 0.3:
+                for _ in range(poisson(rng, account.rate * 0.1)):
+                    out.append((base + (9 - account.tz) * 3600 + rng.random() * 10 * 3600, idx, 0))
+        elif timing == "regular":
+            n = poisson(rng, account.rate)
+            if n:
+                step = DAY / n
+                for i in range(n):
+                    out.append((base + account.phase + i * step + rng.gauss(0, 0.02 * step), idx, 0))
+        elif timing == "jitter":
+            n = poisson(rng, account.rate)
+            start, length = account.window
+            for _ in range(n):
+                out.append((base + (start + rng.random() * length) * 3600, idx, 0))
+        elif timing == "sync":
+            # every account of the campaign fires in the same few minutes, each with a little jitter
+            slots = random.Random(f"{self.seed}:{account.sync_group}:{day}")
+            n_slots = max(1, round(account.rate))
+            times = sorted(slots.random() * DAY for _ in range(n_slots))
+            for t in times:
+                if rng.random() < 0.9:
+                    out.append((base + t + rng.random() * 90, idx, 0))
+        else:
+            raise ValueError(f"unknown timing {timing!r}")
+
+    @staticmethod
+    def _hour(rng: random.Random, cum: list[float]) -> int:
+        x = rng.random() * cum[-1]
+        for hour, c in enumerate(cum):
+            if x < c:
+                return hour
+        return 23
+
+    # --- content --------------------------------------------------------------------------------
+
+    def build(self, event_id: str, t: float, account: SimAccount, turn: int) -> CallEvent:
+        rng = account.rng
+        ts = self.start + timedelta(milliseconds=round(t * 1000))  # the spec's millisecond precision
+        end_user = None
+        content = account.content
+        if account.attack_share is not None:
+            # a router key: most calls are its legitimate end users, a share is the adversary's
+            if rng.random() < account.attack_share:
+                content = account.attack_content
+                end_user = rng.choice(account.adversary_end_users)
+            else:
+                content = "router_user"
+                end_user = rng.choice(account.end_users)
+        elif account.end_users:
+            end_user = rng.choice(account.end_users)
+        if account.variant == "benign_mix" and rng.random() < 0.5:
+            content = "casual"
+        endpoint, request, response = self._content(
+            content, account, turn, rng, int(ts.timestamp()), event_id
+        )
+        if end_user is not None:
+            request["user"] = end_user
+        ua, tls = (
+            account.clients[0]
+            if len(account.clients) == 1 or rng.random() < 0.85
+            else rng.choice(account.clients)
+        )
+        if account.rotate_ips:
+            ip, asn = rng.choice(account.ips)
+        else:
+            ip, asn = account.ips[0] if rng.random() < 0.9 else rng.choice(account.ips)
+        status = 200
+        roll = rng.random()
+        if roll < 0.002:
+            status, response = 500, None
+        elif roll < 0.004 and account.rate > 40:
+            status, response = 429, r.error_body(429)
+        completion = 0
+        if response and "usage" in response:
+            completion = int(response["usage"]["completion_tokens"])
+        latency = 250 + completion * rng.uniform(8, 20) + rng.expovariate(1 / 150)
+        return CallEvent(
+            event_id=event_id,
+            ts=ts,
+            account_id=account.account_id,
+            key_id=account.key_ids[0] if len(account.key_ids) == 1 else rng.choice(account.key_ids),
+            end_user=end_user,
+            client=Client(ip=ip, asn=asn, user_agent=ua, tls_fingerprint=tls, router=account.router),
+            endpoint=endpoint,
+            request=request,
+            response=response,
+            status=status,
+            latency_ms=round(latency, 1),
+        )
+
+    def _content(
+        self, content: str, account: SimAccount, turn: int, rng: random.Random, created: int, event_id: str
+    ) -> tuple[str, dict[str, Any], dict[str, Any] | None]:
+        rid = "chatcmpl-" + event_id[2:]
+        pools = self.pools
+        model = account.model
+        reasoning: str | None = None
+        synthetic = True
+        params: dict[str, Any] = {}
+        system = ""
+        if content in ("casual", "router_user", "developer"):
+            user = self._conversation_turn(account, turn, rng, coding=content == "developer")
+            if content == "developer":
+                system = "You are a helpful coding assistant." if account.style % 3 == 0 else ""
+                params["temperature"] = 0.2 if account.style % 2 else 0.7
+            messages = self._with_history(account, system, user)
+            body = r.filler(rng, 300, 2200 if content == "developer" else 1500)
+            account.history.append((user, body[:400]))
+            return self._chat(rid, created, model, messages, body, params, rng, account)
+        if content == "non_english":
+            if turn == 0 or not account.conversation:
+                item = rng.choice(pools.non_english)
+                account.conversation = (item,)
+                account.history.clear()
+            else:
+                same = self.non_english_by_lang.get(account.conversation[0].lang) or pools.non_english
+                item = rng.choice(same)
+            messages = self._with_history(account, "", item.text)
+            body = r.filler(rng, 200, 1200)
+            account.history.append((item.text, body[:300]))
+            return self._chat(rid, created, model, messages, body, params, rng, account)
+        if content == "red_team":
+            item = rng.choice(pools.redteam)
+            messages = [{"role": "user", "content": item.text}]
+            refuse = rng.random() < 0.6
+            body = rng.choice(r.REFUSALS) if refuse else r.filler(rng, 150, 900)
+            return self._chat(rid, created, model, messages, body, params, rng, account, synthetic=not refuse)
+        if content == "app":
+            system = texts.APP_SYSTEM_PROMPTS[account.style % len(texts.APP_SYSTEM_PROMPTS)]
+            item = rng.choice(pools.openers)
+            messages = [{"role": "system", "content": system}, {"role": "user", "content": item.text}]
+            params = {"temperature": 0.5, "max_tokens": 800}
+            return self._chat(rid, created, model, messages, r.filler(rng, 150, 900), params, rng, account)
+        if content == "batch":
+            text, category = texts.support_ticket(rng)
+            messages = [{"role": "system", "content": texts.TICKET_SYSTEM}, {"role": "user", "content": text}]
+            label = (
+                f'{{"category": "{category}", "priority": "{rng.choice(("low", "medium", "high"))}", '
+                f'"sentiment": "{rng.choice(("negative", "neutral", "positive"))}"}}'
+            )
+            params = {"temperature": 0, "max_tokens": 60, "response_format": {"type": "json_object"}}
+            return self._chat(rid, created, model, messages, label, params, rng, account, synthetic=False)
+        if content == "eval":
+            if rng.random() < 0.55:
+                item = rng.choice(pools.eval_questions)
+                messages = [{"role": "user", "content": item.text}]
+                body = item.answer or r.filler(rng, 400, 2500)
+                synthetic = item.answer is None
+                if model == account.model and rng.random() < account.reasoning_share:
+                    reasoning = r.reasoning_trace(rng, 800, 3000)
+                params = {"temperature": 0.7 if account.style % 2 else 0.0, "max_tokens": 2048}
+                return self._chat(
+                    rid,
+                    created,
+                    model,
+                    messages,
+                    body,
+                    params,
+                    rng,
+                    account,
+                    synthetic=synthetic,
+                    reasoning=reasoning,
+                )
+            return self._grading(rid, created, model, rng, account, temperature=0.0)
+        if content == "tutoring":
+            system = texts.TUTORING_SYSTEM_PROMPTS[account.style % len(texts.TUTORING_SYSTEM_PROMPTS)]
+            item = rng.choice(pools.math)
+            messages = [{"role": "system", "content": system}, {"role": "user", "content": item.text}]
+            params = {"temperature": 0.3}
+            body = item.answer or r.filler(rng, 300, 1200)
+            return self._chat(
+                rid, created, model, messages, body, params, rng, account, synthetic=item.answer is None
+            )
+        if content == "sanctioned":
+            choice = rng.random()
+            if choice < 0.4:
+                return self._generation(rid, created, account, rng)
+            if choice < 0.7:
+                return self._cot_request(rid, created, account, rng)
+            return self._harvest(rid, created, account, rng)
+        if content == "synthetic_generation":
+            return self._generation(rid, created, account, rng)
+        if content == "response_harvest":
+            return self._harvest(rid, created, account, rng)
+        if content == "cot_extraction":
+            if rng.random() < 0.55:
+                return self._cot_request(rid, created, account, rng)
+            return self._cot_reveal(rid, created, account, rng)
+        if content == "rl_grading":
+            return self._grading(rid, created, model, rng, account, temperature=0.0)
+        if content == "logit_probe":
+            return self._probe(rid, created, account, rng)
+        raise ValueError(f"unknown content {content!r}")
+
+    def _conversation_turn(self, account: SimAccount, turn: int, rng: random.Random, coding: bool) -> str:
+        pools = self.pools
+        if turn == 0 or not account.conversation:
+            account.history.clear()
+            if coding:
+                account.conversation = rng.choice(pools.coding)
+            elif rng.random() < 0.05:
+                account.conversation = (rng.choice(pools.roleplay),)
+            else:
+                account.conversation = rng.choice(pools.conversations)
+        if turn < len(account.conversation):
+            return account.conversation[turn].text
+        return rng.choice(texts.CODING_FOLLOW_UPS if coding else texts.FOLLOW_UPS)
+
+    @staticmethod
+    def _with_history(account: SimAccount, system: str, user: str) -> list[dict[str, str]]:
+        messages = [{"role": "system", "content": system}] if system else []
+        for past_user, past_answer in account.history[-4:]:
+            messages.append({"role": "user", "content": past_user})
+            messages.append({"role": "assistant", "content": past_answer})
+        messages.append({"role": "user", "content": user})
+        return messages
+
+    def _chat(
+        self,
+        rid: str,
+        created: int,
+        model: str,
+        messages: list[dict[str, str]],
+        body: str,
+        params: dict[str, Any],
+        rng: random.Random,
+        account: SimAccount,
+        *,
+        synthetic: bool = True,
+        reasoning: str | None = None,
+    ) -> tuple[str, dict[str, Any], dict[str, Any]]:
+        use_model = model
+        if reasoning is None and account.reasoning_share and rng.random() < account.reasoning_share:
+            use_model = _reasoning_model(model)
+            reasoning = r.reasoning_trace(rng, 600, 3000)
+        elif reasoning is not None:
+            use_model = _reasoning_model(model)
+        request: dict[str, Any] = {"model": use_model, "messages": messages, **params}
+        prompt_tokens = sum(r.tokens(m["content"]) for m in messages) + 3 * len(messages)
+        response = r.chat_response(
+            rid=rid,
+            created=created,
+            model=use_model,
+            content=body,
+            prompt_tokens=prompt_tokens,
+            synthetic=synthetic,
+            reasoning=reasoning,
+        )
+        return "/v1/chat/completions", request, response
+
+    def _wrap(self, account: SimAccount, rng: random.Random, text: str) -> str:
+        if account.variant == "paraphrase":
+            return texts.PARAPHRASED_WRAPPERS[rng.randrange(len(texts.PARAPHRASED_WRAPPERS))].format(q=text)
+        if account.variant == "translate":
+            return texts.TRANSLATED_WRAPPERS[account.style % len(texts.TRANSLATED_WRAPPERS)][1].format(q=text)
+        return texts.HARVEST_WRAPPERS[account.style % len(texts.HARVEST_WRAPPERS)].format(q=text)
+
+    def _harvest(
+        self, rid: str, created: int, account: SimAccount, rng: random.Random
+    ) -> tuple[str, dict[str, Any], dict[str, Any]]:
+        pools = self.pools
+        roll = rng.random()
+        if roll < 0.6:
+            item = rng.choice(pools.bare)
+        elif roll < 0.75:
+            item = rng.choice(pools.eval_questions)
+        elif roll < 0.9 or not pools.completion:
+            item = rng.choice(pools.openers)
+        else:
+            item = rng.choice(pools.completion)  # UltraFeedback-style: principle system prompt + task
+        text = item.text if item.system else self._wrap(account, rng, item.text)
+        messages = ([{"role": "system", "content": item.system}] if item.system else []) + [
+            {"role": "user", "content": text}
+        ]
+        params = {"temperature": 0.7, "max_tokens": 2048}
+        if account.style % 4 == 3:
+            params["n"] = 4  # several samples per prompt, as preference-data pipelines do
+        body = item.answer or r.filler(rng, 400, 2500)
+        return self._chat(
+            rid, created, account.model, messages, body, params, rng, account, synthetic=item.answer is None
+        )
+
+    def _generation(
+        self, rid: str, created: int, account: SimAccount, rng: random.Random
+    ) -> tuple[str, dict[str, Any], dict[str, Any]]:
+        pools = self.pools
+        family = account.families[rng.randrange(len(account.families))] if account.families else ""
+        items = pools.generation.get(family) or rng.choice(list(pools.generation.values()))
+        item = rng.choice(items)
+        if item.source == "magpie_templates":
+            # Magpie sends only the chat-template prefix and lets the model write the user turn
+            request = {
+                "model": account.model,
+                "prompt": item.text,
+                "max_tokens": 1024,
+                "temperature": 1.0,
+                "top_p": 1.0,
+                "stop": ["<|eot_id|>", "<|im_end|>", "<end_of_turn>", "</s>"],
+            }
+            body = r.text_completion_response(
+                rid=rid.replace("chatcmpl", "cmpl"),
+                created=created,
+                model=account.model,
+                text=r.filler(rng, 80, 500),
+                prompt_tokens=r.tokens(item.text),
+                finish_reason="stop",
+            )
+            return "/v1/completions", request, body
+        text = item.text
+        if account.variant == "paraphrase":
+            text = _paraphrase(text, rng)
+        messages = [{"role": "user", "content": text}]
+        params = {"temperature": 1.0, "top_p": 1.0, "max_tokens": 3072}
+        return self._chat(
+            rid, created, account.model, messages, r.filler(rng, 1200, 4000), params, rng, account
+        )
+
+    def _cot_request(
+        self, rid: str, created: int, account: SimAccount, rng: random.Random
+    ) -> tuple[str, dict[str, Any], dict[str, Any]]:
+        pools = self.pools
+        family = account.families[rng.randrange(len(account.families))] if account.families else ""
+        items = pools.cot_request.get(family) or rng.choice(list(pools.cot_request.values()))
+        item = rng.choice(items)
+        system, text = item.system, item.text
+        if account.variant == "paraphrase":
+            system = texts.PARAPHRASED_COT_SYSTEMS[rng.randrange(len(texts.PARAPHRASED_COT_SYSTEMS))]
+        elif account.variant == "translate":
+            text = self._wrap(account, rng, text)
+        messages = ([{"role": "system", "content": system}] if system else []) + [
+            {"role": "user", "content": text}
+        ]
+        reasoning, body, synthetic = self._reasoned_answer(item, rng)
+        params = {"temperature": 0.6, "max_tokens": 16384}
+        return self._chat(
+            rid,
+            created,
+            account.model,
+            messages,
+            body,
+            params,
+            rng,
+            account,
+            synthetic=synthetic,
+            reasoning=reasoning,
+        )
+
+    @staticmethod
+    def _reasoned_answer(item: CorpusItem, rng: random.Random) -> tuple[str, str, bool]:
+        answer = item.answer or ""
+        if answer.startswith("<think>") and "</think>" in answer:
+            trace, _, final = answer[len("<think>") :].partition("</think>")
+            return trace.strip(), final.strip(), False
+        if answer:
+            return r.reasoning_trace(rng), answer, True
+        return r.reasoning_trace(rng), r.filler(rng, 300, 1500), True
+
+    def _cot_reveal(
+        self, rid: str, created: int, account: SimAccount, rng: random.Random
+    ) -> tuple[str, dict[str, Any], dict[str, Any]]:
+        pools = self.pools
+        translated = account.variant == "translate" or account.style % 3 == 2
+        reveal = rng.choice(self.cot_reveal_other if translated else self.cot_reveal_en).text
+        question = rng.choice(pools.bare)
+        if rng.random() < 0.5:
+            # a follow-up after an answered question: the reveal asks for the reasoning behind it
+            messages = [
+                {"role": "user", "content": question.text},
+                {"role": "assistant", "content": question.answer or r.filler(rng, 200, 800)},
+                {"role": "user", "content": reveal},
+            ]
+        else:
+            messages = [{"role": "user", "content": f"{question.text}\n\n{reveal}"}]
+        trace = r.reasoning_trace(rng)
+        if rng.random() < 0.35:
+            # the model complied: its hidden reasoning leaks into the visible answer
+            body = f"Sure, here is my full reasoning:\n\n{trace}\n\nFinal answer: {r.filler(rng, 40, 200)}"
+        else:
+            body = r.filler(rng, 200, 1200)
+        return self._chat(
+            rid, created, account.model, messages, body, {"temperature": 0.6}, rng, account, reasoning=trace
+        )
+
+    def _grading(
+        self, rid: str, created: int, model: str, rng: random.Random, account: SimAccount, temperature: float
+    ) -> tuple[str, dict[str, Any], dict[str, Any]]:
+        item = rng.choice(self.pools.grading)
+        if item.messages:
+            messages = [dict(m) for m in item.messages]
+        else:
+            messages = ([{"role": "system", "content": item.system}] if item.system else []) + [
+                {"role": "user", "content": item.text}
+            ]
+        verdict = r.judge_verdict(item.text, rng)
+        params = {"temperature": temperature, "max_tokens": 1024}
+        return self._chat(rid, created, model, messages, verdict, params, rng, account)
+
+    def _probe(
+        self, rid: str, created: int, account: SimAccount, rng: random.Random
+    ) -> tuple[str, dict[str, Any], dict[str, Any]]:
+        item = rng.choice(self.pools.bare if account.style % 2 else self.pools.openers)
+        prefix = " ".join(item.text.split()[: rng.randint(4, 16)])
+        top = (5, 20, 20, 10)[account.style % 4]
+        params: dict[str, Any] = {"temperature": 0, "max_tokens": 1, "logprobs": True, "top_logprobs": top}
+        if account.style % 3 != 1:
+            # logit_bias sweep: push one token id after another to read off the logit differences
+            account.probe_sweep += 1
+            base = 1000 + (account.style * 7919) % 90000
+            params["logit_bias"] = {str(base + account.probe_sweep): 100}
+            if account.style % 3 == 2:
+                params["logit_bias"][str(base + account.probe_sweep + 50000)] = -100
+        token, logprobs = r.probe_logprobs(rng, top)
+        messages = [{"role": "user", "content": prefix}]
+        request: dict[str, Any] = {"model": account.model, "messages": messages, **params}
+        response = r.chat_response(
+            rid=rid,
+            created=created,
+            model=account.model,
+            content=token,
+            prompt_tokens=r.tokens(prefix) + 3,
+            synthetic=True,
+            finish_reason="length",
+            logprobs=logprobs,
+        )
+        return "/v1/chat/completions", request, response
+
+
+def _reasoning_model(model: str) -> str:
+    return model.replace("frontier-1", "frontier-reasoner-1") if "reasoner" not in model else model
+
+
+_PARAPHRASES = (
+    ("You are asked to come up with", "Please brainstorm"),
+    ("diverse", "varied"),
+    ("instructions", "tasks"),
+    ("I want you act as a Prompt Creator.", "Act as someone who writes new prompts."),
+    ("Your goal is to", "You should"),
+    ("#Given Prompt#", "[Original]"),
+    ("#Created Prompt#", "[New]"),
+    ("Be concise. Be creative.", "Keep it short and original."),
+    ("List", "Write down"),
+)
+
+
+def _paraphrase(text: str, rng: random.Random) -> str:
+    for old, new in _PARAPHRASES:
+        if old in text and rng.random() < 0.8:
+            text = text.replace(old, new)
+    return text
+
+
+def client_pair(rng: random.Random, kind: str) -> tuple[str, str]:
+    client = CLIENTS[kind]
+    return rng.choice(client.user_agents), client.tls
+
+
+def ip_pool(rng: random.Random, kind: str, size: int) -> list[tuple[str, int]]:
+    return [draw_ip(rng, kind) for _ in range(size)]

@@ -1,0 +1,190 @@
+"""The simulator: spec-conformant files, every population and tactic, determinism, split hygiene."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from distillguard.cli import main
+from distillguard.corpus import load_corpus
+from distillguard.events.call_view import view_of
+from distillguard.events.model import account_decoder, event_decoder, label_decoder
+from distillguard.sim.generate import generate
+from distillguard.sim.scenario import Benign, ScenarioError, load_preset, load_scenario
+
+TACTICS = {
+    "synthetic_generation",
+    "response_harvest",
+    "cot_extraction",
+    "rl_grading",
+    "logit_probe",
+    "hydra",
+    "router_mixed",
+    "recidivist",
+    "adaptive",
+}
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("small")
+    generate(load_preset("small"), seed=7, split="test", out=out)
+    return out
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_small_preset_files_decode_with_the_spec_structs(small: Path) -> None:
+    events = [event_decoder.decode(line) for line in (small / "events.jsonl").read_bytes().splitlines()]
+    accounts = [account_decoder.decode(line) for line in (small / "accounts.jsonl").read_bytes().splitlines()]
+    labels = [label_decoder.decode(line) for line in (small / "labels.jsonl").read_bytes().splitlines()]
+    assert 30_000 <= len(events) <= 80_000
+    assert len({e.event_id for e in events}) == len(events)
+    assert [e.ts for e in events] == sorted(e.ts for e in events)  # in arrival order
+    assert (
+        {a.account_id for a in accounts}
+        == {lab.account_id for lab in labels}
+        >= {e.account_id for e in events}
+    )
+    assert all(lab.label in ("benign", "distiller") for lab in labels)
+    sanctioned = {a.account_id for a in accounts if a.sanctioned_distillation}
+    assert sanctioned == {lab.account_id for lab in labels if lab.tactic == "sanctioned_distillation"}
+    assert all(lab.label == "benign" for lab in labels if lab.account_id in sanctioned)
+    assert all((small / name).is_file() for name in ("scenario.yaml", "summary.json"))
+
+
+def test_every_population_and_tactic_is_present_with_calls(small: Path) -> None:
+    labels = [label_decoder.decode(line) for line in (small / "labels.jsonl").read_bytes().splitlines()]
+    calls = Counter(
+        event_decoder.decode(line).account_id for line in (small / "events.jsonl").read_bytes().splitlines()
+    )
+    by_tactic: Counter[str] = Counter()
+    for lab in labels:
+        by_tactic[lab.tactic] += calls[lab.account_id]
+    assert set(Benign.__struct_fields__) | TACTICS == set(by_tactic)
+    assert all(count > 0 for count in by_tactic.values()), by_tactic
+    shares = {lab.attack_share for lab in labels if lab.tactic == "router_mixed"}
+    assert shares == {0.05, 0.10, 0.25, 0.50}
+    hydra_actors = Counter(lab.actor for lab in labels if lab.tactic == "hydra")
+    assert all(n >= 10 for n in hydra_actors.values())
+    assert all(lab.actor for lab in labels if lab.label == "distiller")
+
+
+def test_traffic_carries_what_the_detectors_look_for(small: Path) -> None:
+    views = [
+        view_of(event_decoder.decode(line)) for line in (small / "events.jsonl").read_bytes().splitlines()
+    ]
+    assert any(v.logprobs and v.max_tokens == 1 for v in views)
+    assert any(v.logit_bias_size > 0 for v in views)
+    assert any(v.reasoning_text for v in views)
+    assert any(v.endpoint == "/v1/completions" for v in views)  # Magpie pre-query templates
+    assert any(v.end_user for v in views)
+    assert any(v.client_router for v in views)
+    assert len({v.client_user_agent for v in views}) >= 10
+
+
+def test_same_seed_gives_byte_identical_files(small: Path, tmp_path: Path) -> None:
+    generate(load_preset("small"), seed=7, split="test", out=tmp_path)
+    for name in ("events.jsonl", "accounts.jsonl", "labels.jsonl", "scenario.yaml"):
+        assert _sha(tmp_path / name) == _sha(small / name), name
+
+
+def test_gzip_output_is_deterministic(tmp_path: Path) -> None:
+    scenario = load_preset("small")
+    scenario.days = 2
+    generate(scenario, seed=3, split="dev", out=tmp_path / "a", compress=True)
+    generate(scenario, seed=3, split="dev", out=tmp_path / "b", compress=True)
+    assert _sha(tmp_path / "a" / "events.jsonl.gz") == _sha(tmp_path / "b" / "events.jsonl.gz")
+    generate(scenario, seed=4, split="dev", out=tmp_path / "c", compress=True)
+    assert _sha(tmp_path / "a" / "events.jsonl.gz") != _sha(tmp_path / "c" / "events.jsonl.gz")
+
+
+def test_prompts_come_only_from_the_chosen_split(small: Path) -> None:
+    corpus = load_corpus()
+    test_texts = {i.text for i in corpus.items(split="test")}
+    train_only = {i.text for i in corpus.items(split="train")} - test_texts
+    prompts = {
+        view_of(event_decoder.decode(line)).prompt
+        for line in (small / "events.jsonl").read_bytes().splitlines()
+    }
+    assert not prompts & train_only
+    assert len(prompts & test_texts) > 100
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "message"),
+    [
+        ("name: x\nstart: 2026-02-02T00:00:00Z\ndays: 0\nbenign: {}\nadversaries: {}\n", "field 'days'"),
+        (
+            "name: x\nstart: 2026-02-02T00:00:00Z\ndays: 7\nbenign: {casual: {accounts: -3, calls_per_day: 2}}\n"
+            "adversaries: {}\n",
+            "field 'benign.casual.accounts'",
+        ),
+        (
+            "name: x\nstart: 2026-02-02T00:00:00Z\ndays: 7\nbenign: {}\n"
+            "adversaries: {router_mixed: {actors: 2, calls_per_day: 5, shares: [0.05, 1.5]}}\n",
+            "field 'adversaries.router_mixed.shares",
+        ),
+        (
+            "name: x\nstart: 2026-02-02T00:00:00Z\ndays: 7\nbenign: {tourists: {accounts: 1}}\nadversaries: {}\n",
+            "tourists",
+        ),
+        (
+            "name: x\nstart: 2026-02-02T00:00:00Z\ndays: 7\nbenign: {}\nadversaries: {hydra: {actors: 1, calls_per_day: 2}}\n",
+            "campaign_sizes",
+        ),
+        ("name: [unclosed\n", "not valid YAML"),
+    ],
+)
+def test_scenario_errors_name_the_file_and_field(tmp_path: Path, yaml_text: str, message: str) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml_text, encoding="utf-8")
+    with pytest.raises(ScenarioError) as caught:
+        load_scenario(path)
+    assert str(path) in str(caught.value)
+    assert message in str(caught.value)
+
+
+def test_presets_are_sized_for_the_benchmark() -> None:
+    default = load_preset("default")
+    benign = default.populations()
+    assert sum(p.accounts for p in benign.values()) >= 5000
+    hard = (
+        "app_backend",
+        "batch_classification",
+        "eval_harness",
+        "tutoring",
+        "sanctioned_distillation",
+        "red_team",
+    )
+    assert all(benign[name].accounts >= 300 for name in hard)
+    router = default.tactics()["router_mixed"]
+    assert router.actors >= 20 and len(router.shares) == 4
+    hydra = default.tactics()["hydra"]
+    assert min(hydra.campaign_sizes) >= 10 and max(hydra.campaign_sizes) <= 500
+
+
+def test_cli_prints_the_summary_and_rejects_a_bad_scenario(tmp_path: Path) -> None:
+    scenario = tmp_path / "tiny.yaml"
+    scenario.write_text(
+        "name: tiny\nstart: 2026-02-02T00:00:00Z\ndays: 2\n"
+        "benign: {casual: {accounts: 5, calls_per_day: 4}, batch_classification: {accounts: 1, calls_per_day: 50}}\n"
+        "adversaries: {rl_grading: {actors: 1, calls_per_day: 20}}\n",
+        encoding="utf-8",
+    )
+    result = CliRunner().invoke(
+        main, ["sim", "--scenario", str(scenario), "--seed", "2", "--out", str(tmp_path / "o")]
+    )
+    assert result.exit_code == 0, result.output
+    assert "batch_classification" in result.output and "rl_grading" in result.output
+    scenario.write_text(
+        "name: tiny\nstart: 2026-02-02T00:00:00Z\ndays: 2\nbenign: {}\nadversaries: {}\nextra: 1\n"
+    )
+    result = CliRunner().invoke(main, ["sim", "--scenario", str(scenario), "--out", str(tmp_path / "p")])
+    assert result.exit_code != 0 and "extra" in result.output
