@@ -9,11 +9,10 @@ from typing import Any
 import msgspec
 import pytest
 
-from distillguard.enforcement.engine import Caller, Decision, LiveEngine
+from distillguard.enforcement.engine import Caller, Decision, LiveEngine, load_signals
 from distillguard.enforcement.policy import default_policy, policy_from_dict
 from distillguard.enforcement.state import MemoryState, StateUnavailable
 from distillguard.events.call_view import CallView, request_parts
-from distillguard.gateway.app import load_signals
 
 SIGNALS = load_signals("rules")
 FREE = Caller(account_id="acct-1", tier="free", actor="actor-1")

@@ -20,7 +20,10 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
         "distillguard.signals.bench:bench_signals",
         "Per-call classifiers on unseen families, and speed.",
     ),
-    "gateway": ("distillguard.gateway.bench:bench_gateway", "Gateway added latency and req/s next to LiteLLM and unmimic."),
+    "gateway": (
+        "distillguard.gateway.bench:bench_gateway",
+        "Gateway added latency and req/s next to LiteLLM and unmimic.",
+    ),
 }
 
 

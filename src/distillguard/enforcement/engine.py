@@ -9,8 +9,10 @@ limits, tier rate limit, then the inline signals against the policy's rules. San
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 import msgspec
 
@@ -244,3 +246,30 @@ class LiveEngine:
 
     def record(self, caller: Caller, decision: Decision) -> None:
         self.state.count(caller.account_id, decision.action)
+
+
+def load_signals(kind: str) -> list[Signal]:
+    """The signals the gateway runs on the request path, warmed up on a probe call at start so a
+    missing model fails the start, not the first customer call."""
+    from distillguard.signals import registry
+
+    if kind not in ("inline", "rules", "none"):
+        raise ValueError(f"unknown signal set {kind!r}; known: inline, rules, none")
+    if kind == "none":
+        return []
+    signals: list[Signal] = []
+    for name in registry.names():
+        cls = registry.signal_class(name)
+        if not cls.inline:
+            continue
+        if kind == "rules" and "mode" in inspect.signature(cls).parameters:
+            signals.append(cls(mode="rules"))  # type: ignore[call-arg]
+        else:
+            signals.append(registry.get(name) if kind == "inline" else cls())
+    probe = CallView(event_id="probe", ts=datetime.now(UTC), account_id="probe", prompt="What is 2+2?")
+    for signal in signals:
+        try:
+            signal.analyze(probe)
+        except Exception as error:
+            raise RuntimeError(f"signal {signal.name} cannot run inline: {error}") from error
+    return signals

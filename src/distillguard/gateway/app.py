@@ -8,7 +8,6 @@ local variables, shared state lives in the engine's state backend and the call l
 from __future__ import annotations
 
 import contextlib
-import inspect
 import logging
 import os
 import time
@@ -20,7 +19,7 @@ from typing import Any
 import aiohttp
 import msgspec
 
-from distillguard.enforcement.engine import Caller, Decision, LiveEngine
+from distillguard.enforcement.engine import Caller, Decision, LiveEngine, load_signals
 from distillguard.enforcement.policy import Policy, default_policy, load_policy
 from distillguard.enforcement.state import open_state
 from distillguard.events.call_view import CallView, request_parts, response_parts
@@ -82,33 +81,6 @@ _decode = msgspec.json.decode
 
 def error_body(message: str, type_: str, param: str | None = None, code: str | None = None) -> bytes:
     return _encode({"error": {"message": message, "type": type_, "param": param, "code": code}})
-
-
-def load_signals(kind: str) -> list[Signal]:
-    """The signals the gateway runs on the request path, warmed up on a probe call at start so a
-    missing model fails the start, not the first customer call."""
-    from distillguard.signals import registry
-
-    if kind not in ("inline", "rules", "none"):
-        raise ValueError(f"unknown signal set {kind!r}; known: inline, rules, none")
-    if kind == "none":
-        return []
-    signals: list[Signal] = []
-    for name in registry.names():
-        cls = registry.signal_class(name)
-        if not cls.inline:
-            continue
-        if kind == "rules" and "mode" in inspect.signature(cls).parameters:
-            signals.append(cls(mode="rules"))  # type: ignore[call-arg]
-        else:
-            signals.append(registry.get(name) if kind == "inline" else cls())
-    probe = CallView(event_id="probe", ts=datetime.now(UTC), account_id="probe", prompt="What is 2+2?")
-    for signal in signals:
-        try:
-            signal.analyze(probe)
-        except Exception as error:
-            raise RuntimeError(f"signal {signal.name} cannot run inline: {error}") from error
-    return signals
 
 
 class _Refusal(Exception):

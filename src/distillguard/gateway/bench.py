@@ -27,6 +27,7 @@ import httpx
 
 BENCH_KEY = "sk-bench-" + "0" * 24
 PEER_PACKAGES = ("litellm[proxy]==1.106.2", "unmimic==0.1.0")
+GUARDRAIL_PACKAGES = ("msgspec", "pyarrow", "hyperscan", "click", "scipy", "pyyaml", "numpy")
 
 
 def _free_port() -> int:
@@ -113,7 +114,13 @@ def install_peers(venv: Path) -> None:
     """A separate virtualenv with the peers at the versions NOTES.md measured."""
     if not (venv / "bin" / "python").exists():
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    subprocess.run([str(venv / "bin" / "pip"), "install", "-q", *PEER_PACKAGES], check=True)
+    pip = str(venv / "bin" / "pip")
+    subprocess.run([pip, "install", "-q", *PEER_PACKAGES], check=True)
+    # DistillGuard itself, for the LiteLLM guardrail: only what the engine imports, so LiteLLM's pins
+    # stay as LiteLLM wants them
+    subprocess.run([pip, "install", "-q", *GUARDRAIL_PACKAGES], check=True)
+    repo = Path(__file__).resolve().parents[3]
+    subprocess.run([pip, "install", "-q", "--no-deps", "-e", str(repo)], check=True)
 
 
 def _litellm(venv: Path, upstream: str, work: Path) -> Server | None:

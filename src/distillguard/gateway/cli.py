@@ -225,12 +225,11 @@ def replay(
 async def _replay(
     events: Path, policy_file: str | None, accounts: str | None, out_path: Path, signals: str, shadow: bool
 ) -> dict[str, Any]:
-    from distillguard.enforcement.engine import Caller, LiveEngine
+    from distillguard.enforcement.engine import Caller, LiveEngine, load_signals
     from distillguard.enforcement.policy import default_policy, load_policy
     from distillguard.enforcement.state import MemoryState
     from distillguard.events.call_view import view_of
     from distillguard.events.model import account_decoder
-    from distillguard.gateway.app import load_signals
     from distillguard.gateway.calllog import read_segment
 
     policy = load_policy(policy_file) if policy_file else default_policy()
