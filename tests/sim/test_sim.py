@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -188,3 +191,33 @@ def test_cli_prints_the_summary_and_rejects_a_bad_scenario(tmp_path: Path) -> No
     )
     result = CliRunner().invoke(main, ["sim", "--scenario", str(scenario), "--out", str(tmp_path / "p")])
     assert result.exit_code != 0 and "extra" in result.output
+
+
+def test_output_does_not_depend_on_pythonhashseed(tmp_path: Path) -> None:
+    scenario = tmp_path / "tiny.yaml"
+    scenario.write_text(
+        "name: tiny\nstart: 2026-02-02T00:00:00Z\ndays: 2\n"
+        "benign: {casual: {accounts: 8, calls_per_day: 5}, app_backend: {accounts: 1, calls_per_day: 40, end_users: 30}}\n"
+        "adversaries: {hydra: {actors: 1, campaign_sizes: [10], calls_per_day: 4}, "
+        "router_mixed: {actors: 1, shares: [0.25], calls_per_day: 30, end_users: 20}}\n",
+        encoding="utf-8",
+    )
+    digests = set()
+    for hash_seed in ("1", "2"):
+        out = tmp_path / f"out{hash_seed}"
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+        cmd = [
+            sys.executable,
+            "-c",
+            "from distillguard.cli import main; main()",
+            "sim",
+            "--scenario",
+            str(scenario),
+            "--seed",
+            "5",
+            "--out",
+            str(out),
+        ]
+        subprocess.run(cmd, check=True, env=env, capture_output=True)
+        digests.add(tuple(_sha(out / name) for name in ("events.jsonl", "accounts.jsonl", "labels.jsonl")))
+    assert len(digests) == 1

@@ -470,13 +470,15 @@ class ScenarioBuilder:
                 campaign_size=size,
                 shared_payment=shared_payment,
                 synchronised=synchronised,
-                shared_template=True,
+                shared_template=c % 4 != 3,
             )
             proxies = ip_pool(rng, "residential", max(50, size * 3)) + ip_pool(
                 rng, "mobile", max(10, size // 2)
             )
             client = client_pair(rng, rng.choice(("python-requests", "openai-python", "chrome", "aiohttp")))
             payments = ["pm_" + fingerprint(actor, "pay", i) for i in range(rng.randint(1, 3))]
+            # most campaigns share one pipeline (template, families); some vary it per account
+            shared_template = c % 4 != 3
             style = rng.randrange(64)
             families = self._families(rng)
             signup = days // 3 if c % 2 else 0
@@ -497,8 +499,8 @@ class ScenarioBuilder:
                     activity=0.9,
                     mean_turns=1.5,
                     sync_group=actor,
-                    style=style,
-                    families=families,
+                    style=style if shared_template else rng.randrange(64),
+                    families=families if shared_template else self._families(rng),
                     reasoning_share=0.5 if content == "cot_extraction" else 0.0,
                 )
                 pay = rng.choice(payments) if shared_payment else None
@@ -560,8 +562,10 @@ class ScenarioBuilder:
             half = tactic.accounts_per_actor // 2
             for k in range(tactic.accounts_per_actor):
                 early = k < half
+                # the early accounts are an ordinary campaign (the one that gets banned); only the
+                # returning accounts are recidivists, so the label says which is which
                 account = self._distiller(
-                    "recidivist",
+                    content if early else "recidivist",
                     actor,
                     a * 1000 + k,
                     rng,

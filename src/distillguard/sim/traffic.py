@@ -7,6 +7,7 @@ the call itself is built when it is written, in time order, from the account's o
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 from dataclasses import dataclass, field
@@ -114,6 +115,18 @@ class Traffic:
         self.seed = seed
         self.cot_reveal_en = tuple(i for i in pools.cot_reveal if i.lang == "en")
         self.cot_reveal_other = tuple(i for i in pools.cot_reveal if i.lang != "en") or self.cot_reveal_en
+        # MT-bench style questions have a second turn that follows the first one's answer
+        self.next_turn: dict[CorpusItem, CorpusItem] = {}
+        by_group: dict[str, list[CorpusItem]] = {}
+        for item in pools.eval_questions:
+            if item.group:
+                by_group.setdefault(item.group, []).append(item)
+        for turns in by_group.values():
+            for first, second in itertools.pairwise(turns):
+                self.next_turn[first] = second
+        second_turns = set(self.next_turn.values())
+        self.first_turns = tuple(i for i in pools.eval_questions if i not in second_turns)
+        self.arena = tuple(i for i in pools.openers if i.source == "arena_hard")
         self.non_english_by_lang: dict[str, tuple[CorpusItem, ...]] = {}
         for item in pools.non_english:
             self.non_english_by_lang.setdefault(item.lang, ())
@@ -309,9 +322,29 @@ class Traffic:
             return self._chat(rid, created, model, messages, label, params, rng, account, synthetic=False)
         if content == "eval":
             if rng.random() < 0.55:
-                item = rng.choice(pools.eval_questions)
-                messages = [{"role": "user", "content": item.text}]
+                previous = account.conversation[0] if account.conversation else None
+                follow = self.next_turn.get(previous) if previous is not None else None
+                if follow is not None and account.history:
+                    # the benchmark's second turn, after the model's first answer
+                    item = follow
+                    past_user, past_answer = account.history[-1]
+                    messages = [
+                        {"role": "user", "content": past_user},
+                        {"role": "assistant", "content": past_answer},
+                        {"role": "user", "content": item.text},
+                    ]
+                    account.conversation = ()
+                else:
+                    use_arena = self.arena and rng.random() < 0.3
+                    item = (
+                        rng.choice(self.arena)
+                        if use_arena
+                        else rng.choice(self.first_turns or pools.eval_questions)
+                    )
+                    messages = [{"role": "user", "content": item.text}]
+                    account.conversation = (item,)
                 body = item.answer or r.filler(rng, 400, 2500)
+                account.history[:] = [(item.text, body[:1500])]
                 synthetic = item.answer is None
                 if model == account.model and rng.random() < account.reasoning_share:
                     reasoning = r.reasoning_trace(rng, 800, 3000)
