@@ -179,7 +179,7 @@ class StreamProtector:
             return None
         parts = self._reasoning.get(index, [])
         think = self._filters.get(index)
-        text = "".join(parts) + ("".join(think.hidden) if think else "")
+        text = "\n".join(t for t in ("".join(parts), "".join(think.hidden) if think else "") if t)
         if not text:
             return None
         self._summarised.add(index)
