@@ -129,7 +129,32 @@ def test_cluster_recovery_per_actor() -> None:
 def test_cluster_precision_counts_benign_members_as_wrong() -> None:
     # c1 = {d1, d2, d3} (x9 is unlabelled and left out): 3/3; c2 = {d4, b2}: 1/2 -> 4/5
     precision = REPORT["clusters"]["precision"]
-    assert precision == {"size_weighted": rate(4, 5), "clusters": 2, "unlabelled_members": 1}
+    assert precision == {
+        "size_weighted": rate(4, 5),
+        "clusters": 2,
+        "unflagged_benign_clusters": 0,
+        "unlabelled_members": 1,
+    }
+
+
+def test_an_unflagged_cluster_of_benign_accounts_is_not_a_precision_error() -> None:
+    from distillguard.bench.detection import cluster_precision
+
+    labels = {a: label(a, "benign", "developer") for a in ("b1", "b2")} | {
+        "d1": label("d1", "distiller", "hydra", "A")
+    }
+    labels["d2"] = label("d2", "distiller", "hydra", "A")
+    verdicts = {
+        "b1": verdict("b1", "benign", "colleagues"),
+        "b2": verdict("b2", "benign", "colleagues"),
+        "d1": verdict("d1", "distiller", "hydra-A"),
+        "d2": verdict("d2", "distiller", "hydra-A"),
+    }
+    result = cluster_precision(labels, verdicts)
+    assert result["size_weighted"] == rate(2, 2) and result["unflagged_benign_clusters"] == 1
+    # the same colleagues flagged as distillers would be an error
+    verdicts["b1"] = verdict("b1", "distiller", "colleagues")
+    assert cluster_precision(labels, verdicts)["size_weighted"] == rate(2, 4)
 
 
 @pytest.mark.parametrize(

@@ -174,10 +174,12 @@ def cluster_recovery(labels: Mapping[str, Label], verdicts: Mapping[str, Account
 
 
 def cluster_precision(labels: Mapping[str, Label], verdicts: Mapping[str, AccountVerdict]) -> dict[str, Any]:
-    """For each predicted cluster with at least two labelled members: the fraction of members
-    operated by the cluster's majority actor, where benign accounts (and distillers with no actor)
-    are always counted as wrong. Reported size-weighted over clusters: sum of majority members /
-    sum of members. Members without a label are left out and counted."""
+    """For each predicted cluster with at least two labelled members that an action would reach
+    (a member is labelled distiller or is flagged as one): the fraction of members operated by the
+    cluster's majority actor, where benign accounts (and distillers with no actor) are always
+    counted as wrong. Reported size-weighted over clusters: sum of majority members / sum of
+    members. A cluster of benign accounts that nobody flags (colleagues of one company, say) harms
+    no one and is counted separately. Members without a label are left out and counted."""
     members: dict[str, list[str]] = defaultdict(list)
     unlabelled = 0
     for account, verdict in verdicts.items():
@@ -190,20 +192,27 @@ def cluster_precision(labels: Mapping[str, Label], verdicts: Mapping[str, Accoun
     majority_total = 0
     size_total = 0
     clusters = 0
+    benign_only = 0
     for accounts in members.values():
         if len(accounts) < 2:
             continue
         actors: dict[str, int] = defaultdict(int)
+        flagged = False
         for account in accounts:
             label = labels[account]
+            flagged = flagged or verdicts[account].verdict == "distiller"
             if label.label == "distiller" and label.actor is not None:
                 actors[label.actor] += 1
+        if not actors and not flagged:
+            benign_only += 1
+            continue
         majority_total += max(actors.values(), default=0)
         size_total += len(accounts)
         clusters += 1
     return {
         "size_weighted": Rate(majority_total, size_total).to_json(),
         "clusters": clusters,
+        "unflagged_benign_clusters": benign_only,
         "unlabelled_members": unlabelled,
     }
 
