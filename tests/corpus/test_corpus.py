@@ -140,3 +140,18 @@ def test_templated_items_carry_system_and_messages() -> None:
 )
 def test_guess_lang(text: str, lang: str) -> None:
     assert guess_lang(text) == lang
+
+
+def test_shipped_sample_is_what_build_sample_makes(shared_data: Path, tmp_path: Path) -> None:
+    from distillguard.corpus.corpus import SAMPLE_DIR
+    from distillguard.corpus.sample_build import build_sample
+
+    build_sample(shared_data, tmp_path / "sample")
+    rebuilt = {
+        p.relative_to(tmp_path / "sample"): p.read_bytes()
+        for p in (tmp_path / "sample").rglob("*")
+        if p.is_file()
+    }
+    shipped = {p.relative_to(SAMPLE_DIR): p.read_bytes() for p in SAMPLE_DIR.rglob("*") if p.is_file()}
+    assert rebuilt.keys() == shipped.keys()
+    assert [name for name in rebuilt if rebuilt[name] != shipped[name]] == []
