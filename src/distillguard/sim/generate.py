@@ -166,6 +166,7 @@ class ScenarioBuilder:
             clients=[client_pair(rng, k) for k in kinds],
             ips=ip_pool(rng, "residential", rng.randint(1, 3)) + ip_pool(rng, "mobile", rng.randint(0, 2)),
             key_ids=[f"key-{fingerprint(self.seed, 'casual', n)[:8]}"],
+            stream=kinds[0] in ("chrome", "firefox", "safari-ios"),
         )
         self._record(
             account, rng, age_days=(20, 900), email=rng.choice(FREE_MAIL), tier=rng.choice(("free", "tier-1"))
@@ -191,6 +192,7 @@ class ScenarioBuilder:
             key_ids=[f"key-{fingerprint(self.seed, 'dev', n, k)[:8]}" for k in range(rng.randint(1, 3))],
             reasoning_share=rng.choice((0.0, 0.0, 0.2, 0.5)),
             style=rng.randrange(6),
+            stream=rng.random() < 0.5,
         )
         email = company_domain(rng) if rng.random() < 0.6 else rng.choice(FREE_MAIL)
         self._record(
@@ -212,6 +214,8 @@ class ScenarioBuilder:
             clients=[client_pair(rng, rng.choice(("chrome", "safari-ios", "openai-python")))],
             ips=ip_pool(rng, rng.choice(("residential", "mobile")), rng.randint(1, 3)),
             key_ids=[f"key-{fingerprint(self.seed, 'ne', n)[:8]}"],
+            lang=lang,
+            stream=rng.random() < 0.5,
         )
         mail = rng.choice(("qq.com", "163.com", "naver.com", "yandex.ru", "gmx.de", "orange.fr", *FREE_MAIL))
         self._record(account, rng, age_days=(20, 800), email=mail, tier=rng.choice(("free", "tier-1")))

@@ -99,6 +99,8 @@ class SimAccount:
     conversation: tuple[CorpusItem, ...] = ()
     history: list[tuple[str, str]] = field(default_factory=list)  # (user, assistant) of this session
     probe_sweep: int = 0
+    lang: str = "en"  # non-English users mostly write in their own language
+    stream: bool = False  # chat front-ends stream; the event holds the reassembled response
 
     def active(self, day: int) -> bool:
         return self.first_day <= day < self.last_day
@@ -288,8 +290,9 @@ class Traffic:
             account.history.append((user, body[:400]))
             return self._chat(rid, created, model, messages, body, params, rng, account)
         if content == "non_english":
+            own = self.non_english_by_lang.get(account.lang, ())
             if turn == 0 or not account.conversation:
-                item = rng.choice(pools.non_english)
+                item = rng.choice(own if len(own) >= 20 and rng.random() < 0.8 else pools.non_english)
                 account.conversation = (item,)
                 account.history.clear()
             else:
@@ -436,6 +439,8 @@ class Traffic:
         elif reasoning is not None:
             use_model = _reasoning_model(model)
         request: dict[str, Any] = {"model": use_model, "messages": messages, **params}
+        if account.stream:
+            request["stream"] = True
         prompt_tokens = sum(r.tokens(m["content"]) for m in messages) + 3 * len(messages)
         response = r.chat_response(
             rid=rid,
@@ -484,8 +489,9 @@ class Traffic:
         self, rid: str, created: int, account: SimAccount, rng: random.Random
     ) -> tuple[str, dict[str, Any], dict[str, Any]]:
         pools = self.pools
-        family = account.families[rng.randrange(len(account.families))] if account.families else ""
-        items = pools.generation.get(family) or rng.choice(list(pools.generation.values()))
+        own = [f for f in account.families if f in pools.generation]
+        family = own[rng.randrange(len(own))] if own else rng.choice(sorted(pools.generation))
+        items = pools.generation[family]
         item = rng.choice(items)
         if item.source == "magpie_templates":
             # Magpie sends only the chat-template prefix and lets the model write the user turn
@@ -519,8 +525,9 @@ class Traffic:
         self, rid: str, created: int, account: SimAccount, rng: random.Random
     ) -> tuple[str, dict[str, Any], dict[str, Any]]:
         pools = self.pools
-        family = account.families[rng.randrange(len(account.families))] if account.families else ""
-        items = pools.cot_request.get(family) or rng.choice(list(pools.cot_request.values()))
+        own = [f for f in account.families if f in pools.cot_request]
+        family = own[rng.randrange(len(own))] if own else rng.choice(sorted(pools.cot_request))
+        items = pools.cot_request[family]
         item = rng.choice(items)
         system, text = item.system, item.text
         if account.variant == "paraphrase":
