@@ -77,7 +77,9 @@ class LiveEngine:
         self._rules_by_signal: dict[str, list[Rule]] = {}
         for rule in policy.rules:
             self._rules_by_signal.setdefault(rule.signal, []).append(rule)
-        self._allowed = frozenset(policy.allow_accounts)
+        self.allowed_accounts = frozenset(policy.allow_accounts)
+        # accounts an account verdict throttles (per replica): every call draws from the bucket
+        self._throttled: dict[str, str] = {}
         missing = set(self._rules_by_signal) - {s.name for s in signals}
         if missing:
             raise ValueError(
@@ -120,7 +122,7 @@ class LiveEngine:
     async def decide(self, call: CallView, caller: Caller) -> Decision:
         policy = self.policy
         decision = Decision(enforced=policy.mode == "enforce")
-        allowed_account = caller.account_id in self._allowed
+        allowed_account = caller.account_id in self.allowed_accounts
         decision.reasoning = (
             "keep" if allowed_account and policy.reasoning.keep_for_allowed else policy.reasoning.action
         )
@@ -174,6 +176,20 @@ class LiveEngine:
                     )
                     if SEVERITY[rule.action] > SEVERITY[action]:
                         action, fired = rule.action, rule
+        verdict = self._throttled.get(caller.account_id)
+        if verdict is not None and SEVERITY[action] < SEVERITY["throttle"]:
+            action = "throttle"
+            fired = Rule(
+                name="account_verdict",
+                signal="account_risk",
+                action="throttle",
+                min_score=0.0,
+                message="Too many requests from this account; slow down.",
+            )
+            decision.matches.append(
+                Match(rule="account_verdict", signal="account_risk", score=1.0, action="throttle")
+            )
+            decision.notes.append(verdict)
         if allowed_account:
             if action != "allow":
                 decision.notes.append(
@@ -243,6 +259,10 @@ class LiveEngine:
             result = signal.analyze(call)
             if result is not None:
                 decision.output_signals.append(result)
+
+    def throttle_account(self, account_id: str, reason: str) -> None:
+        """From now on every call of this account draws from the throttle bucket (this replica)."""
+        self._throttled[account_id] = reason
 
     def record(self, caller: Caller, decision: Decision) -> None:
         self.state.count(caller.account_id, decision.action)

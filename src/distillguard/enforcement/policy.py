@@ -78,6 +78,21 @@ class Reasoning(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     keep_for_allowed: bool = True
 
 
+class Accounts(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Account verdicts in the gateway: the scan's per-account windows and risk scoring, run off the
+    request path; a verdict of `distiller` or `suspicious` leads to the action named here."""
+
+    enabled: bool = True
+    on_distiller: Literal["flag", "throttle", "ban"] = "ban"
+    on_suspicious: Literal["flag", "throttle"] = "flag"
+    embeddings: bool = True  # a bounded sample of prompts per account, for prompt diversity
+    queue_max: int = 100_000
+
+    def __post_init__(self) -> None:
+        if self.queue_max < 1:
+            raise ValueError("queue_max must be >= 1")
+
+
 class Policy(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     version: int = 1
     # shadow: every decision is computed and logged, none is enforced (measure false positives first)
@@ -96,6 +111,7 @@ class Policy(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     rules: list[Rule] = []
     throttle: Throttle = msgspec.field(default_factory=Throttle)
     reasoning: Reasoning = msgspec.field(default_factory=Reasoning)
+    accounts: Accounts = msgspec.field(default_factory=Accounts)
 
     def tier(self, name: str | None) -> Tier:
         found = self.tiers.get(name or self.default_tier)
