@@ -134,3 +134,37 @@ def test_outputs_follow_the_spec_and_the_report_renders_prompts_inert(scanned: P
     assert "acct-reveal-1" in report and "<script" not in report
     summary = json.loads((scanned / "scan_summary.json").read_text())
     assert summary["calls"] == 90 and summary["verdicts"]["distiller"] == 2
+
+
+def test_bad_and_partial_input_completes_and_says_what_it_could_not_use(tmp_path: Path) -> None:
+    calls = [_call(i, "acct-chat", CHAT[i % 5], "203.0.113.5") for i in range(6)]
+    calls[1].response = None  # the call failed before a response
+    calls[2].endpoint = "/v1/embeddings"
+    calls[2].request = {"model": "embed-1", "input": "a sentence to embed"}
+    lines = [to_json_line(c) for c in calls]
+    lines.insert(3, b'{"event_id": "broken", "ts": "not a time"')  # malformed
+    (tmp_path / "events.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    out = tmp_path / "out"
+    command = [
+        sys.executable,
+        "-m",
+        "distillguard",
+        "scan",
+        str(tmp_path / "events.jsonl"),
+        "--out",
+        str(out),
+    ]
+    done = subprocess.run(command + ["--quiet", "--rules-only"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    notices = json.loads((out / "scan_summary.json").read_text())["notices"]
+    text = "\n".join(notices)
+    assert (
+        "1 malformed line(s)" in text
+        and "events.jsonl" in (out / "_store" / "_rejects").iterdir().__next__().read_text()
+    )
+    assert "no account records given" in text
+    assert "1 of 6 calls have no response body" in text
+    assert "endpoints other than" in text
+    report = (out / "report.html").read_text()
+    assert "no account records given" in report
+    assert json.loads((out / "accounts_out.jsonl").read_text())["account_id"] == "acct-chat"

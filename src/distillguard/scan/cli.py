@@ -100,7 +100,7 @@ def scan(
         f"({summary['calls'] / seconds:,.0f} calls/s end to end): {verdicts}; "
         f"{summary['flagged_clusters']} flagged actor cluster(s)"
     )
-    for notice in notices:
+    for notice in result.notices:
         click.echo(f"  note: {notice}", err=True)
     click.echo(f"  wrote {out}/accounts_out.jsonl, clusters.jsonl, report.html, scan_summary.json")
     sys.stdout.flush()

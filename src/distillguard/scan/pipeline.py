@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import multiprocessing
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -18,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from tqdm import tqdm
 
 from distillguard.events.accounts import read_accounts
@@ -29,6 +32,44 @@ from distillguard.scan.replay import FEATURES, READ_COLUMNS, AccountReplay, Repl
 from distillguard.scoring.scorer import AccountScorer
 
 BATCH_ROWS = 8192
+# what the signals were built for; other endpoints are scanned on their text alone
+KNOWN_ENDPOINTS = ("/v1/chat/completions", "/v1/completions", "/v1/responses")
+
+
+def input_gaps(batch: pa.RecordBatch) -> Counter[str]:
+    """Calls in this batch that some signal cannot read: no response, no prompt text, other endpoints."""
+    no_response = pc.and_(
+        pc.equal(batch.column("response_text"), ""), pc.is_null(batch.column("completion_tokens"))
+    )
+    other_endpoint = pc.invert(pc.is_in(batch.column("endpoint"), value_set=pa.array(KNOWN_ENDPOINTS)))
+    return Counter(
+        {
+            "no_response": pc.sum(no_response).as_py() or 0,
+            "no_prompt": pc.sum(pc.equal(batch.column("prompt"), "")).as_py() or 0,
+            "other_endpoint": pc.sum(other_endpoint).as_py() or 0,
+        }
+    )
+
+
+def gap_notices(gaps: Counter[str], calls: int) -> list[str]:
+    """What the report says about the calls some signals could not read."""
+    notices = []
+    if gaps["no_response"]:
+        notices.append(
+            f"{gaps['no_response']:,} of {calls:,} calls have no response body: reasoning_leak and the "
+            "output-length features abstained on them"
+        )
+    if gaps["no_prompt"]:
+        notices.append(
+            f"{gaps['no_prompt']:,} calls carry no prompt text: the prompt signals, template and embedding "
+            "abstained on them"
+        )
+    if gaps["other_endpoint"]:
+        notices.append(
+            f"{gaps['other_endpoint']:,} calls went to endpoints other than {', '.join(KNOWN_ENDPOINTS)}: "
+            "they count toward volume and timing; prompt signals read whatever text they carry"
+        )
+    return notices
 
 
 @dataclass
@@ -68,7 +109,9 @@ class ReplayResult:
     notices: list[str] = field(default_factory=list)
 
 
-def _replay_partition(args: tuple[str, int, int, bool, bool]) -> dict[str, AccountReplay]:
+def _replay_partition(
+    args: tuple[str, int, int, bool, bool],
+) -> tuple[dict[str, AccountReplay], Counter[str]]:
     store_path, worker, workers, use_embeddings, progress = args
     store = CallStore.open(store_path)
     replayer = Replayer(use_embeddings=use_embeddings)
@@ -80,6 +123,7 @@ def _replay_partition(args: tuple[str, int, int, bool, bool]) -> dict[str, Accou
         disable=not progress,
         leave=False,
     )
+    gaps: Counter[str] = Counter()
     # one day at a time: DuckDB sorts a day's calls, not the whole store (wide text columns make a
     # full sort memory-hungry); days are partitions, so concatenating them keeps time order
     for day in store.days():
@@ -88,9 +132,10 @@ def _replay_partition(args: tuple[str, int, int, bool, bool]) -> dict[str, Accou
             columns=READ_COLUMNS, batch_size=BATCH_ROWS, order_by="ts, event_id", where=where
         ):
             replayer.observe_batch(batch)
+            gaps.update(input_gaps(batch))
             bar.update(len(batch))
     bar.close()
-    return replayer.accounts
+    return replayer.accounts, gaps
 
 
 def replay_store(
@@ -106,14 +151,19 @@ def replay_store(
         with multiprocessing.get_context("fork").Pool(workers) as pool:
             parts = pool.map(_replay_partition, jobs)
     accounts: dict[str, AccountReplay] = {}
-    for part in parts:
+    gaps: Counter[str] = Counter()
+    for part, part_gaps in parts:
+        gaps.update(part_gaps)
         overlap = accounts.keys() & part.keys()
         if overlap:  # the hash partition guarantees disjoint accounts; anything else is a bug
             raise RuntimeError(f"account(s) replayed by two workers: {sorted(overlap)[:3]}")
         accounts.update(part)
     calls = sum(r.window.n for r in accounts.values())
     return ReplayResult(
-        accounts=dict(sorted(accounts.items())), calls=calls, seconds=time.perf_counter() - started
+        accounts=dict(sorted(accounts.items())),
+        calls=calls,
+        seconds=time.perf_counter() - started,
+        notices=gap_notices(gaps, calls),
     )
 
 
@@ -328,7 +378,7 @@ def decide(
     notices: list[str] | None = None,
 ) -> ScanResult:
     """Score, link, propagate actor evidence and give every account its verdict."""
-    notices = notices if notices is not None else []
+    notices = (notices if notices is not None else []) + replay.notices
     replays = list(replay.accounts.values())
     scored = score_replays(replays, scorer)
     windows = {r.account_id: r.window for r in replays}
