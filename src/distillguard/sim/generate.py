@@ -627,9 +627,10 @@ def _open_events(out: Path, compress: bool, stack: contextlib.ExitStack) -> tupl
     if compress:
         path = out / "events.jsonl.gz"
         raw = stack.enter_context(path.open("wb"))
-        # mtime=0 and no file name in the header: the same calls give byte-identical .gz files
+        # mtime=0 and no file name in the header: the same calls give byte-identical .gz files.
+        # Level 1: level 6 is 4x slower (it would dominate generation) for a 20% smaller file.
         zipped = stack.enter_context(
-            gzip.GzipFile(filename="", fileobj=raw, mode="wb", compresslevel=6, mtime=0)
+            gzip.GzipFile(filename="", fileobj=raw, mode="wb", compresslevel=1, mtime=0)
         )
         return path, zipped  # type: ignore[return-value]
     path = out / "events.jsonl"
