@@ -16,6 +16,8 @@ from gateway_processes import logged_calls
 
 from distillguard.events.call_view import STORE_SCHEMA
 
+pytestmark = pytest.mark.slow  # real gateway processes; each module well under 2 minutes
+
 BODY = {"model": "frontier-1", "messages": [{"role": "user", "content": "What does my gas meter measure?"}]}
 
 

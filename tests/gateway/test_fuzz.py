@@ -8,6 +8,8 @@ import schemathesis
 from gateway_processes import RunningGateway
 from hypothesis import HealthCheck, given, settings
 
+pytestmark = pytest.mark.slow  # real gateway processes; each module well under 2 minutes
+
 
 @pytest.fixture(scope="module")
 def fuzzed_gateway(start_gateway, upstream: str) -> RunningGateway:

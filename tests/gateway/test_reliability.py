@@ -10,6 +10,8 @@ import openai
 import pytest
 from gateway_processes import RunningGateway, free_port, logged_calls
 
+pytestmark = pytest.mark.slow  # real gateway processes; each module well under 2 minutes
+
 CHAT = "/v1/chat/completions"
 GOOD = b'{"model":"frontier-1","messages":[{"role":"user","content":"hi"}]}'
 

@@ -16,6 +16,8 @@ from gateway_processes import RunningGateway
 
 from distillguard.enforcement.state import RedisState
 
+pytestmark = pytest.mark.slow  # real gateway processes; each module well under 2 minutes
+
 REDIS = "redis://127.0.0.1:6379/0"
 MESSAGES = [{"role": "user", "content": "What does my gas meter measure?"}]
 JUDGE = [

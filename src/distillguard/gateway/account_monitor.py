@@ -53,10 +53,16 @@ class AccountMonitor:
         self._scored = SCORED_SIGNALS
         self._cot_parts = COT_PARTS
         self._features = FEATURES
-        try:
+        from importlib import resources
+
+        from distillguard.scoring.risk_model import MODEL_TEXT
+
+        # look before loading: the model's loader imports lightgbm (and scikit-learn), ~2 s of start-up
+        shipped = resources.files("distillguard.scoring").joinpath("models").joinpath(MODEL_TEXT)
+        if shipped.is_file():
             self.scorer = AccountScorer.load(FEATURES, with_model=True)
-        except (FileNotFoundError, OSError, ValueError) as error:
-            log.warning("account risk model not loaded (%s): account verdicts use the rules alone", error)
+        else:
+            log.warning("no account risk model shipped (%s): account verdicts use the rules alone", shipped)
             self.scorer = AccountScorer.load(FEATURES, with_model=False)
         self.template: Any = registry.get("template")
         self.embedder: Any = registry.get("embedding") if policy.embeddings else None
