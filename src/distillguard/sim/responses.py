@@ -1,154 +1,32 @@
 """Response bodies in the OpenAI wire format: real answers where the corpus has one, otherwise a
 placeholder of realistic length that says it is synthetic (`"x_synthetic": true`).
 
-Placeholders are slices of one precomputed text, so a response costs a slice, not a generation.
+Placeholders are slices of one precomputed text (real answers from the run's split, unrelated to
+the prompt), so a response costs a slice, not a generation.
 """
 
 from __future__ import annotations
 
 import random
 import re
+from collections.abc import Sequence
 from typing import Any
 
-_VOCAB = [
-    "the",
-    "a",
-    "an",
-    "of",
-    "to",
-    "and",
-    "in",
-    "that",
-    "is",
-    "for",
-    "it",
-    "with",
-    "as",
-    "on",
-    "be",
-    "this",
-    "are",
-    "by",
-    "or",
-    "can",
-    "you",
-    "your",
-    "which",
-    "from",
-    "at",
-    "use",
-    "using",
-    "when",
-    "more",
-    "also",
-    "will",
-    "each",
-    "these",
-    "if",
-    "not",
-    "one",
-    "first",
-    "then",
-    "step",
-    "value",
-    "result",
-    "example",
-    "data",
-    "model",
-    "function",
-    "number",
-    "time",
-    "system",
-    "user",
-    "method",
-    "approach",
-    "case",
-    "answer",
-    "question",
-    "important",
-    "note",
-    "however",
-    "because",
-    "therefore",
-    "following",
-    "based",
-    "different",
-    "could",
-    "would",
-    "should",
-    "may",
-    "might",
-    "there",
-    "their",
-    "other",
-    "such",
-    "both",
-    "between",
-    "into",
-    "over",
-    "about",
-    "after",
-    "before",
-    "simple",
-    "common",
-    "key",
-    "main",
-    "process",
-    "first",
-    "second",
-    "finally",
-    "overall",
-    "consider",
-    "ensure",
-    "provide",
-    "make",
-    "sure",
-    "help",
-    "understand",
-    "explain",
-    "include",
-    "check",
-    "compare",
-    "list",
-    "point",
-    "option",
-    "options",
-    "benefit",
-    "risk",
-    "cost",
-    "performance",
-    "quality",
-    "clear",
-    "specific",
-    "general",
-    "typical",
-    "code",
-    "line",
-    "file",
-    "output",
-    "input",
-    "error",
-    "test",
-    "change",
-    "update",
-    "support",
-    "feature",
-    "request",
-    "response",
-    "format",
-    "table",
-    "section",
-    "summary",
-    "detail",
-    "details",
-    "context",
-    "source",
-    "information",
-    "approach",
-    "plan",
-    "strategy",
-    "goal",
-]
+_VOCAB = (
+    "the", "a", "an", "of", "to", "and", "in", "that", "is", "for", "it", "with", "as", "on", "be",
+    "this", "are", "by", "or", "can", "you", "your", "which", "from", "at", "use", "using", "when",
+    "more", "also", "will", "each", "these", "if", "not", "one", "first", "then", "step", "value",
+    "result", "example", "data", "model", "function", "number", "time", "system", "user", "method",
+    "approach", "case", "answer", "question", "important", "note", "however", "because", "therefore",
+    "following", "based", "different", "could", "would", "should", "may", "might", "there", "their",
+    "other", "such", "both", "between", "into", "over", "about", "after", "before", "simple", "common",
+    "key", "main", "process", "second", "finally", "overall", "consider", "ensure", "provide", "make",
+    "sure", "help", "understand", "explain", "include", "check", "compare", "list", "point", "option",
+    "options", "benefit", "risk", "cost", "performance", "quality", "clear", "specific", "general",
+    "typical", "code", "line", "file", "output", "input", "error", "test", "change", "update", "support",
+    "feature", "request", "response", "format", "table", "section", "summary", "detail", "details",
+    "context", "source", "information", "plan", "strategy", "goal",
+)  # fmt: skip
 
 _REASONING_OPENERS = (
     "Okay, let me think about this. ",
@@ -159,7 +37,7 @@ _REASONING_OPENERS = (
 )
 
 
-def _build_filler(length: int = 300_000) -> str:
+def _word_salad(length: int = 300_000) -> str:
     rng = random.Random(20260202)
     parts: list[str] = []
     size = 0
@@ -171,7 +49,37 @@ def _build_filler(length: int = 300_000) -> str:
     return "".join(parts)
 
 
-FILLER = _build_filler()
+_CALCULATOR = re.compile(r"<<[^>]*>>")
+
+
+class Prose:
+    """Placeholder text: slices of real prose (the split's corpus answers, unrelated to the prompt at
+    hand), topped up with word salad when the corpus has too little. Slicing is all a response costs."""
+
+    MIN_CHARS = 200_000
+
+    def __init__(self, texts: Sequence[str] = ()) -> None:
+        # GSM8K's calculator annotations (<<3*4=12>>) are not what a model would say
+        joined = "\n\n".join(_CALCULATOR.sub("", t).strip() for t in texts if t and t.strip())
+        if len(joined) < self.MIN_CHARS:
+            joined = (joined + "\n\n" + _word_salad(self.MIN_CHARS - len(joined) + 10_000)).strip()
+        self.text = joined
+
+    def take(self, rng: random.Random, low: int, high: int) -> str:
+        """Between `low` and `high` characters, starting at a word boundary."""
+        length = rng.randint(low, high)
+        start = rng.randrange(0, len(self.text) - length - 1)
+        space = self.text.find(" ", start)
+        start = space + 1 if 0 <= space < start + 40 else start
+        return self.text[start : start + length].strip()
+
+
+WORD_SALAD = Prose()
+
+
+def without_calculator_marks(text: str) -> str:
+    return _CALCULATOR.sub("", text)
+
 
 REFUSALS = (
     "I can't help with that. If you're going through something difficult, it may help to talk to someone you trust.",
@@ -181,29 +89,20 @@ REFUSALS = (
 )
 
 
-def filler(rng: random.Random, low: int, high: int) -> str:
-    """A placeholder body between `low` and `high` characters."""
-    length = rng.randint(low, high)
-    start = rng.randrange(0, len(FILLER) - length - 1)
-    space = FILLER.find(" ", start)
-    start = space + 1 if 0 <= space < start + 40 else start
-    return FILLER[start : start + length].strip()
-
-
 def tokens(text: str) -> int:
     """Rough token count (4 characters a token), enough for usage fields."""
     return max(1, len(text) // 4)
 
 
 _VERDICT_PATTERNS = (
-    (re.compile(r"\[\[A\]\]"), lambda r: f"{filler(r, 200, 700)}\n\n[[{r.choice('AAB')}]]"),
-    (re.compile(r"\[\[rating\]\]"), lambda r: f"{filler(r, 200, 600)}\n\nRating: [[{r.randint(3, 9)}]]"),
-    (re.compile(r"model_identifier"), lambda r: f"### Concise explanation\n{filler(r, 120, 400)}\n\n### Which is best, m or M?\n{r.choice('mM')}"),
-    (re.compile(r"'rank': <model-rank>"), lambda r: _ranking(r)),
-    (re.compile(r"Text 4|text_4|<text 4>", re.IGNORECASE), lambda r: "\n\n".join(f"#### Output for Text {i}\nRating: {r.randint(1, 5)}\nRationale: {filler(r, 80, 220)}" for i in range(1, 5))),
-    (re.compile(r"scores for Assistant 1 and 2"), lambda r: f"{r.randint(5, 9)} {r.randint(4, 9)}\n{filler(r, 200, 600)}"),
-    (re.compile(r"Output \(a\) or Output \(b\)"), lambda r: f"Output ({r.choice('ab')})"),
-    (re.compile(r"A or B"), lambda r: r.choice("AB")),
+    (re.compile(r"\[\[A\]\]"), lambda r, p: f"{p.take(r, 200, 700)}\n\n[[{r.choice('AAB')}]]"),
+    (re.compile(r"\[\[rating\]\]"), lambda r, p: f"{p.take(r, 200, 600)}\n\nRating: [[{r.randint(3, 9)}]]"),
+    (re.compile(r"model_identifier"), lambda r, p: f"### Concise explanation\n{p.take(r, 120, 400)}\n\n### Which is best, m or M?\n{r.choice('mM')}"),
+    (re.compile(r"'rank': <model-rank>"), lambda r, p: _ranking(r)),
+    (re.compile(r"Text 4|text_4|<text 4>", re.IGNORECASE), lambda r, p: "\n\n".join(f"#### Output for Text {i}\nRating: {r.randint(1, 5)}\nRationale: {p.take(r, 80, 220)}" for i in range(1, 5))),
+    (re.compile(r"scores for Assistant 1 and 2"), lambda r, p: f"{r.randint(5, 9)} {r.randint(4, 9)}\n{p.take(r, 200, 600)}"),
+    (re.compile(r"Output \(a\) or Output \(b\)"), lambda r, p: f"Output ({r.choice('ab')})"),
+    (re.compile(r"A or B"), lambda r, p: r.choice("AB")),
 )  # fmt: skip
 
 
@@ -212,12 +111,12 @@ def _ranking(rng: random.Random) -> str:
     return f"[{{'model': 'model_1', 'rank': {first}}}, {{'model': 'model_2', 'rank': {second}}}]"
 
 
-def judge_verdict(prompt: str, rng: random.Random) -> str:
+def judge_verdict(prompt: str, rng: random.Random, prose: Prose = WORD_SALAD) -> str:
     """What a judge model answers to a grading prompt, in the format the template asks for."""
     for pattern, make in _VERDICT_PATTERNS:
         if pattern.search(prompt):
-            return str(make(rng))
-    return f"{filler(rng, 150, 500)}\n\nScore: {rng.randint(1, 10)}/10"
+            return str(make(rng, prose))
+    return f"{prose.take(rng, 150, 500)}\n\nScore: {rng.randint(1, 10)}/10"
 
 
 def chat_response(
@@ -310,8 +209,8 @@ def probe_logprobs(rng: random.Random, top: int) -> tuple[str, dict[str, Any]]:
     return candidates[0], {"content": [{**chosen, "top_logprobs": top_list}], "refusal": None}
 
 
-def reasoning_trace(rng: random.Random, low: int = 1500, high: int = 6000) -> str:
-    return rng.choice(_REASONING_OPENERS) + filler(rng, low, high)
+def reasoning_trace(rng: random.Random, prose: Prose = WORD_SALAD, low: int = 1500, high: int = 6000) -> str:
+    return rng.choice(_REASONING_OPENERS) + prose.take(rng, low, high)
 
 
 def error_body(status: int) -> dict[str, Any]:

@@ -117,6 +117,23 @@ class Traffic:
         self.seed = seed
         self.cot_reveal_en = tuple(i for i in pools.cot_reveal if i.lang == "en")
         self.cot_reveal_other = tuple(i for i in pools.cot_reveal if i.lang != "en") or self.cot_reveal_en
+        # placeholder answers and reasoning are real prose from this split's answers (see responses.Prose)
+        # general prose: rationales and instruction answers, not math working (that is for reasoning)
+        maths = set(pools.math)
+        answers = [
+            i.answer
+            for i in (*pools.eval_questions, *pools.bare)
+            if i.answer and i not in maths and not i.source.startswith(("minerva", "aime", "amc"))
+        ]
+        worked = [i.answer for i in pools.math if i.answer]
+        traces = [
+            i.answer.partition("</think>")[0].removeprefix("<think>")
+            for items in pools.cot_request.values()
+            for i in items
+            if i.answer
+        ]
+        self.prose = r.Prose(answers)
+        self.thoughts = r.Prose(traces + worked)
         # MT-bench style questions have a second turn that follows the first one's answer
         self.next_turn: dict[CorpusItem, CorpusItem] = {}
         by_group: dict[str, list[CorpusItem]] = {}
@@ -286,7 +303,7 @@ class Traffic:
                 system = "You are a helpful coding assistant." if account.style % 3 == 0 else ""
                 params["temperature"] = 0.2 if account.style % 2 else 0.7
             messages = self._with_history(account, system, user)
-            body = r.filler(rng, 300, 2200 if content == "developer" else 1500)
+            body = self.prose.take(rng, 300, 2200 if content == "developer" else 1500)
             account.history.append((user, body[:400]))
             return self._chat(rid, created, model, messages, body, params, rng, account)
         if content == "non_english":
@@ -299,21 +316,23 @@ class Traffic:
                 same = self.non_english_by_lang.get(account.conversation[0].lang) or pools.non_english
                 item = rng.choice(same)
             messages = self._with_history(account, "", item.text)
-            body = r.filler(rng, 200, 1200)
+            body = self.prose.take(rng, 200, 1200)
             account.history.append((item.text, body[:300]))
             return self._chat(rid, created, model, messages, body, params, rng, account)
         if content == "red_team":
             item = rng.choice(pools.redteam)
             messages = [{"role": "user", "content": item.text}]
             refuse = rng.random() < 0.6
-            body = rng.choice(r.REFUSALS) if refuse else r.filler(rng, 150, 900)
+            body = rng.choice(r.REFUSALS) if refuse else self.prose.take(rng, 150, 900)
             return self._chat(rid, created, model, messages, body, params, rng, account, synthetic=not refuse)
         if content == "app":
             system = texts.APP_SYSTEM_PROMPTS[account.style % len(texts.APP_SYSTEM_PROMPTS)]
             item = rng.choice(pools.openers)
             messages = [{"role": "system", "content": system}, {"role": "user", "content": item.text}]
             params = {"temperature": 0.5, "max_tokens": 800}
-            return self._chat(rid, created, model, messages, r.filler(rng, 150, 900), params, rng, account)
+            return self._chat(
+                rid, created, model, messages, self.prose.take(rng, 150, 900), params, rng, account
+            )
         if content == "batch":
             text, category = texts.support_ticket(rng)
             messages = [{"role": "system", "content": texts.TICKET_SYSTEM}, {"role": "user", "content": text}]
@@ -346,11 +365,11 @@ class Traffic:
                     )
                     messages = [{"role": "user", "content": item.text}]
                     account.conversation = (item,)
-                body = item.answer or r.filler(rng, 400, 2500)
+                body = item.answer or self.prose.take(rng, 400, 2500)
                 account.history[:] = [(item.text, body[:1500])]
                 synthetic = item.answer is None
                 if model == account.model and rng.random() < account.reasoning_share:
-                    reasoning = r.reasoning_trace(rng, 800, 3000)
+                    reasoning = r.reasoning_trace(rng, self.thoughts, 800, 3000)
                 params = {"temperature": 0.7 if account.style % 2 else 0.0, "max_tokens": 2048}
                 return self._chat(
                     rid,
@@ -370,7 +389,7 @@ class Traffic:
             item = rng.choice(pools.math)
             messages = [{"role": "system", "content": system}, {"role": "user", "content": item.text}]
             params = {"temperature": 0.3}
-            body = item.answer or r.filler(rng, 300, 1200)
+            body = item.answer or self.prose.take(rng, 300, 1200)
             return self._chat(
                 rid, created, model, messages, body, params, rng, account, synthetic=item.answer is None
             )
@@ -435,9 +454,11 @@ class Traffic:
         use_model = model
         if reasoning is None and account.reasoning_share and rng.random() < account.reasoning_share:
             use_model = _reasoning_model(model)
-            reasoning = r.reasoning_trace(rng, 600, 3000)
+            reasoning = r.reasoning_trace(rng, self.thoughts, 600, 3000)
         elif reasoning is not None:
             use_model = _reasoning_model(model)
+        if "<<" in body:
+            body = r.without_calculator_marks(body)  # GSM8K's <<3*4=12>> marks are not model output
         request: dict[str, Any] = {"model": use_model, "messages": messages, **params}
         if account.stream:
             request["stream"] = True
@@ -480,7 +501,7 @@ class Traffic:
         params = {"temperature": 0.7, "max_tokens": 2048}
         if account.style % 4 == 3:
             params["n"] = 4  # several samples per prompt, as preference-data pipelines do
-        body = item.answer or r.filler(rng, 400, 2500)
+        body = item.answer or self.prose.take(rng, 400, 2500)
         return self._chat(
             rid, created, account.model, messages, body, params, rng, account, synthetic=item.answer is None
         )
@@ -507,7 +528,7 @@ class Traffic:
                 rid=rid.replace("chatcmpl", "cmpl"),
                 created=created,
                 model=account.model,
-                text=r.filler(rng, 80, 500),
+                text=self.prose.take(rng, 80, 500),
                 prompt_tokens=r.tokens(item.text),
                 finish_reason="stop",
             )
@@ -518,7 +539,7 @@ class Traffic:
         messages = [{"role": "user", "content": text}]
         params = {"temperature": 1.0, "top_p": 1.0, "max_tokens": 3072}
         return self._chat(
-            rid, created, account.model, messages, r.filler(rng, 1200, 4000), params, rng, account
+            rid, created, account.model, messages, self.prose.take(rng, 1200, 4000), params, rng, account
         )
 
     def _cot_request(
@@ -552,15 +573,14 @@ class Traffic:
             reasoning=reasoning,
         )
 
-    @staticmethod
-    def _reasoned_answer(item: CorpusItem, rng: random.Random) -> tuple[str, str, bool]:
+    def _reasoned_answer(self, item: CorpusItem, rng: random.Random) -> tuple[str, str, bool]:
         answer = item.answer or ""
         if answer.startswith("<think>") and "</think>" in answer:
             trace, _, final = answer[len("<think>") :].partition("</think>")
             return trace.strip(), final.strip(), False
         if answer:
-            return r.reasoning_trace(rng), answer, True
-        return r.reasoning_trace(rng), r.filler(rng, 300, 1500), True
+            return r.reasoning_trace(rng, self.thoughts), answer, True
+        return r.reasoning_trace(rng, self.thoughts), self.prose.take(rng, 300, 1500), True
 
     def _cot_reveal(
         self, rid: str, created: int, account: SimAccount, rng: random.Random
@@ -573,17 +593,17 @@ class Traffic:
             # a follow-up after an answered question: the reveal asks for the reasoning behind it
             messages = [
                 {"role": "user", "content": question.text},
-                {"role": "assistant", "content": question.answer or r.filler(rng, 200, 800)},
+                {"role": "assistant", "content": question.answer or self.prose.take(rng, 200, 800)},
                 {"role": "user", "content": reveal},
             ]
         else:
             messages = [{"role": "user", "content": f"{question.text}\n\n{reveal}"}]
-        trace = r.reasoning_trace(rng)
+        trace = r.reasoning_trace(rng, self.thoughts)
         if rng.random() < 0.35:
             # the model complied: its hidden reasoning leaks into the visible answer
-            body = f"Sure, here is my full reasoning:\n\n{trace}\n\nFinal answer: {r.filler(rng, 40, 200)}"
+            body = f"Sure, here is my full reasoning:\n\n{trace}\n\nFinal answer: {self.prose.take(rng, 40, 200)}"
         else:
-            body = r.filler(rng, 200, 1200)
+            body = self.prose.take(rng, 200, 1200)
         return self._chat(
             rid, created, account.model, messages, body, {"temperature": 0.6}, rng, account, reasoning=trace
         )
@@ -598,7 +618,7 @@ class Traffic:
             messages = ([{"role": "system", "content": item.system}] if item.system else []) + [
                 {"role": "user", "content": item.text}
             ]
-        verdict = r.judge_verdict(item.text, rng)
+        verdict = r.judge_verdict(item.text, rng, self.prose)
         params = {"temperature": temperature, "max_tokens": 1024}
         return self._chat(rid, created, model, messages, verdict, params, rng, account)
 
