@@ -122,21 +122,29 @@ class AccountMonitor:
         from distillguard.scan.checkpoints import is_checkpoint
         from distillguard.scan.replay import EMBED_EVERY, EMBED_FIRST, EMBED_MAX
 
-        account = self.accounts.get(caller.account_id)
-        if account is None:
-            account = self.accounts[caller.account_id] = _Account(self._window_type(self._account_signals))
         view = view_of(call)
-        n = account.window.n + 1
-        vector = None
-        sampled = n <= EMBED_FIRST or n % EMBED_EVERY == 0
-        if self.embedder is not None and view.prompt and account.embedded < EMBED_MAX and sampled:
-            vector = self.embedder.embed([view.prompt])[0]
-            account.embedded += 1
-        account.window.observe(view, self._scores(decision), self.template.fingerprint(view), vector)
-        if is_checkpoint(account.window.n):
-            await self._score(caller, account)
+        scores = self._scores(decision)
+        fingerprint = self.template.fingerprint(view)
+        # the account's window, and the linked actor's: an actor spreading its traffic over many
+        # small accounts stays under every per-account threshold but not under the actor's
+        subjects = [ban_subject("account", caller.account_id)]
+        if caller.actor:
+            subjects.append(ban_subject("actor", caller.actor))
+        for subject in subjects:
+            account = self.accounts.get(subject)
+            if account is None:
+                account = self.accounts[subject] = _Account(self._window_type(self._account_signals))
+            n = account.window.n + 1
+            vector = None
+            sampled = n <= EMBED_FIRST or n % EMBED_EVERY == 0
+            if self.embedder is not None and view.prompt and account.embedded < EMBED_MAX and sampled:
+                vector = self.embedder.embed([view.prompt])[0]
+                account.embedded += 1
+            account.window.observe(view, scores, fingerprint, vector)
+            if is_checkpoint(account.window.n):
+                await self._score(subject, caller, account)
 
-    async def _score(self, caller: Caller, account: _Account) -> None:
+    async def _score(self, subject: str, caller: Caller, account: _Account) -> None:
         features = account.window.features()
         row = np.fromiter(
             (features[name] for name in self._features), dtype=np.float64, count=len(self._features)
@@ -159,6 +167,7 @@ class AccountMonitor:
         log.info(
             "account verdict",
             extra={
+                "subject": subject,
                 "account_id": caller.account_id,
                 "verdict": verdict,
                 "risk": round(risk, 4),
@@ -170,19 +179,16 @@ class AccountMonitor:
         if caller.account_id in self.engine.allowed_accounts or self.engine.policy.mode == "shadow":
             return
         if action == "ban":
-            subject = (
+            # a verdict follows the actor across its accounts (DESIGN: decisions apply to the actor)
+            target = (
                 ban_subject("actor", caller.actor)
                 if caller.actor
                 else ban_subject("account", caller.account_id)
             )
+            reason = f"{subject} verdict {verdict} (risk {risk:.2f}) after {account.window.n} calls: {detail}"
             try:
-                await self.engine.state.ban(
-                    subject,
-                    f"account verdict {verdict} (risk {risk:.2f}) after {account.window.n} calls: {detail}"[
-                        :500
-                    ],
-                )
+                await self.engine.state.ban(target, reason[:500])
             except StateUnavailable as error:
-                log.error("verdict ban of %s not recorded: %s", subject, error)
+                log.error("verdict ban of %s not recorded: %s", target, error)
         elif action == "throttle":
             self.engine.throttle_account(caller.account_id, f"account verdict {verdict} (risk {risk:.2f})")
