@@ -76,7 +76,13 @@ class Server:
 
 
 def _load(
-    url: str, key: str | None, concurrency: int, requests: int, seconds: float, warmup: int
+    url: str,
+    key: str | None,
+    concurrency: int,
+    requests: int,
+    seconds: float,
+    warmup: int,
+    stream: bool = False,
 ) -> dict[str, Any]:
     args = [
         sys.executable,
@@ -90,8 +96,14 @@ def _load(
     args += ["--requests", str(requests), "--seconds", str(seconds), "--warmup", str(warmup)]
     if key:
         args += ["--key", key]
+    if stream:
+        args.append("--stream")
     done = subprocess.run(
-        args, capture_output=True, text=True, timeout=seconds + requests * 0.05 + 120, check=False
+        args,
+        capture_output=True,
+        text=True,
+        timeout=seconds + requests * (3.0 if stream else 0.05) + 120,
+        check=False,
     )
     if done.returncode != 0:
         raise click.ClickException(f"load generator failed: {done.stderr[-2000:]}")
@@ -172,6 +184,89 @@ def _unmimic(venv: Path, upstream: str, work: Path) -> Server | None:
     return server
 
 
+def _gateway(
+    label: str, upstream: str, keys: Path, log_dir: Path, sync: str, workers: int, redis_url: str
+) -> Server:
+    port = _free_port()
+    args = [
+        str(Path(sys.executable).parent / "distillguard"),
+        "serve",
+        "--upstream",
+        upstream,
+        "--keys",
+        str(keys),
+    ]
+    args += ["--log-dir", str(log_dir), "--log-sync", sync, "--port", str(port), "--signals", "inline"]
+    args += ["--workers", str(workers)]
+    if workers > 1:
+        args += ["--state", redis_url, "--state-prefix", f"dgbench-{uuid.uuid4().hex[:8]}:"]
+    return Server(label, args, f"http://127.0.0.1:{port}", log=log_dir.parent / f"{log_dir.name}.log")
+
+
+def _streaming(
+    work: Path,
+    keys: Path,
+    servers: list[Server],
+    workers: int,
+    redis_url: str,
+    token_rate: float,
+    requests: int,
+) -> list[dict[str, Any]]:
+    """Streamed answers at a realistic token rate: time to the first token and to the last, c=1."""
+    port = _free_port()
+    paced = Server(
+        "paced upstream",
+        [
+            sys.executable,
+            "-m",
+            "distillguard.gateway.local_upstream",
+            "--port",
+            str(port),
+            "--token-rate",
+            str(token_rate),
+        ],
+        f"http://127.0.0.1:{port}",
+        log=work / "paced-upstream.log",
+    )
+    servers.append(paced)
+    paced.wait("/v1/models", 30)
+    click.echo(f"measuring streams at {token_rate:.0f} tokens/s", err=True)
+    out: list[dict[str, Any]] = []
+    direct = _load(paced.url + "/v1/chat/completions", None, 1, requests, 0.0, 2, stream=True)
+    out.append({"name": "direct", "c1": direct})
+    gateway = _gateway(
+        "DistillGuard (streaming)", paced.url, keys, work / "log-stream", "write", workers, redis_url
+    )
+    servers.append(gateway)
+    gateway.wait("/healthz", 90)
+    through = _load(gateway.url + "/v1/chat/completions", BENCH_KEY, 1, requests, 0.0, 2, stream=True)
+    out.append({"name": f"DistillGuard ({workers} workers, reasoning strip on)", "c1": through})
+    gateway.stop()
+    for row in out:
+        c1 = row["c1"]
+        click.echo(
+            f"  {row['name']}: first token p50 {c1['first_token_p50_ms']:.2f} ms, last byte p50 {c1['p50_ms']:.2f} ms",
+            err=True,
+        )
+    return out
+
+
+def stream_table(rows: list[dict[str, Any]], token_rate: float) -> str:
+    direct = rows[0]["c1"]
+    lines = [
+        f"| streamed at {token_rate:.0f} tokens/s, c=1 | first token p50 ms | added | last byte p50 ms | added |",
+        "|---|---|---|---|---|",
+    ]
+    for row in rows:
+        c1 = row["c1"]
+        first = "" if c1 is direct else f"{c1['first_token_p50_ms'] - direct['first_token_p50_ms']:+.2f} ms"
+        last = "" if c1 is direct else f"{c1['p50_ms'] - direct['p50_ms']:+.2f} ms"
+        lines.append(
+            f"| {row['name']} | {c1['first_token_p50_ms']:.2f} | {first} | {c1['p50_ms']:.2f} | {last} |"
+        )
+    return "\n".join(lines)
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     direct = rows[0]
     lines = [
@@ -207,6 +302,10 @@ def table(rows: list[dict[str, Any]]) -> str:
 )
 @click.option("--no-peers", is_flag=True, help="Measure direct and DistillGuard only.")
 @click.option("--fsync-row", is_flag=True, help="Also measure DistillGuard with --log-sync fsync.")
+@click.option(
+    "--stream-requests", default=30, show_default=True, help="Streamed requests per target (0: skip)."
+)
+@click.option("--token-rate", default=100.0, show_default=True, help="Tokens/s of the streaming upstream.")
 def bench_gateway(
     out_dir: str,
     requests: int,
@@ -217,6 +316,8 @@ def bench_gateway(
     install: bool,
     no_peers: bool,
     fsync_row: bool,
+    stream_requests: int,
+    token_rate: float,
 ) -> None:
     """Added latency (c=1) and throughput (c=32): direct, DistillGuard, LiteLLM proxy, unmimic."""
     work = Path(out_dir).resolve()
@@ -234,6 +335,7 @@ def bench_gateway(
         log=work / "upstream.log",
     )
     rows: list[dict[str, Any]] = []
+    stream_rows: list[dict[str, Any]] = []
     servers: list[Server] = [upstream]
     try:
         upstream.wait("/v1/models", 30)
@@ -249,28 +351,7 @@ def bench_gateway(
         if fsync_row:
             variants.append(("fsync", f"DistillGuard, fsync'd log ({workers} workers)"))
         for sync, label in variants:
-            gport = _free_port()
-            args = [
-                str(Path(sys.executable).parent / "distillguard"),
-                "serve",
-                "--upstream",
-                upstream.url,
-                "--keys",
-                str(keys),
-                "--log-dir",
-                str(work / f"log-{sync}"),
-                "--log-sync",
-                sync,
-                "--port",
-                str(gport),
-                "--signals",
-                "inline",
-                "--workers",
-                str(workers),
-            ]
-            if workers > 1:
-                args += ["--state", redis_url, "--state-prefix", f"dgbench-{uuid.uuid4().hex[:8]}:"]
-            gateway = Server(label, args, f"http://127.0.0.1:{gport}", log=work / f"gateway-{sync}.log")
+            gateway = _gateway(label, upstream.url, keys, work / f"log-{sync}", sync, workers, redis_url)
             servers.append(gateway)
             gateway.wait("/healthz", 90)
             rows.append(_measure(label, gateway.url + "/v1/chat/completions", BENCH_KEY, requests, seconds))
@@ -287,10 +368,14 @@ def bench_gateway(
                 key = "sk-anything" if "LiteLLM" in name else None
                 rows.append(_measure(name, peer.url + "/v1/chat/completions", key, requests, seconds))
                 peer.stop()
+        if stream_requests:
+            stream_rows = _streaming(work, keys, servers, workers, redis_url, token_rate, stream_requests)
     finally:
         for server in reversed(servers):
             server.stop()
     result = table(rows)
-    (work / "results.json").write_text(json.dumps(rows, indent=2))
+    if stream_rows:
+        result += "\n\n" + stream_table(stream_rows, token_rate)
+    (work / "results.json").write_text(json.dumps({"instant": rows, "streaming": stream_rows}, indent=2))
     (work / "results.md").write_text(result + "\n")
     click.echo(result)

@@ -36,13 +36,20 @@ def percentile(sorted_values: list[float], q: float) -> float:
 
 
 async def run(
-    url: str, key: str | None, concurrency: int, requests: int, seconds: float, warmup: int
+    url: str,
+    key: str | None,
+    concurrency: int,
+    requests: int,
+    seconds: float,
+    warmup: int,
+    stream: bool = False,
 ) -> dict:
     headers = {"Content-Type": "application/json"}
     if key:
         headers["Authorization"] = f"Bearer {key}"
-    payload = json.dumps(BODY).encode()
+    payload = json.dumps({**BODY, "stream": True} if stream else BODY).encode()
     latencies: list[float] = []
+    first_tokens: list[float] = []
     errors: dict[str, int] = {}
     connector = aiohttp.TCPConnector(limit=concurrency, force_close=False)
     async with aiohttp.ClientSession(connector=connector) as session:
@@ -51,8 +58,17 @@ async def run(
             started = time.perf_counter()
             try:
                 async with session.post(url, data=payload, headers=headers) as response:
-                    await response.read()
                     status = response.status
+                    if stream:
+                        first = None
+                        async for chunk in response.content.iter_any():
+                            # the first event with answer text (not the empty role chunk)
+                            if first is None and b'"content":"' in chunk.replace(b'"content":""', b""):
+                                first = time.perf_counter() - started
+                        if record and first is not None and status == 200:
+                            first_tokens.append(first * 1000)
+                    else:
+                        await response.read()
             except aiohttp.ClientError as error:
                 errors[type(error).__name__] = errors.get(type(error).__name__, 0) + 1
                 return
@@ -81,6 +97,7 @@ async def run(
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
     latencies.sort()
+    first_tokens.sort()
     return {
         "concurrency": concurrency,
         "completed": len(latencies),
@@ -90,6 +107,8 @@ async def run(
         "p50_ms": round(percentile(latencies, 0.50), 3),
         "p99_ms": round(percentile(latencies, 0.99), 3),
         "mean_ms": round(sum(latencies) / len(latencies), 3) if latencies else None,
+        "first_token_p50_ms": round(percentile(first_tokens, 0.50), 3) if stream else None,
+        "first_token_p99_ms": round(percentile(first_tokens, 0.99), 3) if stream else None,
     }
 
 
@@ -101,6 +120,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=1000, help="total requests (when --seconds is 0)")
     parser.add_argument("--seconds", type=float, default=0.0, help="run for this long instead of --requests")
     parser.add_argument("--warmup", type=int, default=100)
+    parser.add_argument("--stream", action="store_true", help="stream and measure time to the first token")
     args = parser.parse_args()
     try:
         import uvloop
@@ -108,7 +128,9 @@ def main() -> None:
         uvloop.install()
     except ImportError:  # uvloop is a dependency via uvicorn[standard]; plain asyncio still works
         pass
-    result = asyncio.run(run(args.url, args.key, args.concurrency, args.requests, args.seconds, args.warmup))
+    result = asyncio.run(
+        run(args.url, args.key, args.concurrency, args.requests, args.seconds, args.warmup, args.stream)
+    )
     print(json.dumps(result))
 
 
