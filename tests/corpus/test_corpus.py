@@ -29,7 +29,7 @@ def _check_split_hygiene(corpus: Corpus) -> None:
     for item in corpus.items():
         assert families[item.family] == item.split  # one family, one split
         assert item.kind in KINDS
-    by_split = {split: {i.identity for i in corpus.items(split=split)} for split in SPLITS}
+    by_split = {split: {i.text for i in corpus.items(split=split)} for split in SPLITS}
     assert not by_split["train"] & by_split["test"]
     assert not by_split["train"] & by_split["dev"]
     assert not by_split["dev"] & by_split["test"]

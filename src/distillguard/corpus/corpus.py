@@ -369,22 +369,26 @@ class Corpus:
 
 
 def _dedupe(items: list[CorpusItem]) -> tuple[list[CorpusItem], int]:
-    """Keep one copy of each request per split; a request already seen in another split is dropped.
+    """Keep a user turn in one split only: a text already seen in another split is dropped, and so
+    is an exact repeat of a request within its family.
 
     Upstream files overlap (oasst samples drawn with different seeds, FLAN questions reused by the
-    Orca rows), and the same request in a train and a test family would leak.
+    Orca rows, benchmark problems inside R1 requests, curated prompts pasted into ShareGPT); the
+    same text in a train and a test family would let a detector memorise test prompts. The same text
+    may appear twice in ONE split under different wrappers (a GSM8K problem bare and inside a
+    Bespoke-Stratos system prompt): that is a different request of a different kind.
     """
-    first: dict[Any, tuple[str, str]] = {}
+    split_of_text: dict[str, str] = {}
+    seen: set[tuple[str, Any]] = set()
     kept, dropped = [], 0
     for item in items:
-        seen = first.get(item.identity)
-        if seen is None:
-            first[item.identity] = (item.split, item.family)
-            kept.append(item)
-        elif seen[0] != item.split or seen[1] == item.family:
+        first_split = split_of_text.setdefault(item.text, item.split)
+        key = (item.family, item.identity)
+        if first_split != item.split or key in seen:
             dropped += 1
-        else:
-            kept.append(item)
+            continue
+        seen.add(key)
+        kept.append(item)
     return kept, dropped
 
 
