@@ -761,6 +761,7 @@ def _summary(
     ]
     return {
         "scenario": scenario.name,
+        "resolved_scenario": scenario_to_data(scenario),
         "seed": seed,
         "split": split,
         "corpus": "shipped sample" if corpus.root.name == "sample" else str(corpus.root),
