@@ -221,3 +221,21 @@ def test_output_does_not_depend_on_pythonhashseed(tmp_path: Path) -> None:
         subprocess.run(cmd, check=True, env=env, capture_output=True)
         digests.add(tuple(_sha(out / name) for name in ("events.jsonl", "accounts.jsonl", "labels.jsonl")))
     assert len(digests) == 1
+
+
+def test_naive_rate_limits_cannot_separate_hydras_from_bulk_customers(small: Path) -> None:
+    tactic = {
+        lab.account_id: lab.tactic
+        for lab in (label_decoder.decode(line) for line in (small / "labels.jsonl").read_bytes().splitlines())
+    }
+    per_day: Counter[tuple[str, object]] = Counter()
+    for line in (small / "events.jsonl").read_bytes().splitlines():
+        event = event_decoder.decode(line)
+        per_day[(event.account_id, event.ts.date())] += 1
+    busiest: dict[str, int] = {}
+    for (account, _), calls in per_day.items():
+        busiest[account] = max(busiest.get(account, 0), calls)
+    hydra = max(n for a, n in busiest.items() if tactic[a] == "hydra")
+    bulk = [n for a, n in busiest.items() if tactic[a] in ("batch_classification", "app_backend")]
+    assert hydra < 30  # every hydra account stays under a naive per-account daily limit
+    assert sum(n > 5 * hydra for n in bulk) >= len(bulk) // 2  # while legitimate bulk customers do not
