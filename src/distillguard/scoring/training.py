@@ -11,6 +11,8 @@ so the model learns to judge an account after 5 calls as well as after 5,000.
 
 from __future__ import annotations
 
+import hashlib
+import pickle
 import subprocess
 import sys
 import time
@@ -58,6 +60,31 @@ def simulate(split: str, preset: str, seed: int, corpus: Path | None, work: Path
             store, iter_events(events, "canonical", ReaderOptions()), sources=[str(p) for p in events]
         )
     return folder
+
+
+def replay_cached(folder: Path, workers: int) -> ReplayResult:
+    """The replay of a simulated split, kept next to it so retraining does not replay again.
+
+    The cache file is named by a digest of the feature names and signal versions, so a change to
+    either replays afresh instead of training on stale vectors.
+    """
+    from distillguard.signals import registry
+
+    identity = (
+        "|".join(FEATURES)
+        + "|"
+        + "|".join(f"{n}:{registry.signal_class(n).version}" for n in registry.names())
+    )
+    digest = hashlib.blake2b(identity.encode(), digest_size=6).hexdigest()
+    cache = folder / f"replay-{digest}.pickle"
+    if cache.exists():
+        with cache.open("rb") as f:
+            cached: ReplayResult = pickle.load(f)
+        return cached
+    replay = replay_store(CallStore.open(folder / "store"), workers=workers, progress=False)
+    with cache.open("wb") as f:
+        pickle.dump(replay, f, protocol=pickle.HIGHEST_PROTOCOL)
+    return replay
 
 
 def training_rows(
@@ -127,7 +154,7 @@ def train_scorer(
     train_dir = simulate("train", preset, seeds[0], corpus, work)
     dev_dir = simulate("dev", preset, seeds[1], corpus, work)
     log(f"simulated train and dev traffic in {time.perf_counter() - started:.0f} s")
-    train_replay = replay_store(CallStore.open(train_dir / "store"), workers=workers, progress=False)
+    train_replay = replay_cached(train_dir, workers)
     labels = read_labels(train_dir / "labels.jsonl")
     x, y, w = training_rows(train_replay, labels)
     log(f"replayed {train_replay.calls:,} train calls: {len(x):,} checkpoint rows, {int(y.sum()):,} positive")
@@ -140,7 +167,7 @@ def train_scorer(
         "rows": len(x),
     }
     model = RiskModel(booster, FEATURES, placeholder, meta)
-    dev_replay = replay_store(CallStore.open(dev_dir / "store"), workers=workers, progress=False)
+    dev_replay = replay_cached(dev_dir, workers)
     thresholds, report = calibrate(
         model,
         dev_replay,
