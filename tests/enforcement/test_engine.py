@@ -107,6 +107,8 @@ def test_throttle_refuses_once_the_actor_bucket_is_empty() -> None:
         return out
 
     assert asyncio.run(body()) == [200, 200, 429]
+    refused = asyncio.run(engine.decide(view(chat(JUDGE)), FREE))
+    assert refused.retry_after_s == pytest.approx(1000.0)
 
 
 class DownState(MemoryState):

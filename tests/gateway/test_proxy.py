@@ -213,8 +213,9 @@ def test_throttle_rule_limits_an_actor(start_gateway, upstream: str, tmp_path: P
         try:
             client(gateway, who).chat.completions.create(model="frontier-1", messages=judge)
             outcomes.append(200)
-        except openai.RateLimitError:
+        except openai.RateLimitError as error:
             outcomes.append(429)
+            assert error.response.headers["retry-after"] == "100"  # 1 / rate_per_s: the SDK waits that long
     assert outcomes == [200, 200, 429, 200]
     # ordinary calls of the throttled actor still pass
     assert client(gateway, "free").chat.completions.create(model="frontier-1", messages=MESSAGES).choices

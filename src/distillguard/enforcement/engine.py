@@ -59,6 +59,7 @@ class Decision(msgspec.Struct, kw_only=True):
     output_signals: list[SignalResult] = []
     notes: list[str] = []
     reasoning: str = "keep"  # what happens to reasoning in the response: keep, strip, summary
+    retry_after_s: float | None = None  # with a 429: when the bucket has its next token
 
     @property
     def refuses(self) -> bool:
@@ -154,6 +155,7 @@ class LiveEngine:
             "tier:" + caller.account_id, tier.rate_limit, decision
         ):
             decision.action = "throttle"
+            decision.retry_after_s = 1.0 / tier.rate_limit.rate_per_s
             return self._refuse(
                 decision,
                 429,
@@ -203,6 +205,7 @@ class LiveEngine:
         if action == "throttle":
             by = caller.actor if policy.throttle.by == "actor" and caller.actor else caller.account_id
             if not await self._take("throttle:" + by, policy.throttle.bucket, decision):
+                decision.retry_after_s = 1.0 / policy.throttle.bucket.rate_per_s
                 return self._refuse(
                     decision,
                     429,

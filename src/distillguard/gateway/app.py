@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
+import math
 import os
 import time
 import uuid
@@ -400,9 +401,12 @@ class Gateway:
                 refusal.message,
             )
             if status != 499:
-                await self._send_body(
-                    send, status, body_out, b"application/json", [(b"x-request-id", event_id.encode())]
-                )
+                reply_headers = [(b"x-request-id", event_id.encode())]
+                if status == 429 and decision.retry_after_s:
+                    # the OpenAI SDKs wait this long before a retry
+                    wait = str(max(1, math.ceil(decision.retry_after_s))).encode()
+                    reply_headers.append((b"retry-after", wait))
+                await self._send_body(send, status, body_out, b"application/json", reply_headers)
 
     def _headers_upstream(self) -> dict[str, str]:
         out = {"Content-Type": "application/json"}
