@@ -143,6 +143,16 @@ def test_prompts_come_only_from_the_chosen_split(small: Path) -> None:
             "campaign_sizes",
         ),
         ("name: [unclosed\n", "not valid YAML"),
+        (
+            "name: x\nstart: 2026-02-02T00:00:00Z\ndays: 7\nbenign: {}\n"
+            "adversaries: {rl_grading: {actors: 1, calls_per_day: 5, start_day: 3, end_day: 9}}\n",
+            "adversaries.rl_grading: active window [3, 9) is outside the 7 days",
+        ),
+        (
+            "name: x\nstart: 2026-02-02T00:00:00Z\ndays: 7\nbenign: {casual: {accounts: 2, calls_per_day: 2, "
+            "start_day: 4, end_day: 2}}\nadversaries: {}\n",
+            "field 'benign.casual': end_day (2) must be after start_day (4)",
+        ),
     ],
 )
 def test_scenario_errors_name_the_file_and_field(tmp_path: Path, yaml_text: str, message: str) -> None:
@@ -239,3 +249,28 @@ def test_naive_rate_limits_cannot_separate_hydras_from_bulk_customers(small: Pat
     bulk = [n for a, n in busiest.items() if tactic[a] in ("batch_classification", "app_backend")]
     assert hydra < 30  # every hydra account stays under a naive per-account daily limit
     assert sum(n > 5 * hydra for n in bulk) >= len(bulk) // 2  # while legitimate bulk customers do not
+
+
+def test_active_windows_bound_when_accounts_call(tmp_path: Path) -> None:
+    scenario = tmp_path / "window.yaml"
+    scenario.write_text(
+        "name: window\nstart: 2026-02-02T00:00:00Z\ndays: 6\n"
+        "benign: {casual: {accounts: 6, calls_per_day: 6}}\n"
+        "adversaries: {rl_grading: {actors: 2, calls_per_day: 30, start_day: 2, end_day: 4}}\n",
+        encoding="utf-8",
+    )
+    generate(load_scenario(scenario), seed=1, split="test", out=tmp_path / "o")
+    tactic = {
+        lab.account_id: lab.tactic
+        for lab in (
+            label_decoder.decode(x) for x in (tmp_path / "o" / "labels.jsonl").read_bytes().splitlines()
+        )
+    }
+    days = {
+        (event.ts.date() - load_scenario(scenario).start.date()).days
+        for event in (
+            event_decoder.decode(x) for x in (tmp_path / "o" / "events.jsonl").read_bytes().splitlines()
+        )
+        if tactic[event.account_id] == "rl_grading"
+    }
+    assert days and days <= {2, 3}

@@ -114,8 +114,13 @@ class ScenarioBuilder:
 
     # --- benign populations ---------------------------------------------------------------------
 
+    def window(self, spec: Population | Tactic) -> tuple[int, int]:
+        """[first day, end day) a population or tactic is active in."""
+        return spec.start_day, self.scenario.days if spec.end_day is None else spec.end_day
+
     def benign(self, name: str, population: Population) -> None:
-        days = self.scenario.days
+        start, end = self.window(population)
+        self._last_day = end
         make: dict[str, Callable[[int, random.Random], None]] = {
             "casual": self._casual,
             "developer": self._developer,
@@ -130,8 +135,9 @@ class ScenarioBuilder:
         self._population = population
         for n in range(population.accounts):
             rng = self.rng(name, n)
-            first = 0 if rng.random() < 0.85 else rng.randrange(days // 2)
-            self._first_day = first
+            self._first_day = (
+                start if rng.random() < 0.85 else start + rng.randrange(max(1, (end - start) // 2))
+            )
             make[name](n, rng)
         del self._population
 
@@ -144,7 +150,7 @@ class ScenarioBuilder:
             actor=None,
             rate=rate,
             first_day=self._first_day,
-            last_day=self.scenario.days,
+            last_day=self._last_day,
             model=self.scenario.model,
             **fields,
         )
@@ -422,6 +428,7 @@ class ScenarioBuilder:
         if handler is not None:
             handler(tactic)
             return
+        start, end = self.window(tactic)
         for a in range(tactic.actors):
             rng = self.rng(name, a)
             actor = self._actor(name, a, content=name)
@@ -435,7 +442,10 @@ class ScenarioBuilder:
                     rng,
                     content=name,
                     rate=tactic.calls_per_day * self._multiplier(rng, 0.5),
-                    first_day=0 if rng.random() < 0.7 else rng.randrange(self.scenario.days // 2),
+                    first_day=start
+                    if rng.random() < 0.7
+                    else start + rng.randrange(max(1, (end - start) // 2)),
+                    last_day=end,
                     benign_looking=benign_looking,
                     style=0 if benign_looking else rng.randrange(64),
                     rotate_ips=a % 4 == 1,
@@ -461,7 +471,7 @@ class ScenarioBuilder:
         )
 
     def _hydra(self, tactic: Tactic) -> None:
-        days = self.scenario.days
+        start, end = self.window(tactic)
         for c, size in enumerate(tactic.campaign_sizes):
             rng = self.rng("hydra", c)
             content = CONTENT_TACTICS[c % 4]
@@ -485,7 +495,7 @@ class ScenarioBuilder:
             shared_template = c % 4 != 3
             style = rng.randrange(64)
             families = self._families(rng)
-            signup = days // 3 if c % 2 else 0
+            signup = start + ((end - start) // 3 if c % 2 else 0)
             mail = THROWAWAY_MAIL[c % len(THROWAWAY_MAIL)] if c % 3 == 1 else None
             for k in range(size):
                 account = self._distiller(
@@ -496,6 +506,7 @@ class ScenarioBuilder:
                     content=content,
                     rate=tactic.calls_per_day * self._multiplier(rng, 0.3),
                     first_day=signup,
+                    last_day=end,
                     clients=[client],
                     ips=proxies,
                     rotate_ips=True,
@@ -519,6 +530,7 @@ class ScenarioBuilder:
                 )
 
     def _router(self, tactic: Tactic) -> None:
+        start, end = self.window(tactic)
         for a in range(tactic.actors):
             rng = self.rng("router", a)
             content = CONTENT_TACTICS[a % 4]
@@ -532,6 +544,8 @@ class ScenarioBuilder:
                     rng,
                     content="router",
                     rate=tactic.calls_per_day * self._multiplier(rng, 0.5),
+                    first_day=start,
+                    last_day=end,
                     timing="steady",
                     clients=[client_pair(rng, rng.choice(("litellm", "openai-node", "aiohttp")))],
                     ips=ip_pool(rng, "cloud", rng.randint(2, 6)),
@@ -551,9 +565,10 @@ class ScenarioBuilder:
                 )
 
     def _recidivist(self, tactic: Tactic) -> None:
-        days = self.scenario.days
-        early_end = max(1, int(days * 0.45))
-        late_start = min(days - 1, int(days * 0.55))
+        start, days = self.window(tactic)
+        span = days - start
+        early_end = start + max(1, int(span * 0.45))
+        late_start = start + min(span - 1, int(span * 0.55))
         for a in range(tactic.actors):
             rng = self.rng("recidivist", a)
             content = CONTENT_TACTICS[a % len(CONTENT_TACTICS)]
@@ -575,7 +590,7 @@ class ScenarioBuilder:
                     rng,
                     content=content,
                     rate=tactic.calls_per_day * self._multiplier(rng, 0.4),
-                    first_day=0 if early else late_start,
+                    first_day=start if early else late_start,
                     last_day=early_end if early else days,
                     clients=[client] if early or rng.random() < 0.7 else None,
                     ips=ips if early else ips[:1] + ip_pool(rng, "cloud", 2),
@@ -589,6 +604,7 @@ class ScenarioBuilder:
                 self._adversary_record(account, rng, payment=payment if reused else None)
 
     def _adaptive(self, tactic: Tactic) -> None:
+        start, end = self.window(tactic)
         for a in range(tactic.actors):
             rng = self.rng("adaptive", a)
             variant = ADAPTIVE_VARIANTS[a % len(ADAPTIVE_VARIANTS)]
@@ -607,6 +623,8 @@ class ScenarioBuilder:
                     rng,
                     content=content,
                     rate=tactic.calls_per_day * (0.15 if slow else 1.0) * self._multiplier(rng, 0.4),
+                    first_day=start,
+                    last_day=end,
                     benign_looking=slow or variant == "benign_mix",
                     variant=variant,
                     reasoning_share=0.6 if content == "cot_extraction" else 0.0,
@@ -658,17 +676,17 @@ def generate(
     n_calls = 0
     stack = contextlib.ExitStack()
     events_path, handle = _open_events(out, compress, stack)
-    end = scenario.days * 86_400.0
     pending: list[tuple[float, int, int]] = []
 
     def write(batch: list[tuple[float, int, int]]) -> None:
         nonlocal n_calls
         lines = []
         for t, index, turn in batch:
-            if not 0 <= t < end:
-                continue  # a session that started before or ran past the scenario's period
+            account = accounts[index]
+            if not account.first_day * 86_400.0 <= t < account.last_day * 86_400.0:
+                continue  # local time zones and sessions can spill over the account's UTC days
             n_calls += 1
-            lines.append(to_json_line(traffic.build(f"e-{n_calls:09d}", t, accounts[index], turn)))
+            lines.append(to_json_line(traffic.build(f"e-{n_calls:09d}", t, account, turn)))
             calls_by_account[index] += 1
             if len(lines) >= 4096:
                 handle.write(b"\n".join(lines) + b"\n")

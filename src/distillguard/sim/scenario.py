@@ -25,12 +25,22 @@ Rate = Annotated[float, Meta(gt=0, le=100_000)]
 Share = Annotated[float, Meta(gt=0, lt=1)]
 
 
+def _check_window(start_day: int, end_day: int | None) -> None:
+    if end_day is not None and end_day <= start_day:
+        raise ValueError(f"end_day ({end_day}) must be after start_day ({start_day})")
+
+
 class Population(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """A benign population: how many accounts and how busy each is."""
 
     accounts: NonNegInt
     calls_per_day: Rate  # mean over an account's active days
     end_users: NonNegInt = 0  # distinct end users per account (apps, tutoring, routers)
+    start_day: NonNegInt = 0  # active window within the scenario: [start_day, end_day)
+    end_day: PosInt | None = None  # None: to the end of the scenario
+
+    def __post_init__(self) -> None:
+        _check_window(self.start_day, self.end_day)
 
 
 class Benign(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -54,8 +64,11 @@ class Tactic(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     campaign_sizes: list[PosInt] = []  # hydra: accounts per campaign (one actor each)
     shares: list[Share] = []  # router_mixed: adversarial share of a router key's calls
     end_users: NonNegInt = 0  # router_mixed: legitimate end users behind each key
+    start_day: NonNegInt = 0  # active window within the scenario: [start_day, end_day)
+    end_day: PosInt | None = None  # None: to the end of the scenario
 
     def __post_init__(self) -> None:
+        _check_window(self.start_day, self.end_day)
         if len(set(self.shares)) != len(self.shares):
             raise ValueError("shares must be distinct")
 
@@ -97,6 +110,16 @@ class Scenario(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
         for day in self.release_days:
             if day >= self.days:
                 raise ValueError(f"release day {day} is outside the {self.days} days of the scenario")
+        windows: list[tuple[str, Population | Tactic]] = [
+            *((f"benign.{n}", p) for n, p in self.populations().items()),
+            *((f"adversaries.{n}", t) for n, t in self.tactics().items()),
+        ]
+        for name, spec in windows:
+            if spec.start_day >= self.days or (spec.end_day or 0) > self.days:
+                raise ValueError(
+                    f"{name}: active window [{spec.start_day}, {spec.end_day}) is outside the "
+                    f"{self.days} days of the scenario"
+                )
 
     def populations(self) -> dict[str, Population]:
         return {n: p for n in Benign.__struct_fields__ if (p := getattr(self.benign, n)) is not None}
