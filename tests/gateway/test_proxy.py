@@ -219,3 +219,18 @@ def test_throttle_rule_limits_an_actor(start_gateway, upstream: str, tmp_path: P
     assert outcomes == [200, 200, 429, 200]
     # ordinary calls of the throttled actor still pass
     assert client(gateway, "free").chat.completions.create(model="frontier-1", messages=MESSAGES).choices
+
+
+def test_granian_server_serves_the_same_gateway(start_gateway, paced_upstream: str) -> None:
+    gateway = start_gateway(paced_upstream, "--server", "granian")
+    api = client(gateway)
+    assert api.chat.completions.create(model="frontier-1", messages=MESSAGES).choices[0].message.content
+    text = "".join(
+        c.choices[0].delta.content or ""
+        for c in api.chat.completions.create(model="reasoning", messages=MESSAGES, stream=True)
+        if c.choices
+    )
+    assert text and "Hidden musing" not in text
+    with pytest.raises(openai.PermissionDeniedError):
+        api.chat.completions.create(model="frontier-1", messages=COT_REVEAL)
+    assert {c["status"] for c in logged_calls(gateway.log_dir)} == {200, 403}

@@ -185,7 +185,14 @@ def _unmimic(venv: Path, upstream: str, work: Path) -> Server | None:
 
 
 def _gateway(
-    label: str, upstream: str, keys: Path, log_dir: Path, sync: str, workers: int, redis_url: str
+    label: str,
+    upstream: str,
+    keys: Path,
+    log_dir: Path,
+    sync: str,
+    workers: int,
+    redis_url: str,
+    server: str = "uvicorn",
 ) -> Server:
     port = _free_port()
     args = [
@@ -197,7 +204,7 @@ def _gateway(
         str(keys),
     ]
     args += ["--log-dir", str(log_dir), "--log-sync", sync, "--port", str(port), "--signals", "inline"]
-    args += ["--workers", str(workers)]
+    args += ["--workers", str(workers), "--server", server]
     if workers > 1:
         args += ["--state", redis_url, "--state-prefix", f"dgbench-{uuid.uuid4().hex[:8]}:"]
     return Server(label, args, f"http://127.0.0.1:{port}", log=log_dir.parent / f"{log_dir.name}.log")
@@ -347,11 +354,15 @@ def bench_gateway(
             f"  - sha256: {hashlib.sha256(BENCH_KEY.encode()).hexdigest()}\n"
             "    key_id: key-bench\n    account_id: acct-bench\n    tier: enterprise\n"
         )
-        variants = [("write", f"DistillGuard ({workers} workers, all inline signals, Redis)")]
+        variants = [
+            ("write", "uvicorn", f"DistillGuard ({workers} uvicorn workers, all inline signals, Redis)"),
+            ("write", "granian", f"DistillGuard ({workers} granian workers, all inline signals, Redis)"),
+        ]
         if fsync_row:
-            variants.append(("fsync", f"DistillGuard, fsync'd log ({workers} workers)"))
-        for sync, label in variants:
-            gateway = _gateway(label, upstream.url, keys, work / f"log-{sync}", sync, workers, redis_url)
+            variants.append(("fsync", "uvicorn", f"DistillGuard, fsync'd log ({workers} uvicorn workers)"))
+        for sync, server, label in variants:
+            log_dir = work / f"log-{sync}-{server}"
+            gateway = _gateway(label, upstream.url, keys, log_dir, sync, workers, redis_url, server)
             servers.append(gateway)
             gateway.wait("/healthz", 90)
             rows.append(_measure(label, gateway.url + "/v1/chat/completions", BENCH_KEY, requests, seconds))
@@ -371,8 +382,8 @@ def bench_gateway(
         if stream_requests:
             stream_rows = _streaming(work, keys, servers, workers, redis_url, token_rate, stream_requests)
     finally:
-        for server in reversed(servers):
-            server.stop()
+        for running in reversed(servers):
+            running.stop()
     result = table(rows)
     if stream_rows:
         result += "\n\n" + stream_table(stream_rows, token_rate)

@@ -108,6 +108,13 @@ def setup_logging(level: str = "info") -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=int)
 @click.option(
+    "--server",
+    type=click.Choice(["uvicorn", "granian"]),
+    default="uvicorn",
+    show_default=True,
+    help="uvicorn (uvloop + httptools): lowest latency at low load; granian (Rust HTTP): ~1.5x req/s under load.",
+)
+@click.option(
     "--workers",
     default=1,
     show_default=True,
@@ -140,7 +147,9 @@ def serve(**options: Any) -> None:
     """Run the OpenAI-compatible gateway in front of a model server."""
     import uvicorn
 
+    from distillguard.enforcement.policy import load_policy
     from distillguard.gateway.app import Gateway, GatewayConfig
+    from distillguard.gateway.keys import load_keys
 
     setup_logging(options["log_level"])
     workers = options["workers"]
@@ -177,17 +186,40 @@ def serve(**options: Any) -> None:
         "log_config": None,
         "timeout_graceful_shutdown": 10,
     }
-    if workers == 1:
-        try:
-            app = Gateway(config)  # validate keys, policy and signals before binding the port
-        except (ValueError, RuntimeError, OSError) as error:
-            raise click.ClickException(str(error)) from error
+    try:
+        if options["server"] == "granian":
+            # granian forks its workers: a parent that loaded the signal models (native thread
+            # pools) would hand them a deadlock, so only the files are checked here
+            load_keys(config.keys_file)
+            if config.policy_file:
+                load_policy(config.policy_file)
+        else:
+            app = Gateway(config)  # validate keys, policy and signals once, before binding the port
+    except (ValueError, RuntimeError, OSError) as error:
+        raise click.ClickException(str(error)) from error
+    if workers == 1 and options["server"] == "uvicorn":
         uvicorn.run(app, **common)
         return
-    Gateway(config)  # fail here, once, rather than in every worker
+    # Workers (and granian) build the app from the environment: the configuration holds paths and
+    # settings only, never a secret (the upstream key stays in its own environment variable).
     os.environ["DISTILLGUARD_GATEWAY_CONFIG"] = msgspec.json.encode(config).decode()
-    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="distillguard-metrics-")
+    if options["server"] == "granian":
+        from granian import Granian
+
+        Granian(
+            "distillguard.gateway.app:app_from_env",
+            factory=True,
+            interface="asgi",  # type: ignore[arg-type]
+            address=options["host"],
+            port=options["port"],
+            workers=workers,
+            loop="uvloop",  # type: ignore[arg-type]
+            runtime_mode="st",  # type: ignore[arg-type]
+            log_access=False,
+        ).serve()
+        return
     uvicorn.run("distillguard.gateway.app:app_from_env", factory=True, workers=workers, **common)
 
 
