@@ -82,7 +82,6 @@ def scanned(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "--workers",
         "2",
         "--quiet",
-        "--rules-only",
     ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
@@ -154,7 +153,7 @@ def test_bad_and_partial_input_completes_and_says_what_it_could_not_use(tmp_path
         "--out",
         str(out),
     ]
-    done = subprocess.run([*command, "--quiet", "--rules-only"], capture_output=True, text=True, timeout=300)
+    done = subprocess.run([*command, "--quiet"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     notices = json.loads((out / "scan_summary.json").read_text())["notices"]
     text = "\n".join(notices)

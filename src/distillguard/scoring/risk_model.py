@@ -20,6 +20,10 @@ import numpy as np
 
 from distillguard.events.model import Reason
 
+# The risk scale every verdict is read on: the model's calibrated thresholds are mapped onto these
+# fixed points, so rules (whose scores are statements on this scale) and the model combine by max.
+DISTILLER_RISK = 0.9
+SUSPICIOUS_RISK = 0.6
 MODEL_TEXT = "risk_model.txt"
 MODEL_META = "risk_model.json"
 
@@ -70,6 +74,25 @@ class RiskModel:
         if len(x) == 0:
             return np.zeros(0)
         return np.asarray(self.booster.predict(x), dtype=float)
+
+    def scale(self, p: np.ndarray) -> np.ndarray:
+        """Model probabilities mapped monotonically onto the risk scale: the calibrated suspicious
+        threshold lands on SUSPICIOUS_RISK and the distiller threshold on DISTILLER_RISK.
+
+        >>> m = RiskModel(None, [], Thresholds(0.99, 0.9, 0.0005, 0.005, "doc"), {})
+        >>> [round(float(v), 3) for v in m.scale(np.array([0.45, 0.9, 0.945, 0.99, 1.0]))]
+        [0.3, 0.6, 0.75, 0.9, 1.0]
+        """
+        t_d, t_s = self.thresholds.distiller, self.thresholds.suspicious
+        knots_p = [0.0, t_s, t_d, 1.0]
+        knots_r = [0.0, SUSPICIOUS_RISK, DISTILLER_RISK, 1.0]
+        if not 0.0 < t_s < t_d <= 1.0:
+            raise ValueError(
+                f"risk model thresholds must satisfy 0 < suspicious < distiller <= 1: {t_s}, {t_d}"
+            )
+        if t_d == 1.0:  # nothing may reach 'distiller' through the model alone
+            knots_p, knots_r = knots_p[:3], knots_r[:3]
+        return np.interp(p, knots_p, knots_r)
 
     def explain(self, row: np.ndarray, top: int = 3) -> list[Reason]:
         """The features that pushed this account's risk up most, as reasons."""

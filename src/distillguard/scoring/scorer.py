@@ -13,12 +13,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from distillguard.events.model import Reason
-from distillguard.scoring.risk_model import RiskModel, Thresholds
+from distillguard.scoring.risk_model import DISTILLER_RISK, SUSPICIOUS_RISK, RiskModel, Thresholds
 from distillguard.scoring.rules import AccountRule, load_rules
 
-# Used when no model is shipped or loaded: rules alone, with these cut-offs.
+# Used when no model is loaded: rules alone, on the same fixed risk scale.
 RULES_ONLY = Thresholds(
-    distiller=0.9, suspicious=0.6, target_fpr_distiller=0.0, target_fpr_suspicious=0.0, calibrated_on="none"
+    distiller=DISTILLER_RISK,
+    suspicious=SUSPICIOUS_RISK,
+    target_fpr_distiller=0.0,
+    target_fpr_suspicious=0.0,
+    calibrated_on="rules only (no model)",
 )
 
 
@@ -47,7 +51,17 @@ class AccountScorer:
 
     @property
     def thresholds(self) -> Thresholds:
-        return self.model.thresholds if self.model is not None else RULES_ONLY
+        """Cut-offs on the risk scale (fixed; the model's calibration is folded into its scaling)."""
+        if self.model is None:
+            return RULES_ONLY
+        calibrated = self.model.thresholds
+        return Thresholds(
+            distiller=DISTILLER_RISK,
+            suspicious=SUSPICIOUS_RISK,
+            target_fpr_distiller=calibrated.target_fpr_distiller,
+            target_fpr_suspicious=calibrated.target_fpr_suspicious,
+            calibrated_on=calibrated.calibrated_on,
+        )
 
     def rule_risk(self, x: np.ndarray) -> np.ndarray:
         """The strongest firing rule's score for each row (0 where none fires)."""
@@ -61,7 +75,8 @@ class AccountScorer:
         return risk
 
     def model_risk(self, x: np.ndarray) -> np.ndarray:
-        return self.model.predict(x) if self.model is not None else np.zeros(len(x))
+        """The model's probabilities on the risk scale (calibrated thresholds at fixed points)."""
+        return self.model.scale(self.model.predict(x)) if self.model is not None else np.zeros(len(x))
 
     def risk(self, x: np.ndarray) -> np.ndarray:
         if len(x) == 0:
@@ -74,14 +89,14 @@ class AccountScorer:
         fired = [reason for rule in self.rules if (reason := rule.evaluate(features)) is not None]
         fired.sort(key=lambda r: -r.score)
         if self.model is not None:
-            probability = float(self.model.predict(row.reshape(1, -1).astype(np.float64))[0])
+            probability = float(self.model_risk(row.reshape(1, -1).astype(np.float64))[0])
             explained = self.model.explain(row.astype(np.float64))
             if explained:
                 fired.append(
                     Reason(
                         signal="model:risk",
                         score=probability,
-                        detail=f"learned model gives {probability:.3f}; "
+                        detail=f"learned model gives risk {probability:.3f}; "
                         + "; ".join(r.detail for r in explained),
                     )
                 )

@@ -30,13 +30,14 @@ from distillguard.events.store import CallStore
 from distillguard.scan.pipeline import ReplayResult, checkpoint_matrix, decide, replay_store
 from distillguard.scan.replay import FEATURES
 from distillguard.scoring.risk_model import (
+    DISTILLER_RISK,
     MODEL_META,
+    SUSPICIOUS_RISK,
     RiskModel,
     Thresholds,
     threshold_for_fpr,
     train_risk_model,
 )
-from distillguard.scoring.rules import load_rules
 from distillguard.scoring.scorer import AccountScorer
 
 MODELS_DIR = Path(__file__).parent / "models"
@@ -113,8 +114,13 @@ def calibrate(
     target_fpr: float,
     suspicious_fpr: float,
 ) -> tuple[Thresholds, dict[str, Any]]:
-    """Thresholds from the final risks (after linking) of the DEV simulation's benign accounts."""
-    scorer = AccountScorer(load_rules(known_features=FEATURES), model, FEATURES)
+    """Thresholds from the final risks (after linking) of the DEV simulation's benign accounts.
+
+    The model alone is calibrated (rules are statements on the fixed risk scale, and their own
+    false positives on dev are reported separately); `model` must carry the identity scaling
+    (thresholds at DISTILLER_RISK / SUSPICIOUS_RISK) while this runs.
+    """
+    scorer = AccountScorer([], model, FEATURES)
     accounts = read_accounts(accounts_path)
     result = decide(replay, scorer, accounts)
     benign = [
@@ -159,7 +165,10 @@ def train_scorer(
     x, y, w = training_rows(train_replay, labels)
     log(f"replayed {train_replay.calls:,} train calls: {len(x):,} checkpoint rows, {int(y.sum()):,} positive")
     booster = train_risk_model(x, y.tolist(), FEATURES, weights=w)
-    placeholder = Thresholds(1.0, 1.0, target_fpr, suspicious_fpr, "not yet calibrated")
+    # thresholds at the fixed points make the model's scaling the identity until calibrated
+    placeholder = Thresholds(
+        DISTILLER_RISK, SUSPICIOUS_RISK, target_fpr, suspicious_fpr, "not yet calibrated"
+    )
     meta = {
         "trained_on": f"sim preset {preset} split train seed {seeds[0]}",
         "calibrated_on": f"sim preset {preset} split dev seed {seeds[1]}",
