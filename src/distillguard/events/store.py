@@ -228,6 +228,8 @@ class CallStore:
             # on close); scan workers in parallel processes must not share temp files.
             spill = Path(tempfile.gettempdir()) / f"distillguard-duckdb-{uuid.uuid4().hex}"
             con.execute(f"SET temp_directory = '{spill.as_posix()}'")
+            # callers draw their own progress (tqdm); DuckDB's bar would interleave with it
+            con.execute("SET enable_progress_bar = false")
         files = self.files()
         if files:
             listing = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
