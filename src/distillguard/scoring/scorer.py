@@ -33,15 +33,17 @@ class AccountScorer:
     feature_names: tuple[str, ...]
 
     def __post_init__(self) -> None:
-        index = {name: j for name, j in zip(self.feature_names, range(len(self.feature_names)), strict=True)}
+        index = {name: j for j, name in enumerate(self.feature_names)}
         self._index = index
-        if self.model is not None and tuple(self.model.feature_names) != self.feature_names:
-            missing = sorted(set(self.model.feature_names) - set(self.feature_names))
-            extra = sorted(set(self.feature_names) - set(self.model.feature_names))
-            raise ValueError(
-                "the risk model was trained on other features than this build computes "
-                f"(missing here: {missing[:5]}, new here: {extra[:5]}); retrain with `distillguard train scorer`"
-            )
+        self._model_columns = np.zeros(0, dtype=int)
+        if self.model is not None:
+            missing = [name for name in self.model.feature_names if name not in index]
+            if missing:
+                raise ValueError(
+                    "the risk model reads features this build does not compute "
+                    f"({missing[:5]}); retrain it with `distillguard train scorer`"
+                )
+            self._model_columns = np.array([index[name] for name in self.model.feature_names], dtype=int)
 
     @classmethod
     def load(cls, feature_names: Sequence[str], *, with_model: bool = True) -> AccountScorer:
@@ -76,7 +78,9 @@ class AccountScorer:
 
     def model_risk(self, x: np.ndarray) -> np.ndarray:
         """The model's probabilities on the risk scale (calibrated thresholds at fixed points)."""
-        return self.model.scale(self.model.predict(x)) if self.model is not None else np.zeros(len(x))
+        if self.model is None:
+            return np.zeros(len(x))
+        return self.model.scale(self.model.predict(x[:, self._model_columns]))
 
     def risk(self, x: np.ndarray) -> np.ndarray:
         if len(x) == 0:
@@ -90,7 +94,7 @@ class AccountScorer:
         fired.sort(key=lambda r: -r.score)
         if self.model is not None:
             probability = float(self.model_risk(row.reshape(1, -1).astype(np.float64))[0])
-            explained = self.model.explain(row.astype(np.float64))
+            explained = self.model.explain(row[self._model_columns].astype(np.float64))
             if explained:
                 fired.append(
                     Reason(

@@ -41,6 +41,24 @@ from distillguard.scoring.risk_model import (
 from distillguard.scoring.scorer import AccountScorer
 
 MODELS_DIR = Path(__file__).parent / "models"
+# Free request parameters an adversary sets at no cost (and any client library defaults), whose
+# benign distribution in the simulator is not grounded in logged traffic: a model that keys on
+# them learns the simulator, not distillation (the first model did: max_tokens_mean was its top
+# feature). Rules and the logit_probe signal still read them; the model does not.
+MODEL_EXCLUDED = (
+    "max_tokens_mean",
+    "max_tokens_set_share",
+    "temperature_mean",
+    "temperature_std",
+    "temperature_set_share",
+    "temperature_zero_share",
+    "top_p_set_share",
+    "n_mean",
+    "param_profile_top_share",
+    "stream_share",
+)
+MODEL_FEATURES = tuple(name for name in FEATURES if name not in MODEL_EXCLUDED)
+_MODEL_COLUMNS = [FEATURES.index(name) for name in MODEL_FEATURES]
 # accounts allow-listed by policy distil by design: they would teach the model that distillation is benign
 EXCLUDED_TACTICS = ("sanctioned_distillation",)
 
@@ -102,7 +120,7 @@ def training_rows(
         mask = y == value
         if mask.any():
             weights[mask] *= len(replays) / 2 / weights[mask].sum()
-    return matrix.astype(np.float64), y, weights
+    return matrix[:, _MODEL_COLUMNS].astype(np.float64), y, weights
 
 
 def calibrate(
@@ -164,7 +182,7 @@ def train_scorer(
     labels = read_labels(train_dir / "labels.jsonl")
     x, y, w = training_rows(train_replay, labels)
     log(f"replayed {train_replay.calls:,} train calls: {len(x):,} checkpoint rows, {int(y.sum()):,} positive")
-    booster = train_risk_model(x, y.tolist(), FEATURES, weights=w)
+    booster = train_risk_model(x, y.tolist(), MODEL_FEATURES, weights=w)
     # thresholds at the fixed points make the model's scaling the identity until calibrated
     placeholder = Thresholds(
         DISTILLER_RISK, SUSPICIOUS_RISK, target_fpr, suspicious_fpr, "not yet calibrated"
@@ -174,8 +192,9 @@ def train_scorer(
         "calibrated_on": f"sim preset {preset} split dev seed {seeds[1]}",
         "corpus": str(corpus) if corpus else "shipped sample",
         "rows": len(x),
+        "excluded_features": list(MODEL_EXCLUDED),
     }
-    model = RiskModel(booster, FEATURES, placeholder, meta)
+    model = RiskModel(booster, MODEL_FEATURES, placeholder, meta)
     dev_replay = replay_cached(dev_dir, workers)
     thresholds, report = calibrate(
         model,
