@@ -5,7 +5,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 OUT ?= out/demo
 
-.PHONY: demo test lint typecheck unit bench clean install
+PEERS := out/venv-peers
+PEERS_STAMP := $(PEERS)/.installed
+
+.PHONY: demo test lint typecheck unit bench clean install peers
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -14,6 +17,14 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# LiteLLM and unmimic in a virtualenv of their own (their pins must not touch ours): the LiteLLM
+# guardrail tests run against the real LiteLLM proxy, and `bench gateway` measures both peers.
+$(PEERS_STAMP): $(STAMP)
+	$(BIN)/python -c "from pathlib import Path; from distillguard.gateway.bench import install_peers; install_peers(Path('$(PEERS)'))"
+	touch $(PEERS_STAMP)
+
+peers: $(PEERS_STAMP)
 
 demo: $(STAMP)
 	$(BIN)/distillguard demo --out $(OUT)
@@ -25,13 +36,17 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP)
+unit: $(STAMP) $(PEERS_STAMP)
 	$(BIN)/pytest -n 2 -q
 
 test: lint typecheck unit
 
-bench: $(STAMP)
-	$(BIN)/distillguard bench all --out out/bench
+# Benchmarks print numbers next to baselines measured in the same run; never part of `make test`.
+bench: $(STAMP) $(PEERS_STAMP)
+	$(BIN)/distillguard bench signals --corpus ../shared/data
+	$(BIN)/distillguard demo --preset default --seed 303 --corpus ../shared/data --out out/bench/detect
+	$(BIN)/distillguard bench scan --preset large
+	$(BIN)/distillguard bench gateway
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache
