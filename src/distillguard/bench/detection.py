@@ -4,7 +4,7 @@ how well its clusters recover the actors behind the accounts. docs/bench.md defi
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -146,29 +146,46 @@ def _cluster_of(account: str, verdicts: Mapping[str, AccountVerdict]) -> str | N
     return verdict.cluster_id if verdict is not None else None
 
 
-def cluster_recovery(labels: Mapping[str, Label], verdicts: Mapping[str, AccountVerdict]) -> dict[str, Any]:
-    """For each actor with at least two labelled distiller accounts: the largest fraction of its
-    accounts that share one predicted cluster_id (an account with no cluster_id, or no verdict, is a
-    cluster of its own). Reports the mean over actors and the fraction of actors at >= 95%."""
+# A router or reseller key carries many legitimate end users; an adversary passing through several
+# routers does not make their keys one operator's accounts, so their actor is not a linking target.
+NOT_LINKABLE = frozenset({"router_mixed"})
+
+
+def cluster_recovery(
+    labels: Mapping[str, Label], verdicts: Mapping[str, AccountVerdict], *, tactic: str | None = None
+) -> dict[str, Any]:
+    """For each actor with at least two labelled distiller accounts (router keys excepted, see
+    NOT_LINKABLE; only actors whose accounts are mostly `tactic` when given): the largest fraction
+    of its accounts that share one predicted cluster_id (an account with no cluster_id, or no
+    verdict, is a cluster of its own). Reports the mean over actors, the fraction of actors at
+    >= 95%, and the account-weighted recovery (accounts in their actor's largest cluster / all)."""
     by_actor: dict[str, list[str]] = defaultdict(list)
     for account, label in labels.items():
         if label.label == "distiller" and label.actor is not None:
             by_actor[label.actor].append(account)
     recoveries: dict[str, float] = {}
+    recovered_accounts = 0
+    total_accounts = 0
     for actor, accounts in sorted(by_actor.items()):
         if len(accounts) < 2:
+            continue
+        main_tactic = Counter(labels[a].tactic for a in accounts).most_common(1)[0][0]
+        if main_tactic in NOT_LINKABLE or (tactic is not None and main_tactic != tactic):
             continue
         sizes: dict[str, int] = defaultdict(int)
         for account in accounts:
             cluster = _cluster_of(account, verdicts)
             if cluster is not None:
                 sizes[cluster] += 1
-        largest = max(sizes.values(), default=0)
-        recoveries[actor] = max(largest, 1) / len(accounts)
+        largest = max(max(sizes.values(), default=0), 1)
+        recoveries[actor] = largest / len(accounts)
+        recovered_accounts += largest
+        total_accounts += len(accounts)
     values = list(recoveries.values())
     return {
         "mean": sum(values) / len(values) if values else None,
         "actors_at_95": Rate(sum(v >= 0.95 for v in values), len(values)).to_json(),
+        "accounts": Rate(recovered_accounts, total_accounts).to_json(),
         "actors": len(values),
     }
 
@@ -276,6 +293,7 @@ def evaluate(
         "readings": readings,
         "clusters": {
             "recovery": cluster_recovery(labels, verdicts),
+            "hydra_recovery": cluster_recovery(labels, verdicts, tactic="hydra"),
             "precision": cluster_precision(labels, verdicts),
             "recidivists_linked": recidivists_linked(labels, verdicts).to_json(),
         },

@@ -83,7 +83,9 @@ def table_rows(report: Report) -> list[Row]:
     rows += [
         _row("calls to flag, median (campaigns)", ("calls_to_flag", "median"), False, 50, percent=False),
         _row("calls to flag, p90 (campaigns)", ("calls_to_flag", "p90"), False, percent=False),
-        _row("cluster recovery, mean over actors", ("clusters", "recovery", "mean"), True, 0.95),
+        _row("hydra recovery, mean over actors", ("clusters", "hydra_recovery", "mean"), True, 0.95),
+        _row("hydra accounts in their actor's cluster", ("clusters", "hydra_recovery", "accounts"), True),
+        _row("cluster recovery, all linkable actors", ("clusters", "recovery", "mean"), True),
         _row("actors with recovery >= 95%", ("clusters", "recovery", "actors_at_95"), True),
         _row("cluster precision (size-weighted)", ("clusters", "precision", "size_weighted"), True, 0.99),
         _row("recidivists linked", ("clusters", "recidivists_linked"), True, 0.95),
