@@ -25,6 +25,8 @@ except ImportError:  # no wheel for this platform: `re` alone gives the same res
 # would cost more than the whole rest of the pipeline.
 HEAD_CHARS = 3000
 TAIL_CHARS = 1500
+# distinct texts whose hits a pattern table remembers (templated traffic repeats prompts)
+MEMO_TEXTS = 4096
 
 
 def head_and_tail(text: str, head: int = HEAD_CHARS, tail: int = TAIL_CHARS) -> str:
@@ -78,6 +80,7 @@ class PatternTable:
         self._rows = [re.compile(p.regex, flags) for p in self.patterns]
         # compiled on first use: building the signal set stays cheap
         self._database: Any = None
+        self._memo: dict[str, list[Hit]] = {}
 
     def candidate_rows(self, text: str) -> set[int]:
         """Rows that may match `text` (a superset of those that do)."""
@@ -96,6 +99,16 @@ class PatternTable:
 
     def hits(self, text: str) -> list[Hit]:
         """The rows that match, at most one hit each, in order of appearance."""
+        # Pure in the text; templated traffic sends the same prompt many times, so repeats are
+        # answered from a bounded memo (cleared when full: no per-entry bookkeeping on the hot path).
+        cached = self._memo.get(text)
+        if cached is None:
+            if len(self._memo) >= MEMO_TEXTS:
+                self._memo.clear()
+            cached = self._memo[text] = self._hits(text)
+        return list(cached)
+
+    def _hits(self, text: str) -> list[Hit]:
         found: list[tuple[int, int, Hit]] = []
         for row in self.candidate_rows(text):
             match = self._rows[row].search(text)

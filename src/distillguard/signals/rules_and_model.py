@@ -50,7 +50,14 @@ class RulesAndModelSignal(Signal):
 
     def analyze_many(self, calls: Sequence[CallView]) -> list[SignalResult | None]:
         texts = [prompt_text(call) for call in calls]
-        probabilities = self.model.scores(texts) if self.mode == "rules+model" else None
+        probabilities = None
+        if self.mode == "rules+model":
+            # the model reads the text alone, and templated traffic repeats texts within a batch:
+            # score each distinct text once (rows are independent, so the values are the same)
+            unique = list(dict.fromkeys(texts))
+            scored = self.model.scores(unique)
+            position = {text: k for k, text in enumerate(unique)}
+            probabilities = scored[[position[text] for text in texts]] if texts else scored
         results: list[SignalResult | None] = []
         for i, (call, text) in enumerate(zip(calls, texts, strict=True)):
             score, parts, matched, adjustments = self.rule_score(call, text)

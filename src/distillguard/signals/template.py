@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from functools import lru_cache
 
 from distillguard.events.call_view import CallView
 from distillguard.signals.base import Signal, SignalResult
@@ -61,6 +62,9 @@ def _cut_outside_fences(text: str) -> str:
     return head + close + "\n…\n" + reopen + tail
 
 
+# Pure in the text, and templated traffic repeats system prompts and whole prompts: a bounded
+# memo spares the regexes on repeats (the scan and the gateway both see them).
+@lru_cache(maxsize=4096)
 def skeleton(text: str) -> tuple[str, int]:
     """The fixed frame of `text` and the number of characters removed as variable parts."""
     original = len(text)
