@@ -20,6 +20,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
         "distillguard.signals.bench:bench_signals",
         "Per-call classifiers on unseen families, and speed.",
     ),
+    "scan": ("distillguard.scan.bench:bench_scan", "Scan calls/s and peak memory next to a raw DuckDB read."),
     "gateway": (
         "distillguard.gateway.bench:bench_gateway",
         "Gateway added latency and req/s next to LiteLLM and unmimic.",
