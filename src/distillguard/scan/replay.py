@@ -32,6 +32,7 @@ SCORED_SIGNALS: tuple[str, ...] = SIGNAL_NAMES
 EMBED_FIRST = 24
 EMBED_EVERY = 8
 EMBED_MAX = 96
+EMBED_MEMO = 8192  # distinct prompts whose embedding a worker remembers
 EXCERPT_CHARS = 600
 EXAMPLES_PER_ACCOUNT = 3
 READ_COLUMNS = list(VIEW_SCHEMA.names)
@@ -78,6 +79,7 @@ class Replayer:
         self.embedder = registry.get("embedding") if use_embeddings else None
         self.accounts: dict[str, AccountReplay] = {}
         self.calls = 0
+        self._vectors: dict[str, np.ndarray] = {}  # prompt -> embedding, at most EMBED_MEMO
 
     def observe_batch(self, batch: pa.RecordBatch | pa.Table) -> None:
         views = views_of_batch(batch)
@@ -138,10 +140,22 @@ class Replayer:
                 picked[account] += 1
         if not chosen:
             return {}
-        matrix = self.embedder.embed([views[i].prompt for i in chosen])  # type: ignore[attr-defined]
+        # Templated and harvesting traffic sends the same prompt many times: embed each distinct
+        # prompt once (rows are pooled independently, so a prompt's vector does not depend on its
+        # batch) and remember a bounded number across batches.
+        prompts = dict.fromkeys(views[i].prompt for i in chosen)
+        known = {p: v for p in prompts if (v := self._vectors.get(p)) is not None}
+        missing = [p for p in prompts if p not in known]
+        if missing:
+            matrix = self.embedder.embed(missing)  # type: ignore[attr-defined]
+            fresh = dict(zip(missing, matrix, strict=True))
+            known.update(fresh)
+            if len(self._vectors) + len(fresh) > EMBED_MEMO:
+                self._vectors.clear()
+            self._vectors.update(fresh)
         for i in chosen:
             replays[i].embedded += 1
-        return {i: matrix[k] for k, i in enumerate(chosen)}
+        return {i: known[views[i].prompt] for i in chosen}
 
     @staticmethod
     def _keep_evidence(
