@@ -82,17 +82,30 @@ class RiskModel:
         >>> m = RiskModel(None, [], Thresholds(0.99, 0.9, 0.0005, 0.005, "doc"), {})
         >>> [round(float(v), 3) for v in m.scale(np.array([0.45, 0.9, 0.945, 0.99, 1.0]))]
         [0.3, 0.6, 0.75, 0.9, 1.0]
+        >>> tied = RiskModel(None, [], Thresholds(0.99, 0.99, 0.0005, 0.005, "doc"), {})
+        >>> [round(float(v), 3) for v in tied.scale(np.array([0.495, 0.989, 0.99, 0.995]))]
+        [0.3, 0.599, 0.9, 0.95]
         """
         t_d, t_s = self.thresholds.distiller, self.thresholds.suspicious
-        knots_p = [0.0, t_s, t_d, 1.0]
-        knots_r = [0.0, SUSPICIOUS_RISK, DISTILLER_RISK, 1.0]
-        if not 0.0 < t_s < t_d <= 1.0:
+        if not 0.0 < t_s <= t_d <= 1.0:
             raise ValueError(
-                f"risk model thresholds must satisfy 0 < suspicious < distiller <= 1: {t_s}, {t_d}"
+                f"risk model thresholds must satisfy 0 < suspicious <= distiller <= 1: {t_s}, {t_d}"
             )
-        if t_d == 1.0:  # nothing may reach 'distiller' through the model alone
-            knots_p, knots_r = knots_p[:3], knots_r[:3]
-        return np.interp(p, knots_p, knots_r)
+        p = np.asarray(p, dtype=float)
+        low = p / t_s * SUSPICIOUS_RISK
+        # equal thresholds (ties among the top benign risks) leave the model no review band
+        middle = (
+            SUSPICIOUS_RISK + (p - t_s) / (t_d - t_s) * (DISTILLER_RISK - SUSPICIOUS_RISK)
+            if t_d > t_s
+            else low
+        )
+        high = (
+            DISTILLER_RISK + (p - t_d) / (1.0 - t_d) * (1.0 - DISTILLER_RISK)
+            if t_d < 1.0
+            else np.full_like(p, DISTILLER_RISK)
+        )
+        scaled: np.ndarray = np.where(p < t_s, low, np.where(p < t_d, middle, high))
+        return np.clip(scaled, 0.0, 1.0)
 
     def explain(self, row: np.ndarray, top: int = 3) -> list[Reason]:
         """The features that pushed this account's risk up most, as reasons."""
