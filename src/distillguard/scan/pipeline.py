@@ -328,12 +328,25 @@ def cluster_outcomes(
         pooled = feature_vector(merged_window(members).features()).astype(np.float64)
         pooled_risk = float(scorer.risk(pooled.reshape(1, -1))[0])
         member_risks = [float(scored.own_risk[index[m.account_id]]) for m in members]
-        risk = max(pooled_risk, max(member_risks))
+        own_max = max(member_risks)
+        if own_max >= scorer.thresholds.suspicious:
+            risk = max(pooled_risk, own_max)
+        else:
+            # pooled behaviour alone (no member even suspicious on its own calls) sends the actor to
+            # human review, never to enforcement: a merged window of many quiet accounts is not a
+            # shape the model was trained on, and a false link would flag every member at once
+            risk = max(own_max, min(pooled_risk, float(np.nextafter(threshold, 0.0))))
         reasons = [
             Reason(
                 signal="linking:actor",
                 score=round(risk, 4),
-                detail=f"{len(cluster.accounts)} linked accounts scored together: pooled risk {pooled_risk:.3f}, "
+                detail=f"{len(cluster.accounts)} linked accounts scored together: pooled risk {pooled_risk:.3f}"
+                + (
+                    ""
+                    if own_max >= scorer.thresholds.suspicious
+                    else " (review only: no member suspicious alone)"
+                )
+                + ", "
                 f"highest member {max(member_risks):.3f}, members flagged on their own: "
                 f"{sum(r >= threshold for r in member_risks)}",
             )
