@@ -25,11 +25,15 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 
 
 class LazyGroup(click.Group):
+    """A click group whose subcommands are named in a table and imported only when invoked."""
+
+    table: dict[str, tuple[str, str]] = SUBCOMMANDS
+
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(set(super().list_commands(ctx)) | set(SUBCOMMANDS))
+        return sorted(set(super().list_commands(ctx)) | set(self.table))
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        entry = SUBCOMMANDS.get(cmd_name)
+        entry = self.table.get(cmd_name)
         if entry is None:
             return super().get_command(ctx, cmd_name)
         module_name, attr = entry[0].split(":")
@@ -37,7 +41,7 @@ class LazyGroup(click.Group):
         return command
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        rows = [(name, SUBCOMMANDS[name][1]) for name in sorted(SUBCOMMANDS)]
+        rows = [(name, self.table[name][1]) for name in sorted(self.table)]
         with formatter.section("Commands"):
             formatter.write_dl(rows)
 

@@ -3,12 +3,13 @@ BENCHMARKS and is loaded only when named, so `bench --help` stays cheap."""
 
 from __future__ import annotations
 
-import importlib
 import json
 from pathlib import Path
 from typing import Any
 
 import click
+
+from distillguard.cli import LazyGroup
 
 # name -> ("module:attribute" of a click command, one-line help)
 BENCHMARKS: dict[str, tuple[str, str]] = {
@@ -28,21 +29,8 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
 }
 
 
-class BenchGroup(click.Group):
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(set(super().list_commands(ctx)) | set(BENCHMARKS))
-
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        entry = BENCHMARKS.get(cmd_name)
-        if entry is None:
-            return super().get_command(ctx, cmd_name)
-        module_name, attr = entry[0].split(":")
-        command: Any = getattr(importlib.import_module(module_name), attr)
-        return command
-
-    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        with formatter.section("Commands"):
-            formatter.write_dl([(name, BENCHMARKS[name][1]) for name in sorted(BENCHMARKS)])
+class BenchGroup(LazyGroup):
+    table = BENCHMARKS
 
 
 @click.group(cls=BenchGroup)
