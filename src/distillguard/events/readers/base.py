@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import gzip
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
+
+T = TypeVar("T")
 
 GZIP_MAGIC = b"\x1f\x8b"
 
@@ -48,6 +50,23 @@ def open_lines(path: Path) -> Iterator[tuple[int, bytes]]:
                 yield number, raw.rstrip(b"\r\n")
     except (EOFError, OSError, zlib.error) as error:  # truncated or corrupt gzip stream
         raise UnreadableInput(f"{path}: cannot read past line {number}: {error}") from error
+
+
+def decoded_lines(path: Path, decode: Callable[[bytes], T]) -> Iterator[tuple[int, bytes, T] | Reject]:
+    """(line number, raw line, decoded value) for each line, or a Reject naming why it is unusable
+    (blank, invalid UTF-8, not the expected JSON shape): the loop every line-based reader shares."""
+    file = str(path)
+    for number, line in open_lines(path):
+        blank = blank_reason(line)
+        if blank:
+            yield Reject(file=file, line=number, reason=blank)
+            continue
+        try:
+            value = decode(line)
+        except (ValueError, UnicodeDecodeError) as error:  # msgspec errors are ValueErrors
+            yield Reject(file=file, line=number, reason=decode_error_reason(error))
+            continue
+        yield number, line, value
 
 
 class UnreadableInput(ValueError):

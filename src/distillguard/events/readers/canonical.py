@@ -10,9 +10,7 @@ from distillguard.events.model import CallEvent, event_decoder
 from distillguard.events.readers.base import (
     ReaderOptions,
     Reject,
-    blank_reason,
-    decode_error_reason,
-    open_lines,
+    decoded_lines,
 )
 
 
@@ -25,18 +23,11 @@ class CanonicalReader:
             yield from self._read_one(path)
 
     def _read_one(self, path: Path) -> Iterator[CallEvent | Reject]:
-        file = str(path)
-        decode = event_decoder.decode
-        for number, line in open_lines(path):
-            blank = blank_reason(line)
-            if blank:
-                yield Reject(file=file, line=number, reason=blank)
+        for item in decoded_lines(path, event_decoder.decode):
+            if isinstance(item, Reject):
+                yield item
                 continue
-            try:
-                event = decode(line)
-            except (ValueError, UnicodeDecodeError) as error:  # msgspec errors are ValueErrors
-                yield Reject(file=file, line=number, reason=decode_error_reason(error))
-                continue
+            _number, line, event = item
             # The spec says producers remove credentials; a reader cannot take that on trust.
             if may_hold_secret(line):
                 strip_credentials(event.request)

@@ -34,9 +34,7 @@ from distillguard.events.model import CallEvent, Client
 from distillguard.events.readers.base import (
     ReaderOptions,
     Reject,
-    blank_reason,
-    decode_error_reason,
-    open_lines,
+    decoded_lines,
     parse_ts,
 )
 
@@ -221,16 +219,11 @@ class LiteLLMReader:
     def read(self, paths: Sequence[Path], options: ReaderOptions) -> Iterator[CallEvent | Reject]:
         for path in paths:
             file = str(path)
-            for number, line in open_lines(path):
-                blank = blank_reason(line)
-                if blank:
-                    yield Reject(file=file, line=number, reason=blank)
+            for item in decoded_lines(path, _line_decoder.decode):
+                if isinstance(item, Reject):
+                    yield item
                     continue
-                try:
-                    row = _line_decoder.decode(line)
-                except (ValueError, UnicodeDecodeError) as error:
-                    yield Reject(file=file, line=number, reason=decode_error_reason(error))
-                    continue
+                number, _line, row = item
                 # A payload logged by a JSON logger may be wrapped: {"standard_logging_object": {...}}
                 inner = row.get("standard_logging_object")
                 if isinstance(inner, dict):

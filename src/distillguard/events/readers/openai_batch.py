@@ -30,8 +30,7 @@ from distillguard.events.model import CallEvent, Client
 from distillguard.events.readers.base import (
     ReaderOptions,
     Reject,
-    blank_reason,
-    decode_error_reason,
+    decoded_lines,
     open_lines,
     ts_from_epoch,
 )
@@ -124,16 +123,11 @@ class OpenAIBatchReader:
 
     def _index_inputs(self, path: Path, pending: dict[str, tuple[str, int, bytes]]) -> Iterator[Reject]:
         file = str(path)
-        for number, line in open_lines(path):
-            blank = blank_reason(line)
-            if blank:
-                yield Reject(file=file, line=number, reason=blank)
+        for item in decoded_lines(path, _request_decoder.decode):
+            if isinstance(item, Reject):
+                yield item
                 continue
-            try:
-                request = _request_decoder.decode(line)
-            except (ValueError, UnicodeDecodeError) as error:
-                yield Reject(file=file, line=number, reason=decode_error_reason(error))
-                continue
+            number, line, request = item
             if request.custom_id in pending:
                 first = pending[request.custom_id]
                 yield Reject(
@@ -146,16 +140,11 @@ class OpenAIBatchReader:
         self, path: Path, pending: dict[str, tuple[str, int, bytes]], account: str, clock: _BatchClock
     ) -> Iterator[CallEvent | Reject]:
         file = str(path)
-        for number, line in open_lines(path):
-            blank = blank_reason(line)
-            if blank:
-                yield Reject(file=file, line=number, reason=blank)
+        for item in decoded_lines(path, _output_decoder.decode):
+            if isinstance(item, Reject):
+                yield item
                 continue
-            try:
-                output = _output_decoder.decode(line)
-            except (ValueError, UnicodeDecodeError) as error:
-                yield Reject(file=file, line=number, reason=decode_error_reason(error))
-                continue
+            number, _line, output = item
             source = pending.pop(output.custom_id, None)
             if source is None:
                 yield Reject(file=file, line=number, reason="custom_id has no request in the input files")
