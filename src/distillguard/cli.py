@@ -17,6 +17,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("distillguard.demo:demo", "Run the whole loop on the bundled sample."),
     "serve": ("distillguard.gateway.cli:serve", "Run the OpenAI-compatible gateway that enforces live."),
     "replay": ("distillguard.gateway.cli:replay", "Run the live gateway engine over recorded calls."),
+    "cases": ("distillguard.cases.cli:cases", "Cases from scans and gateway flags; review users."),
+    "ui": ("distillguard.cases.cli:ui", "Serve the investigators' review UI."),
     "train": (
         "distillguard.train_cli:train",
         "Train the shipped models from the development corpora.",

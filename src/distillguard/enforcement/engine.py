@@ -17,8 +17,9 @@ from datetime import UTC, datetime
 import msgspec
 
 from distillguard.enforcement.policy import SEVERITY, Bucket, Policy, Rule
-from distillguard.enforcement.state import EnforcementState, StateUnavailable, ban_subject
+from distillguard.enforcement.state import Ban, EnforcementState, StateUnavailable, ban_subject
 from distillguard.events.call_view import CallView
+from distillguard.features.account_window import tls_asn_key
 from distillguard.signals.base import Signal, SignalResult
 
 log = logging.getLogger("distillguard.enforcement")
@@ -31,6 +32,9 @@ class Caller(msgspec.Struct, kw_only=True, frozen=True):
     key_id: str | None = None
     tier: str | None = None
     actor: str | None = None
+    # what billing knows of the account, as enforcement subjects (`payment:<fp>`, `signup_ip:<ip>`):
+    # matched against decided actors' indicators to hold a returning actor's new account
+    indicators: tuple[str, ...] = ()
 
 
 class Match(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -127,17 +131,14 @@ class LiveEngine:
         decision.reasoning = (
             "keep" if allowed_account and policy.reasoning.keep_for_allowed else policy.reasoning.action
         )
-        ban = self.state.banned(caller.account_id, caller.actor)
-        if ban is not None:
-            decision.action = "ban"
-            decision.notes.append(f"on the ban list as {ban.subject}: {ban.reason} (source {ban.source})")
-            return self._refuse(
-                decision,
-                403,
-                "permission_error",
-                "account_banned",
-                "This account has been suspended for violating the usage policy on model distillation.",
-            )
+        entry = self.state.banned(caller.account_id, caller.actor)
+        if entry is None and not allowed_account:
+            entry = await self._hold(caller, self._static_subjects(call, caller), decision)
+        if entry is not None and entry.action == "ban":
+            return self._refuse_listed(decision, entry)
+        if entry is not None and entry.action == "allow":
+            allowed_account = True
+            decision.notes.append(f"sanctioned by {entry.subject}: {entry.reason}")
         if not self.state.healthy and policy.fail_mode == "closed":
             decision.action = "block"
             decision.notes.append("shared state unreachable and fail_mode is closed")
@@ -178,6 +179,23 @@ class LiveEngine:
                     )
                     if SEVERITY[rule.action] > SEVERITY[action]:
                         action, fired = rule.action, rule
+        if entry is None and not allowed_account:
+            template = _template_subject(decision.signals)
+            if template is not None:
+                entry = await self._hold(caller, [template], decision)
+                if entry is not None and entry.action == "ban":
+                    return self._refuse_listed(decision, entry)
+        if entry is not None and entry.action == "throttle" and SEVERITY[action] < SEVERITY["throttle"]:
+            action = "throttle"
+            fired = Rule(
+                name="case_decision",
+                signal="case",
+                action="throttle",
+                min_score=0.0,
+                message="Too many requests from this account; slow down.",
+            )
+            decision.matches.append(Match(rule="case_decision", signal="case", score=1.0, action="throttle"))
+            decision.notes.append(f"throttled by {entry.subject}: {entry.reason}")
         verdict = self._throttled.get(caller.account_id)
         if verdict is not None and SEVERITY[action] < SEVERITY["throttle"]:
             action = "throttle"
@@ -203,7 +221,8 @@ class LiveEngine:
         if fired is None:
             return decision
         if action == "throttle":
-            by = caller.actor if policy.throttle.by == "actor" and caller.actor else caller.account_id
+            actor = caller.actor or (entry.actor if entry is not None else None)
+            by = actor if policy.throttle.by == "actor" and actor else caller.account_id
             if not await self._take("throttle:" + by, policy.throttle.bucket, decision):
                 decision.retry_after_s = 1.0 / policy.throttle.bucket.rate_per_s
                 return self._refuse(
@@ -246,6 +265,61 @@ class LiveEngine:
             )
         return decision  # flag: log only
 
+    def _refuse_listed(self, decision: Decision, entry: Ban) -> Decision:
+        decision.action = "ban"
+        decision.notes.append(f"on the ban list as {entry.subject}: {entry.reason} (source {entry.source})")
+        if entry.hold:
+            return self._refuse(
+                decision,
+                403,
+                "permission_error",
+                "account_held",
+                "This account is on hold pending a review of its link to a suspended account.",
+            )
+        return self._refuse(
+            decision,
+            403,
+            "permission_error",
+            "account_banned",
+            "This account has been suspended for violating the usage policy on model distillation.",
+        )
+
+    @staticmethod
+    def _static_subjects(call: CallView, caller: Caller) -> list[str]:
+        subjects = list(caller.indicators)
+        if call.client_tls_fingerprint and call.client_asn is not None:
+            subjects.append("tls_asn:" + tls_asn_key(call.client_tls_fingerprint, call.client_asn))
+        return subjects
+
+    async def _hold(self, caller: Caller, subjects: list[str], decision: Decision) -> Ban | None:
+        """Recidivism: an account matching a decided actor's indicator is held to that decision
+        (per the policy's `recidivism.kinds`), recorded as its own entry so that every replica
+        holds it and the case store opens a case linked to the actor's."""
+        kinds = self.policy.recidivism.kinds
+        match = self.state.indicator_match([s for s in subjects if s.split(":", 1)[0] in kinds])
+        if match is None or match.action == "allow":
+            return None
+        kind = match.subject.split(":", 1)[0]
+        action = "ban" if match.action == "ban" and kinds[kind] == "block" else "throttle"  # type: ignore[index]
+        hold = Ban(
+            subject=ban_subject("account", caller.account_id),
+            reason=f"shares {kind} with actor {match.actor or '?'} (case {match.case_id}); held pending review",
+            source="recidivism",
+            action=action,
+            actor=match.actor,
+            case_id=match.case_id,
+            hold=True,
+        )
+        if not decision.enforced:
+            decision.notes.append(f"shadow: would hold: {hold.reason}")
+            return None
+        try:
+            await self.state.put(hold)
+        except StateUnavailable as error:
+            decision.notes.append(f"hold not recorded: {error}")
+        decision.notes.append(f"held: {hold.reason}")
+        return hold
+
     async def _take(self, key: str, bucket: Bucket, decision: Decision) -> bool:
         try:
             return await self.state.take(key, bucket)
@@ -269,6 +343,15 @@ class LiveEngine:
 
     def record(self, caller: Caller, decision: Decision) -> None:
         self.state.count(caller.account_id, decision.action)
+
+
+def _template_subject(results: Sequence[SignalResult]) -> str | None:
+    for result in results:
+        if result.signal == "template":
+            for item in result.matched:
+                if item.startswith("fingerprint="):
+                    return "template:" + item[len("fingerprint=") :]
+    return None
 
 
 def load_signals(kind: str) -> list[Signal]:

@@ -93,6 +93,25 @@ class Accounts(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             raise ValueError("queue_max must be >= 1")
 
 
+class Recidivism(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A new account whose indicator matches a decided actor's enforcement entry is held to that
+    actor's decision, pending review: `block` refuses its calls (403 `account_held`), `throttle`
+    puts it in the actor's bucket. Per indicator kind, since a payment fingerprint is near-proof
+    and a prompt template is not (evaluation customers share public ones); a kind left out is not
+    matched at all."""
+
+    kinds: dict[
+        Literal["payment", "signup_ip", "tls_asn", "template", "system_prompt"], Literal["block", "throttle"]
+    ] = msgspec.field(
+        default_factory=lambda: {
+            "payment": "block",
+            "signup_ip": "block",
+            "tls_asn": "throttle",
+            "template": "throttle",
+        }
+    )
+
+
 class Policy(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     version: int = 1
     # shadow: every decision is computed and logged, none is enforced (measure false positives first)
@@ -112,6 +131,7 @@ class Policy(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     throttle: Throttle = msgspec.field(default_factory=Throttle)
     reasoning: Reasoning = msgspec.field(default_factory=Reasoning)
     accounts: Accounts = msgspec.field(default_factory=Accounts)
+    recidivism: Recidivism = msgspec.field(default_factory=Recidivism)
 
     def tier(self, name: str | None) -> Tier:
         found = self.tiers.get(name or self.default_tier)

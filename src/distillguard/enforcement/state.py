@@ -31,18 +31,37 @@ class StateUnavailable(RuntimeError):
 
 
 class Ban(msgspec.Struct, kw_only=True, omit_defaults=True):
-    """One entry of the ban list: `subject` is `account:<id>` or `actor:<id>`."""
+    """One enforcement entry. `subject` is `account:<id>`, `actor:<id>`, or an indicator of a
+    decided actor (`payment:<fingerprint>`, `signup_ip:<ip>`, `tls_asn:<fingerprint>@AS<n>`,
+    `template:<fingerprint>`). `action` is what a matching call gets: `ban` (403), `throttle`
+    (the actor's token bucket) or `allow` (sanctioned: rules do not act). An indicator entry never
+    acts on its own: a new account that matches one is *held* (`hold`: true on its own account
+    entry) to the actor's decision, pending review, under the policy's `recidivism` section."""
 
     subject: str
     reason: str
     source: str = "gateway"
     ts: float = 0.0
     lifted: bool = False
+    action: str = "ban"
+    actor: str | None = None  # the actor (case) whose decision this entry carries
+    case_id: int | None = None
+    hold: bool = False
+
+
+ACCOUNT_KINDS = ("account", "actor")
+# Indicator kinds an enforcement entry may be keyed by: the static identifiers of linking
+# (`linking.actor_cluster.STATIC_KINDS`) except raw IPs, which residential proxies share with
+# innocent users.
+INDICATOR_KINDS = ("payment", "signup_ip", "tls_asn", "template", "system_prompt")
+ENTRY_ACTIONS = ("ban", "throttle", "allow")
 
 
 def ban_subject(kind: str, ident: str) -> str:
-    if kind not in ("account", "actor"):
-        raise ValueError(f"ban subject kind must be 'account' or 'actor', not {kind!r}")
+    if kind not in ACCOUNT_KINDS and kind not in INDICATOR_KINDS:
+        raise ValueError(
+            f"ban subject kind must be one of {', '.join(ACCOUNT_KINDS + INDICATOR_KINDS)}, not {kind!r}"
+        )
     return f"{kind}:{ident}"
 
 
@@ -55,6 +74,9 @@ class EnforcementState(Protocol):
     def healthy(self) -> bool: ...
     def banned(self, account_id: str, actor: str | None) -> Ban | None: ...
     async def ban(self, subject: str, reason: str, source: str = "gateway") -> Ban: ...
+    async def put(self, entry: Ban) -> Ban: ...
+    def entries(self) -> list[Ban]: ...
+    def indicator_match(self, subjects: list[str]) -> Ban | None: ...
     async def lift(self, subject: str) -> None: ...
     async def take(self, key: str, bucket: Bucket) -> bool: ...
     def count(self, account_id: str, action: str) -> None: ...
@@ -83,6 +105,19 @@ class _BanCache:
         if found is None and actor:
             found = self.bans.get("actor:" + actor)
         return found
+
+    def indicator_match(self, subjects: list[str]) -> Ban | None:
+        """The first indicator entry among `subjects` (most specific first, as the caller orders)."""
+        if not self.bans:
+            return None
+        for subject in subjects:
+            found = self.bans.get(subject)
+            if found is not None:
+                return found
+        return None
+
+    def entries(self) -> list[Ban]:
+        return list(self.bans.values())
 
 
 _ban_decoder = msgspec.json.Decoder(Ban)
@@ -167,9 +202,19 @@ class MemoryState:
                 out.write(msgspec.json.encode(ban) + b"\n")
 
     async def ban(self, subject: str, reason: str, source: str = "gateway") -> Ban:
-        ban = Ban(subject=subject, reason=reason, source=source, ts=time.time())
-        self._append(ban)
-        return ban
+        return await self.put(Ban(subject=subject, reason=reason, source=source))
+
+    async def put(self, entry: Ban) -> Ban:
+        if not entry.ts:
+            entry.ts = time.time()
+        self._append(entry)
+        return entry
+
+    def entries(self) -> list[Ban]:
+        return self._cache.entries()
+
+    def indicator_match(self, subjects: list[str]) -> Ban | None:
+        return self._cache.indicator_match(subjects)
 
     async def lift(self, subject: str) -> None:
         self._append(Ban(subject=subject, reason="lifted", ts=time.time(), lifted=True))
@@ -332,9 +377,19 @@ class RedisState:
         self._cache.apply(ban)
 
     async def ban(self, subject: str, reason: str, source: str = "gateway") -> Ban:
-        ban = Ban(subject=subject, reason=reason, source=source, ts=time.time())
-        await self._publish(ban)
-        return ban
+        return await self.put(Ban(subject=subject, reason=reason, source=source))
+
+    async def put(self, entry: Ban) -> Ban:
+        if not entry.ts:
+            entry.ts = time.time()
+        await self._publish(entry)
+        return entry
+
+    def entries(self) -> list[Ban]:
+        return self._cache.entries()
+
+    def indicator_match(self, subjects: list[str]) -> Ban | None:
+        return self._cache.indicator_match(subjects)
 
     async def lift(self, subject: str) -> None:
         await self._publish(Ban(subject=subject, reason="lifted", ts=time.time(), lifted=True))

@@ -75,6 +75,7 @@ class GatewayConfig(msgspec.Struct, kw_only=True):
     read_timeout_s: float = 300.0
     trust_forwarded_for: bool = False
     tls_fingerprint_header: str | None = None
+    asn_header: str | None = None  # where the edge passes the client's autonomous system number
     access_log: bool = False
 
 
@@ -275,9 +276,17 @@ class Gateway:
         if self.config.tls_fingerprint_header:
             raw = headers.get(self.config.tls_fingerprint_header.lower().encode())
             fingerprint = raw.decode("latin-1") if raw else None
+        asn = None
+        if self.config.asn_header:
+            raw = headers.get(self.config.asn_header.lower().encode(), b"")
+            digits = raw.decode("latin-1").strip().upper().removeprefix("AS")
+            asn = int(digits) if digits.isdigit() and len(digits) < 11 else None
         agent = headers.get(b"user-agent")
         return Client(
-            ip=ip, user_agent=agent.decode("latin-1") if agent else None, tls_fingerprint=fingerprint
+            ip=ip,
+            asn=asn,
+            user_agent=agent.decode("latin-1") if agent else None,
+            tls_fingerprint=fingerprint,
         )
 
     def _authenticate(self, headers: dict[bytes, bytes]) -> Caller:
@@ -358,6 +367,7 @@ class Gateway:
                 client_ip=client.ip,
                 client_user_agent=client.user_agent,
                 client_tls_fingerprint=client.tls_fingerprint,
+                client_asn=client.asn,
                 endpoint=path,
                 **parts,
             )

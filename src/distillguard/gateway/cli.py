@@ -140,6 +140,11 @@ def setup_logging(level: str = "info") -> None:
     "--tls-fingerprint-header", default=None, help="Header in which the edge passes a JA3/JA4 fingerprint."
 )
 @click.option(
+    "--asn-header",
+    default=None,
+    help="Header in which the edge passes the client's ASN (TLS fingerprints are matched within an ASN).",
+)
+@click.option(
     "--access-log", is_flag=True, help="Log every call (otherwise only non-allow decisions and errors)."
 )
 @click.option("--log-level", default="info", show_default=True)
@@ -174,6 +179,7 @@ def serve(**options: Any) -> None:
         read_timeout_s=options["read_timeout"],
         trust_forwarded_for=options["trust_forwarded_for"],
         tls_fingerprint_header=options["tls_fingerprint_header"],
+        asn_header=options["asn_header"],
         access_log=options["access_log"],
     )
     common: dict[str, Any] = {

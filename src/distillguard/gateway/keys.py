@@ -26,6 +26,9 @@ class KeyEntry(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     key_id: str | None = None
     tier: str | None = None
     actor: str | None = None
+    # From billing and sign-up: a returning actor's new account is matched by these
+    payment_fingerprint: str | None = None
+    signup_ip: str | None = None
 
     def __post_init__(self) -> None:
         if len(self.sha256) != 64 or any(c not in "0123456789abcdef" for c in self.sha256):
@@ -47,7 +50,17 @@ class KeyTable:
 
     def __init__(self, entries: list[KeyEntry]) -> None:
         self._by_hash = {
-            e.sha256: Caller(account_id=e.account_id, key_id=e.key_id, tier=e.tier, actor=e.actor)
+            e.sha256: Caller(
+                account_id=e.account_id,
+                key_id=e.key_id,
+                tier=e.tier,
+                actor=e.actor,
+                indicators=tuple(
+                    f"{kind}:{value}"
+                    for kind, value in (("payment", e.payment_fingerprint), ("signup_ip", e.signup_ip))
+                    if value
+                ),
+            )
             for e in entries
         }
 

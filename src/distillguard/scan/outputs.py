@@ -39,10 +39,41 @@ def write_outputs(result: ScanResult, out: Path, *, source: str) -> dict[str, An
     with (out / "clusters.jsonl").open("w", encoding="utf-8") as f:
         for i in range(len(result.clusters)):
             f.write(json.dumps(cluster_record(result, i), sort_keys=True, ensure_ascii=False) + "\n")
+    write_evidence(result, out / "evidence.jsonl")
     summary = scan_summary(result, source)
     (out / "scan_summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     (out / "report.html").write_text(render_report(report_context(result, source, summary)), encoding="utf-8")
     return summary
+
+
+def write_evidence(result: ScanResult, path: Path) -> int:
+    """`evidence.jsonl`: for every account a reviewer may open (not benign, or in a cluster that is
+    not), its activity per day and hour, per-signal rates and sample calls; `cases import` reads it."""
+    wanted = {v.account_id for v in result.verdicts if v.verdict != "benign"}
+    for i, outcome in enumerate(result.clusters):
+        if _cluster_verdict(result, outcome.risk) != "benign":
+            wanted.update(result.clusters[i].cluster.accounts)
+    replays = result.replay.accounts
+    with path.open("w", encoding="utf-8") as f:
+        for account_id in sorted(wanted):
+            replay = replays.get(account_id)
+            if replay is None:
+                continue
+            features = replay.window.features()
+            record = {
+                "account_id": account_id,
+                "calls": replay.window.n,
+                "daily": dict(sorted(replay.daily_calls.items())),
+                "hours": [int(c) for c in replay.window.hour_of_day.counts],
+                "signal_rates": {
+                    name[: -len("_fire_rate")]: round(value, 4)
+                    for name, value in sorted(features.items())
+                    if name.endswith("_fire_rate") and value > 0
+                },
+                "examples": replay.examples,
+            }
+            f.write(json.dumps(record, sort_keys=True, ensure_ascii=False) + "\n")
+    return len(wanted)
 
 
 def scan_summary(result: ScanResult, source: str) -> dict[str, Any]:

@@ -182,6 +182,8 @@ def _example(view: CallView) -> dict[str, str]:
         "endpoint": view.endpoint,
         "system": view.system_prompt[:EXCERPT_CHARS],
         "prompt": view.prompt[:EXCERPT_CHARS],
+        "user_agent": (view.client_user_agent or "")[:EXCERPT_CHARS],
+        "end_user": (view.end_user or "")[:EXCERPT_CHARS],
     }
 
 

@@ -1,0 +1,1 @@
+"""Cases: the evidence on one actor (or account) that people review and decide on."""

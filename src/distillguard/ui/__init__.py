@@ -1,0 +1,1 @@
+"""The investigators' web interface over the case store."""
