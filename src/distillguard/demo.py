@@ -1,11 +1,14 @@
 """`distillguard demo`: the whole loop on the bundled sample, with the same commands a user runs.
 
 simulate labelled traffic (shipped prompts, test families) → ingest it into a call store → scan
-it → measure the verdicts against the labels next to two naive baselines → point at the report.
+it → measure the verdicts against the labels next to two naive baselines → open cases from the
+scan → serve the review UI on them (a user `demo` with a fresh password printed on the terminal).
 """
 
 from __future__ import annotations
 
+import os
+import secrets
 import shutil
 from pathlib import Path
 
@@ -31,8 +34,11 @@ def _run(args: list[str]) -> None:
     default=None,
     help="Development corpora instead of the shipped sample.",
 )
-def demo(out: Path, preset: str, seed: int, corpus: Path | None) -> None:
-    """Simulate, ingest, scan and measure on the bundled sample; write everything under --out."""
+@click.option("--serve/--no-serve", default=True, show_default=True, help="End by serving the review UI.")
+@click.option("--ui-port", default=8700, show_default=True, type=int)
+def demo(out: Path, preset: str, seed: int, corpus: Path | None, serve: bool, ui_port: int) -> None:
+    """Simulate, ingest, scan, measure and open cases on the bundled sample (everything under
+    --out), then serve the review UI on those cases."""
     if out.exists():
         shutil.rmtree(out)  # the demo owns this folder; a rerun starts clean
     sim, store, scan = out / "sim", out / "store", out / "scan"
@@ -55,3 +61,34 @@ def demo(out: Path, preset: str, seed: int, corpus: Path | None) -> None:
         ]
     )
     click.echo(f"\nReport: {(scan / 'report.html').resolve()} (open it in a browser)")
+    db = str(out / "cases.db")
+    _run(["cases", "import", "--db", db, "--scan", str(scan)])
+    # a password for this demo only, shown once on the terminal, never written to a file or log
+    os.environ["DISTILLGUARD_DEMO_PASSWORD"] = password = secrets.token_urlsafe(12)
+    _run(
+        [
+            "cases",
+            "add-user",
+            "demo",
+            "--role",
+            "admin",
+            "--db",
+            db,
+            "--password-env",
+            "DISTILLGUARD_DEMO_PASSWORD",
+        ]
+    )
+    del os.environ["DISTILLGUARD_DEMO_PASSWORD"]
+    ui_args = ["ui", "--db", db, "--port", str(ui_port), "--bans", str(out / "bans.jsonl")]
+    ui_args += ["--feedback-labels", str(out / "reviewed_labels.jsonl")]
+    click.secho(
+        f"\nReview UI: http://127.0.0.1:{ui_port}/  user: demo  password: {password}\n"
+        f"Decisions go to {out / 'bans.jsonl'}; a gateway enforces them with "
+        f"`distillguard serve --upstream URL --bans {out / 'bans.jsonl'}`.",
+        fg="green",
+    )
+    if serve:
+        click.echo("Serving until Ctrl-C.")
+        _run(ui_args)
+    else:
+        click.echo("Serve it with: distillguard " + " ".join(ui_args))

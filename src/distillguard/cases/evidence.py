@@ -270,6 +270,7 @@ def sync_holds(store: CaseStore, entries: list[Ban]) -> list[Upserted]:
         account_id = entry.subject.split(":", 1)[1]
         if store.cases_of_account(account_id):
             continue
+        linked = entry.case_id if entry.case_id is not None and store.exists(entry.case_id) else None
         out.append(
             store.upsert(
                 IncomingCase(
@@ -280,7 +281,7 @@ def sync_holds(store: CaseStore, entries: list[Ban]) -> list[Upserted]:
                     verdict="suspicious",
                     reasons=[{"signal": "recidivism", "score": 1.0, "detail": entry.reason}],
                     accounts=[IncomingAccount(account_id=account_id, verdict="suspicious", risk=1.0)],
-                    linked_case_id=entry.case_id,
+                    linked_case_id=linked,
                 )
             )
         )

@@ -321,7 +321,7 @@ class CaseStore:
                     "case_id": case_id,
                     "account_id": sample.account_id,
                     "event_id": sample.event_id,
-                    "ts": sample.ts,
+                    "ts": _utc(sample.ts),  # SQLite drops an offset without converting: store UTC
                     "endpoint": sample.endpoint,
                     "system": (sample.system or "")[:PROMPT_CHARS],
                     "prompt": sample.prompt[:PROMPT_CHARS],
@@ -344,7 +344,11 @@ class CaseStore:
         limit: int = 200,
     ) -> list[dict[str, Any]]:
         """Cases by descending risk. `status=None` means every status but merged."""
-        query = sa.select(cases).order_by(cases.c.risk.desc(), cases.c.case_id).limit(limit)
+        query = (
+            sa.select(cases)
+            .order_by(cases.c.risk.desc(), cases.c.n_accounts.desc(), cases.c.case_id)
+            .limit(limit)
+        )
         if status:
             if status not in STATUSES:
                 raise CaseStoreError(f"unknown status {status!r}; known: {', '.join(STATUSES)}")
@@ -393,6 +397,11 @@ class CaseStore:
                 )
             ]
             return out
+
+    def exists(self, case_id: int) -> bool:
+        with self.engine.connect() as conn:
+            found = conn.execute(sa.select(cases.c.case_id).where(cases.c.case_id == case_id)).first()
+        return found is not None
 
     def cases_of_account(self, account_id: str) -> list[int]:
         with self.engine.connect() as conn:
@@ -516,7 +525,7 @@ def _account_values(account: IncomingAccount) -> dict[str, Any]:
         "verdict": account.verdict,
         "calls": account.calls,
         "calls_to_flag": account.calls_to_flag,
-        "first_flagged_at": account.first_flagged_at,
+        "first_flagged_at": _utc(account.first_flagged_at),
         "reasons": account.reasons,
         "daily": account.daily,
         "hours": account.hours,
