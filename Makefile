@@ -44,7 +44,7 @@ test: lint typecheck unit
 # Benchmarks print numbers next to baselines measured in the same run; never part of `make test`.
 bench: $(STAMP) $(PEERS_STAMP)
 	$(BIN)/distillguard bench signals --corpus ../shared/data
-	$(BIN)/distillguard demo --preset default --seed 303 --corpus ../shared/data --out out/bench/detect
+	$(BIN)/distillguard demo --no-serve --preset default --seed 303 --corpus ../shared/data --out out/bench/detect
 	$(BIN)/distillguard bench scan --preset large
 	$(BIN)/distillguard bench gateway
 
