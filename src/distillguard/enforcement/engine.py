@@ -25,6 +25,11 @@ from distillguard.signals.base import Signal, SignalResult
 log = logging.getLogger("distillguard.enforcement")
 
 
+# Indicators an innocent account can share with an actor by using the same tools (a public prompt
+# template, a common HTTP client in the same cloud): they hold only accounts opened after the ban.
+BEHAVIOURAL_KINDS = frozenset({"template", "tls_asn", "system_prompt"})
+
+
 class Caller(msgspec.Struct, kw_only=True, frozen=True):
     """Who is calling, as the keys file says: the key's account, tier and linked actor."""
 
@@ -35,6 +40,9 @@ class Caller(msgspec.Struct, kw_only=True, frozen=True):
     # what billing knows of the account, as enforcement subjects (`payment:<fp>`, `signup_ip:<ip>`):
     # matched against decided actors' indicators to hold a returning actor's new account
     indicators: tuple[str, ...] = ()
+    # when the account was opened (epoch seconds), if the keys file says: behavioural indicators
+    # (templates, TLS within an ASN) hold only accounts opened after the decision
+    created_ts: float | None = None
 
 
 class Match(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -300,6 +308,9 @@ class LiveEngine:
         if match is None or match.action == "allow":
             return None
         kind = match.subject.split(":", 1)[0]
+        if kind in BEHAVIOURAL_KINDS and (caller.created_ts is None or caller.created_ts < match.ts):
+            # an existing customer who uses the same public template is not a returning actor
+            return None
         action = "ban" if match.action == "ban" and kinds[kind] == "block" else "throttle"  # type: ignore[index]
         hold = Ban(
             subject=ban_subject("account", caller.account_id),

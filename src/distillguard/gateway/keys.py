@@ -8,6 +8,7 @@ useless and lets one hash per request find the caller. Make an entry with
 from __future__ import annotations
 
 import hashlib
+from datetime import datetime
 from pathlib import Path
 
 import msgspec
@@ -29,6 +30,7 @@ class KeyEntry(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # From billing and sign-up: a returning actor's new account is matched by these
     payment_fingerprint: str | None = None
     signup_ip: str | None = None
+    created_at: datetime | None = None  # ISO 8601; behavioural indicators hold only newer accounts
 
     def __post_init__(self) -> None:
         if len(self.sha256) != 64 or any(c not in "0123456789abcdef" for c in self.sha256):
@@ -60,6 +62,7 @@ class KeyTable:
                     for kind, value in (("payment", e.payment_fingerprint), ("signup_ip", e.signup_ip))
                     if value
                 ),
+                created_ts=e.created_at.timestamp() if e.created_at else None,
             )
             for e in entries
         }

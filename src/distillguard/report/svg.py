@@ -112,11 +112,13 @@ def graph(nodes: Sequence[tuple[str, str]], edges: Sequence[tuple[str, str, str]
         return "<p>No accounts.</p>"
     ids = sorted({n for n, _ in nodes})
     verdict = dict(nodes)
-    r = size / 2 - 40
+    r = size / 2 - 70  # room for the labels
     c = size / 2
     n = len(ids)
     pos = {
         node: (c + r * math.cos(2 * math.pi * i / n), c + r * math.sin(2 * math.pi * i / n))
+        if n > 1
+        else (c, c)
         for i, node in enumerate(ids)
     }
     kinds = sorted({k for _, _, k in edges})
