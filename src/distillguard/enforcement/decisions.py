@@ -96,11 +96,21 @@ async def deliver(state: EnforcementState, decided: Plan) -> None:
 
 def write_feedback(path: Path, case: dict[str, Any]) -> int:
     """Cleared accounts as `labels.jsonl` lines (the events spec's Label: benign, tactic
-    `cleared_by_review`), appended for the next `distillguard train` data set; who cleared them and
-    why is in the case's audit log."""
+    `cleared_by_review`), appended for the next `distillguard train` data set; an account already
+    in the file is not repeated (a labels file lists each account once). Who cleared them and why
+    is in the case's audit log. Returns how many lines were added."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    known: set[str] = set()
+    if path.exists():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                known.add(json.loads(line)["account_id"])
+    added = 0
     with path.open("a", encoding="utf-8") as out:
         for account in case["accounts"]:
+            if account["account_id"] in known:
+                continue
+            known.add(account["account_id"])
             record = {
                 "account_id": account["account_id"],
                 "label": "benign",
@@ -108,4 +118,5 @@ def write_feedback(path: Path, case: dict[str, Any]) -> int:
                 "tactic": "cleared_by_review",
             }
             out.write(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n")
-    return len(case["accounts"])
+            added += 1
+    return added

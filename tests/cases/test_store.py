@@ -1,0 +1,574 @@
+"""The case store's conformance suite, run unchanged against SQLite and a real PostgreSQL.
+
+PostgreSQL is `postgresql://postgres@127.0.0.1:5432/` (or DISTILLGUARD_TEST_POSTGRES, any database
+on the server): this module creates its own database `dg_test_<random>` and drops it afterwards,
+and every test starts from an empty `public` schema. An unreachable server fails the PostgreSQL
+tests; set DISTILLGUARD_NO_POSTGRES=1 to skip them instead.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from distillguard.cases.schema import SCHEMA_VERSION, schema_version
+from distillguard.cases.store import (
+    MIN_JUSTIFICATION,
+    PROMPT_CHARS,
+    ROLES,
+    SAMPLES_PER_ACCOUNT,
+    CaseStore,
+    CaseStoreError,
+    IncomingAccount,
+    IncomingCase,
+    IncomingSample,
+    engine_url,
+    redact_url,
+)
+
+PG_SERVER = os.environ.get("DISTILLGUARD_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
+NO_POSTGRES = os.environ.get("DISTILLGUARD_NO_POSTGRES") == "1"
+JUSTIFIED = "payment fingerprint shared by all five accounts"
+
+
+def _server_engine() -> sa.Engine:
+    return sa.create_engine(engine_url(PG_SERVER), isolation_level="AUTOCOMMIT", future=True)
+
+
+@pytest.fixture(scope="module")
+def pg_database() -> Iterator[str]:
+    """A database of its own for this module, dropped at the end."""
+    if NO_POSTGRES:
+        pytest.skip("DISTILLGUARD_NO_POSTGRES=1")
+    server = _server_engine()
+    name = "dg_test_" + secrets.token_hex(6)
+    try:
+        with server.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    except sa.exc.OperationalError as error:
+        server.dispose()
+        pytest.fail(
+            f"PostgreSQL at {redact_url(PG_SERVER)} is unreachable ({error.orig}); start it, or set "
+            "DISTILLGUARD_NO_POSTGRES=1 to skip the PostgreSQL half of this suite"
+        )
+    url = sa.engine.make_url(engine_url(PG_SERVER)).set(database=name).render_as_string(hide_password=False)
+    try:
+        yield url
+    finally:
+        with server.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        server.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield "sqlite:///" + str(tmp_path / "cases.db")
+        return
+    database: str = request.getfixturevalue("pg_database")
+    engine = sa.create_engine(database, isolation_level="AUTOCOMMIT", future=True)
+
+    def empty() -> None:
+        with engine.connect() as conn:
+            conn.execute(sa.text("DROP SCHEMA public CASCADE"))
+            conn.execute(sa.text("CREATE SCHEMA public"))
+
+    empty()
+    try:
+        yield database
+    finally:
+        empty()
+        engine.dispose()
+
+
+@pytest.fixture
+def store(url: str) -> Iterator[CaseStore]:
+    opened = CaseStore.open(url)
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+def account(account_id: str, **kw: Any) -> IncomingAccount:
+    return IncomingAccount(account_id=account_id, **kw)
+
+
+def actor_case(ids: list[str], **kw: Any) -> IncomingCase:
+    kw.setdefault("risk", 0.9)
+    kw.setdefault("verdict", "distiller")
+    return IncomingCase(
+        kind="actor",
+        source="scan",
+        title=f"actor of {len(ids)}",
+        accounts=[account(a, calls=10) for a in ids],
+        **kw,
+    )
+
+
+def account_case(account_id: str, **kw: Any) -> IncomingCase:
+    kw.setdefault("risk", 0.5)
+    kw.setdefault("verdict", "suspicious")
+    return IncomingCase(
+        kind="account", source="scan", title=f"account {account_id}", accounts=[account(account_id)], **kw
+    )
+
+
+def sample(account_id: str, event_id: str, prompt: str = "hi", **kw: Any) -> IncomingSample:
+    return IncomingSample(account_id=account_id, event_id=event_id, prompt=prompt, **kw)
+
+
+# ---- URLs ------------------------------------------------------------------------------------
+def test_engine_url_and_redaction() -> None:
+    assert engine_url("/tmp/x.db") == "sqlite:////tmp/x.db"
+    assert engine_url("postgresql://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert engine_url("postgres://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert "hunter2" not in redact_url("postgresql://u:hunter2@h/db")
+
+
+# ---- migrations ------------------------------------------------------------------------------
+def test_migrate_is_idempotent_and_records_versions(url: str) -> None:
+    store = CaseStore(url)
+    try:
+        assert store.version() == 0
+        assert store.migrate() == SCHEMA_VERSION
+        assert store.version() == SCHEMA_VERSION
+        assert store.migrate() == 0
+        assert store.version() == SCHEMA_VERSION
+        with store.engine.connect() as conn:
+            rows = conn.execute(sa.select(schema_version).order_by(schema_version.c.version)).all()
+            tables = set(sa.inspect(conn).get_table_names())
+        assert [r.version for r in rows] == list(range(1, SCHEMA_VERSION + 1))
+        assert all(r.applied_at is not None for r in rows)
+        assert {"cases", "case_accounts", "samples", "audit_log", "users", "schema_version"} <= tables
+    finally:
+        store.close()
+    # a second process opening the same database applies nothing and sees the data
+    again = CaseStore.open(url)
+    try:
+        assert again.migrate() == 0
+        assert again.queue() == []
+    finally:
+        again.close()
+
+
+def test_refuses_a_database_newer_than_the_code(url: str) -> None:
+    store = CaseStore.open(url)
+    try:
+        with store.engine.begin() as conn:
+            conn.execute(
+                sa.insert(schema_version).values(version=SCHEMA_VERSION + 1, applied_at=datetime.now(UTC))
+            )
+        with pytest.raises(CaseStoreError, match="newer"):
+            store.migrate()
+        with pytest.raises(CaseStoreError, match="newer"):
+            CaseStore.open(url)
+    finally:
+        store.close()
+
+
+# ---- upsert ----------------------------------------------------------------------------------
+def test_upsert_creates_then_updates_without_duplicating(store: CaseStore) -> None:
+    first = store.upsert(actor_case(["a", "b"], cluster_id="c1"))
+    assert first.created and first.new_accounts == ["a", "b"] and first.status == "open"
+    case = store.case(first.case_id)
+    assert (case["revision"], case["n_accounts"], case["n_calls"]) == (1, 2, 20)
+    assert case["kind"] == "actor" and case["cluster_id"] == "c1" and case["status"] == "open"
+
+    second = store.upsert(actor_case(["a", "b", "c"], cluster_id="c7", risk=0.95))
+    assert second.case_id == first.case_id
+    assert not second.created
+    assert second.new_accounts == ["c"]
+    case = store.case(first.case_id)
+    assert case["revision"] == 2
+    assert case["n_accounts"] == 3
+    assert case["cluster_id"] == "c7"
+    assert case["risk"] == pytest.approx(0.95)
+    assert sorted(a["account_id"] for a in case["accounts"]) == ["a", "b", "c"]
+    assert [c["case_id"] for c in store.queue(status=None)] == [first.case_id]
+    assert store.cases_of_account("c") == [first.case_id]
+
+    # the same evidence again: an update, nothing new
+    third = store.upsert(actor_case(["a", "b", "c"]))
+    assert (third.case_id, third.created, third.new_accounts) == (first.case_id, False, [])
+    assert store.case(first.case_id)["revision"] == 3
+    actions = [e["action"] for e in reversed(store.audit(first.case_id))]
+    assert actions == ["opened", "evidence", "evidence"]
+
+
+def test_upsert_updates_account_rows(store: CaseStore) -> None:
+    case_id = store.upsert(actor_case(["a", "b"])).case_id
+    store.upsert(
+        IncomingCase(
+            kind="actor",
+            source="scan",
+            title="actor",
+            accounts=[account("a", calls=50, risk=0.8, verdict="distiller"), account("b", calls=1)],
+        )
+    )
+    rows = {a["account_id"]: a for a in store.case(case_id)["accounts"]}
+    assert rows["a"]["calls"] == 50 and rows["a"]["verdict"] == "distiller"
+    assert store.case(case_id)["n_calls"] == 51
+
+
+def test_upsert_rejects_bad_input(store: CaseStore) -> None:
+    with pytest.raises(CaseStoreError, match="kind"):
+        store.upsert(IncomingCase(kind="cluster", source="scan", title="x", accounts=[account("a")]))
+    with pytest.raises(CaseStoreError, match="no accounts"):
+        store.upsert(IncomingCase(kind="actor", source="scan", title="x", accounts=[]))
+    assert store.queue(status=None) == []
+
+
+def test_account_case_grows_into_an_actor_case(store: CaseStore) -> None:
+    case_id = store.upsert(account_case("a")).case_id
+    assert store.case(case_id)["kind"] == "account"
+    again = store.upsert(actor_case(["a", "b"]))
+    assert again.case_id == case_id and again.new_accounts == ["b"]
+    assert store.case(case_id)["kind"] == "actor"
+
+
+def test_overlap_folds_an_open_account_case_into_the_actor_case(store: CaseStore) -> None:
+    actor = store.upsert(actor_case(["a", "b"], samples=[sample("a", "e-a1")])).case_id
+    lone = store.upsert(account_case("c", samples=[sample("c", "e-c1"), sample("c", "e-c2")])).case_id
+    assert lone != actor
+
+    result = store.upsert(actor_case(["a", "b", "c"], samples=[sample("c", "e-c2"), sample("c", "e-c3")]))
+    assert result.case_id == actor
+    assert not result.created
+
+    folded = store.case(lone)
+    assert folded["status"] == "merged"
+    assert folded["linked_case_id"] == actor
+    assert folded["accounts"] == [] and folded["samples"] == []
+    assert (folded["n_accounts"], folded["n_calls"]) == (0, 0)
+    assert "merged" in [e["action"] for e in folded["audit"]]
+
+    merged = store.case(actor)
+    assert sorted(a["account_id"] for a in merged["accounts"]) == ["a", "b", "c"]
+    assert sorted(s["event_id"] for s in merged["samples"]) == ["e-a1", "e-c1", "e-c2", "e-c3"]
+    assert merged["n_accounts"] == 3
+    # merged cases leave the queue, also with `status=None`; asked for by name they are listed
+    assert [c["case_id"] for c in store.queue(status=None)] == [actor]
+    assert [c["case_id"] for c in store.queue(status="merged")] == [lone]
+    assert store.queue(account="c", status=None)[0]["case_id"] == actor
+
+
+def test_overlap_leaves_decided_cases_alone(store: CaseStore) -> None:
+    actor = store.upsert(actor_case(["a", "b"])).case_id
+    lone = store.upsert(account_case("c")).case_id
+    store.decide(lone, "rev", "clear", "benign researcher, checked with sales", {})
+    store.upsert(actor_case(["a", "b", "c"]))
+    assert store.case(lone)["status"] == "cleared"
+    assert [a["account_id"] for a in store.case(lone)["accounts"]] == ["c"]
+    assert sorted(a["account_id"] for a in store.case(actor)["accounts"]) == ["a", "b", "c"]
+
+
+def test_gateway_evidence_keeps_the_scan_verdict_and_raises_risk_only(store: CaseStore) -> None:
+    case_id = store.upsert(account_case("a", risk=0.6, verdict="distiller")).case_id
+    gateway = IncomingCase(
+        kind="account", source="gateway", title="gw", accounts=[account("a")], risk=0.3, verdict="suspicious"
+    )
+    store.upsert(gateway)
+    case = store.case(case_id)
+    assert case["risk"] == pytest.approx(0.6) and case["verdict"] == "distiller"
+    gateway.risk = 0.99
+    store.upsert(gateway)
+    assert store.case(case_id)["risk"] == pytest.approx(0.99)
+
+
+# ---- samples ---------------------------------------------------------------------------------
+def test_samples_dedup_by_event_id(store: CaseStore) -> None:
+    case_id = store.upsert(actor_case(["a", "b"], samples=[sample("a", "e1"), sample("a", "e1")])).case_id
+    store.upsert(actor_case(["a", "b"], samples=[sample("a", "e1"), sample("b", "e2")]))
+    assert sorted(s["event_id"] for s in store.case(case_id)["samples"]) == ["e1", "e2"]
+
+
+def test_samples_are_capped_per_account(store: CaseStore) -> None:
+    many = [sample("a", f"a{i}") for i in range(SAMPLES_PER_ACCOUNT + 3)] + [sample("b", "b0")]
+    case_id = store.upsert(actor_case(["a", "b"], samples=many)).case_id
+    store.upsert(actor_case(["a", "b"], samples=[sample("a", "later"), sample("b", "b1")]))
+    rows = store.case(case_id)["samples"]
+    per_account = {acct: [s["event_id"] for s in rows if s["account_id"] == acct] for acct in ("a", "b")}
+    assert len(per_account["a"]) == SAMPLES_PER_ACCOUNT
+    assert "later" not in per_account["a"]  # the first ones are kept
+    assert sorted(per_account["b"]) == ["b0", "b1"]
+
+
+def test_sample_text_is_truncated(store: CaseStore) -> None:
+    long = "x" * (PROMPT_CHARS + 500)
+    case_id = store.upsert(
+        actor_case(
+            ["a", "b"],
+            samples=[sample("a", "e1", long, system="s" * (PROMPT_CHARS + 1), user_agent="u" * 900)],
+        )
+    ).case_id
+    [row] = store.case(case_id)["samples"]
+    assert row["prompt"] == "x" * PROMPT_CHARS
+    assert len(row["system"]) == PROMPT_CHARS
+    assert len(row["user_agent"]) == 500
+    assert row["end_user"] is None
+
+
+# ---- the queue -------------------------------------------------------------------------------
+def test_queue_order_and_filters(store: CaseStore) -> None:
+    high = store.upsert(actor_case(["h1", "h2"], risk=0.95, verdict="distiller")).case_id
+    mid_small = store.upsert(account_case("m1", risk=0.7, verdict="suspicious")).case_id
+    mid_big = store.upsert(actor_case(["m2", "m3", "m4"], risk=0.7, verdict="suspicious")).case_id
+    low = store.upsert(account_case("l1", risk=0.2, verdict="suspicious")).case_id
+    decided = store.upsert(actor_case(["d1", "d2"], risk=0.99)).case_id
+    store.decide(decided, "rev", "ban", JUSTIFIED, {})
+
+    def ids(**kw: Any) -> list[int]:
+        return [c["case_id"] for c in store.queue(**kw)]
+
+    # by risk, then by size (bigger actors first), then oldest first
+    assert ids() == [high, mid_big, mid_small, low]
+    assert ids(status=None) == [decided, high, mid_big, mid_small, low]
+    assert ids(status="banned") == [decided]
+    assert ids(status="cleared") == []
+    assert ids(verdict="distiller") == [high]
+    assert ids(verdict="suspicious", min_risk=0.5) == [mid_big, mid_small]
+    assert ids(min_risk=0.7) == [high, mid_big, mid_small]
+    assert ids(account="m3") == [mid_big]
+    assert ids(account="d1") == []
+    assert ids(account="d1", status=None) == [decided]
+    assert ids(account="nobody", status=None) == []
+    assert ids(limit=2) == [high, mid_big]
+    with pytest.raises(CaseStoreError, match="unknown status"):
+        store.queue(status="pending")
+
+
+def test_unknown_case(store: CaseStore) -> None:
+    with pytest.raises(CaseStoreError, match="no case 999"):
+        store.case(999)
+    assert not store.exists(999)
+    assert store.exists(store.upsert(account_case("a")).case_id)
+
+
+# ---- decisions -------------------------------------------------------------------------------
+def test_decide_requires_a_justification_and_a_known_action(store: CaseStore) -> None:
+    case_id = store.upsert(actor_case(["a", "b"])).case_id
+    for short in ("", "too short", " " * 20 + "abc" + " " * 20):
+        with pytest.raises(CaseStoreError, match="justification"):
+            store.decide(case_id, "rev", "ban", short, {})
+    with pytest.raises(CaseStoreError, match="decision must be one of"):
+        store.decide(case_id, "rev", "delete", JUSTIFIED, {})
+    assert store.case(case_id)["status"] == "open"
+    assert [e["action"] for e in store.audit(case_id)] == ["opened"]
+    # exactly the minimum is enough (after stripping)
+    assert store.decide(case_id, "rev", "throttle", "  " + "j" * MIN_JUSTIFICATION + "  ", {}) == {
+        "case_id": case_id,
+        "status": "throttled",
+    }
+
+
+@pytest.mark.parametrize(
+    ("action", "status"),
+    [("ban", "banned"), ("throttle", "throttled"), ("allow", "allowed"), ("clear", "cleared")],
+)
+def test_decide_sets_status_and_writes_audit(store: CaseStore, action: str, status: str) -> None:
+    case_id = store.upsert(actor_case(["a", "b"])).case_id
+    detail = {"entries": ["ban account:a", "ban payment:pf-1"], "n_entries": 2}
+    assert store.decide(case_id, "alice", action, "  " + JUSTIFIED + "\n", detail)["status"] == status
+    case = store.case(case_id)
+    assert case["status"] == status
+    latest = case["audit"][0]
+    assert latest["actor_user"] == "alice"
+    assert latest["action"] == action
+    assert latest["justification"] == JUSTIFIED
+    assert latest["detail"] == detail
+    assert latest["case_id"] == case_id
+    # a decided case can be decided again (a ban lifted to clear, say)
+    store.decide(case_id, "bob", "clear", "appeal upheld by trust and safety", {})
+    assert store.case(case_id)["status"] == "cleared"
+
+
+def test_decide_refuses_unknown_and_merged_cases(store: CaseStore) -> None:
+    with pytest.raises(CaseStoreError, match="no open or decided case"):
+        store.decide(12345, "rev", "ban", JUSTIFIED, {})
+    store.upsert(actor_case(["a", "b"]))
+    lone = store.upsert(account_case("c")).case_id
+    store.upsert(actor_case(["a", "b", "c"]))
+    with pytest.raises(CaseStoreError, match="no open or decided case"):
+        store.decide(lone, "rev", "ban", JUSTIFIED, {})
+    assert store.case(lone)["status"] == "merged"
+
+
+def test_audit_entries_are_never_modified(store: CaseStore) -> None:
+    a = store.upsert(actor_case(["a", "b"])).case_id
+    store.decide(a, "alice", "ban", JUSTIFIED, {"n": 1})
+    store.note("bob", "login", {"ip": "10.0.0.1"})
+    before = store.audit()
+    assert len(before) == 3
+
+    # more of everything that writes: evidence, folding, decisions, users, notes
+    lone = store.upsert(account_case("c")).case_id
+    store.upsert(actor_case(["a", "b", "c"]))
+    store.decide(a, "carol", "clear", "appeal upheld after review", {"n": 2})
+    store.add_user("dave", "correct horse battery", "viewer")
+    store.add_user("dave", "correct horse battery", "admin")
+    store.note("system", "hold", {"account": "z"}, case_id=lone)
+
+    after = store.audit()
+    by_id = {e["entry_id"]: e for e in after}
+    for entry in before:
+        assert by_id[entry["entry_id"]] == entry
+    ids = [e["entry_id"] for e in after]
+    assert ids == sorted(ids, reverse=True)  # newest first
+    assert len(after) == len(set(ids)) == len(before) + 7
+    assert store.audit(limit=2) == after[:2]
+    assert {e["case_id"] for e in store.audit(a)} == {a}
+
+
+# ---- users -----------------------------------------------------------------------------------
+def test_users_authenticate_by_argon2(store: CaseStore) -> None:
+    store.add_user("alice", "s3cret-passphrase", "investigator")
+    assert store.authenticate("alice", "s3cret-passphrase") == "investigator"
+    assert store.authenticate("alice", "s3cret-passphrasE") is None
+    assert store.authenticate("alice", "") is None
+    assert store.authenticate("ALICE", "s3cret-passphrase") is None
+    assert store.authenticate("mallory", "s3cret-passphrase") is None
+
+    from distillguard.cases.schema import users
+
+    with store.engine.connect() as conn:
+        digest = conn.execute(
+            sa.select(users.c.password_hash).where(users.c.username == "alice")
+        ).scalar_one()
+    assert digest.startswith("$argon2id$")
+    assert "s3cret-passphrase" not in digest
+
+    listed = store.users()
+    assert [u["username"] for u in listed] == ["alice"]
+    assert listed[0]["role"] == "investigator"
+    assert "password_hash" not in listed[0]
+
+    # replacing a user changes the password and role, and keeps one row
+    store.add_user("alice", "another-passphrase", "admin")
+    assert store.authenticate("alice", "s3cret-passphrase") is None
+    assert store.authenticate("alice", "another-passphrase") == "admin"
+    assert len(store.users()) == 1
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_each_role_is_accepted(store: CaseStore, role: str) -> None:
+    store.add_user("u-" + role, "long enough password", role)
+    assert store.authenticate("u-" + role, "long enough password") == role
+
+
+@pytest.mark.parametrize(
+    ("username", "password", "role", "message"),
+    [
+        ("alice", "long enough password", "root", "role must be one of"),
+        ("alice", "long enough password", "Admin", "role must be one of"),
+        ("", "long enough password", "viewer", "username"),
+        ("a" * 101, "long enough password", "viewer", "username"),
+        ("ali\nce", "long enough password", "viewer", "username"),
+        ("alice", "short", "viewer", "password"),
+    ],
+)
+def test_add_user_validates(store: CaseStore, username: str, password: str, role: str, message: str) -> None:
+    with pytest.raises(CaseStoreError, match=message):
+        store.add_user(username, password, role)
+    assert store.users() == []
+
+
+# ---- values round trip -----------------------------------------------------------------------
+def test_json_fields_round_trip(store: CaseStore) -> None:
+    reasons = [
+        {"signal": "template", "score": 0.93, "detail": "shared template «résumé» 🤖", "adjustments": []},
+        {"signal": "cot_extraction", "score": 1.0, "detail": "x", "nested": {"k": [1, 2.5, None, True]}},
+    ]
+    indicators = {"payment": ["pf-1", "pf-2"], "signup_ip": ["203.0.113.7"], "tls_asn": ["ja3@AS64500"]}
+    edges = [{"a": "a", "b": "b", "kind": "payment", "weight": 1.0}]
+    acct = account(
+        "a",
+        calls=3,
+        reasons=reasons[:1],
+        daily={"2025-01-01": 2, "2025-01-02": 1},
+        hours=list(range(24)),
+        signal_rates={"template": 0.5, "cot_extraction": 0.25},
+    )
+    case_id = store.upsert(
+        IncomingCase(
+            kind="actor",
+            source="scan",
+            title="t",
+            accounts=[acct, account("b")],
+            reasons=reasons,
+            indicators=indicators,
+            edges=edges,
+        )
+    ).case_id
+    case = store.case(case_id)
+    assert case["reasons"] == reasons
+    assert case["indicators"] == indicators
+    assert case["edges"] == edges
+    row = next(a for a in case["accounts"] if a["account_id"] == "a")
+    assert row["reasons"] == reasons[:1]
+    assert row["daily"] == {"2025-01-01": 2, "2025-01-02": 1}
+    assert row["hours"] == list(range(24))
+    assert row["signal_rates"] == {"template": 0.5, "cot_extraction": 0.25}
+    assert store.queue()[0]["indicators"] == indicators
+
+    # indicators merge (union, in order) across updates; empty reasons/edges keep the old ones
+    store.upsert(
+        IncomingCase(
+            kind="actor",
+            source="scan",
+            title="t",
+            accounts=[account("a"), account("b")],
+            indicators={"payment": ["pf-2", "pf-3"], "template": ["tpl-9"]},
+        )
+    )
+    case = store.case(case_id)
+    assert case["indicators"] == {**indicators, "payment": ["pf-1", "pf-2", "pf-3"], "template": ["tpl-9"]}
+    assert case["reasons"] == reasons
+    assert case["edges"] == edges
+
+
+def _aware_utc(value: datetime | None) -> None:
+    assert value is not None
+    assert value.tzinfo is not None
+    assert value.utcoffset() == timedelta(0)
+
+
+def test_timestamps_come_back_timezone_aware_utc(store: CaseStore) -> None:
+    before = datetime.now(UTC) - timedelta(seconds=5)
+    plus_two = timezone(timedelta(hours=2))
+    flagged = datetime(2025, 3, 1, 14, 30, 0, tzinfo=plus_two)
+    seen = datetime(2025, 3, 1, 9, 15, 0, tzinfo=UTC)
+    case_id = store.upsert(
+        IncomingCase(
+            kind="actor",
+            source="scan",
+            title="t",
+            accounts=[account("a", first_flagged_at=flagged), account("b")],
+            samples=[sample("a", "e1", ts=seen), sample("a", "e2", ts=flagged)],
+        )
+    ).case_id
+    store.decide(case_id, "alice", "ban", JUSTIFIED, {})
+    store.add_user("alice", "long enough password", "admin")
+    case = store.case(case_id)
+    for key in ("created_at", "updated_at"):
+        _aware_utc(case[key])
+        assert before <= case[key] <= datetime.now(UTC) + timedelta(seconds=5)
+    row = next(a for a in case["accounts"] if a["account_id"] == "a")
+    _aware_utc(row["first_flagged_at"])
+    assert row["first_flagged_at"] == flagged  # the same instant, whatever offset it came with
+    assert next(a for a in case["accounts"] if a["account_id"] == "b")["first_flagged_at"] is None
+    by_event = {s["event_id"]: s["ts"] for s in case["samples"]}
+    for value in by_event.values():
+        _aware_utc(value)
+    assert by_event == {"e1": seen, "e2": flagged}
+    for entry in store.audit():
+        _aware_utc(entry["ts"])
+    _aware_utc(store.queue(status=None)[0]["updated_at"])
+    _aware_utc(store.users()[0]["created_at"])

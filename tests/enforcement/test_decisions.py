@@ -1,0 +1,181 @@
+"""A reviewer's decision as enforcement entries: plan(), deliver() to a shared bans file, feedback labels."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from distillguard.enforcement.decisions import Plan, actor_id, deliver, plan, write_feedback
+from distillguard.enforcement.state import INDICATOR_KINDS, Ban, MemoryState
+from distillguard.events.accounts import read_labels
+
+CASE: dict[str, Any] = {
+    "case_id": 7,
+    "accounts": [{"account_id": "a1"}, {"account_id": "a2"}],
+    "indicators": {
+        "payment": ["pf-x"],
+        "signup_ip": ["203.0.113.7"],
+        "ip": ["198.51.100.4", "198.51.100.5"],  # raw IPs are never enforcement keys
+        "tls_asn": ["ja3abc@AS64500"],
+        "email_domain": ["example.test"],
+    },
+}
+REASON = "case 7: shared payment fingerprint"
+
+
+def owned(subject: str, case_id: int = 7, **kw: Any) -> Ban:
+    return Ban(subject=subject, reason="earlier decision", source="review", case_id=case_id, **kw)
+
+
+def test_ban_plan_covers_accounts_and_enforceable_indicators() -> None:
+    decided = plan(CASE, "ban", [], REASON)
+    subjects = [e.subject for e in decided.put]
+    assert subjects == [
+        "account:a1",
+        "account:a2",
+        "payment:pf-x",
+        "signup_ip:203.0.113.7",
+        "tls_asn:ja3abc@AS64500",
+    ]
+    assert not any(s.startswith(("ip:", "email_domain:")) for s in subjects)
+    assert all(s.split(":", 1)[0] in ("account", *INDICATOR_KINDS) for s in subjects)
+    for entry in decided.put:
+        assert entry.action == "ban"
+        assert entry.actor == actor_id(7) == "case-7"
+        assert entry.case_id == 7
+        assert entry.source == "review"
+        assert entry.reason == REASON
+        assert not entry.hold and not entry.lifted
+        assert entry.ts > 0
+    assert decided.lift == []
+    summary = decided.summary()
+    assert summary["n_entries"] == 5 and summary["n_lifted"] == 0
+    assert "ban payment:pf-x" in summary["entries"]
+
+
+def test_throttle_plan_carries_the_action_and_lifts_stale_entries() -> None:
+    current = [
+        owned("account:a1"),
+        owned("template:old-fp"),  # this case's, no longer an indicator: lifted
+        owned("payment:other", case_id=8),  # another case's: left alone
+        owned("account:new", hold=True),  # a hold is not an owned entry
+    ]
+    decided = plan(CASE, "throttle", current, REASON)
+    assert {e.action for e in decided.put} == {"throttle"}
+    assert len(decided.put) == 5
+    assert decided.lift == ["template:old-fp"]
+
+
+def test_allow_plan_sanctions_accounts_and_lifts_indicator_entries() -> None:
+    current = [
+        owned("account:a1"),
+        owned("account:a2"),
+        owned("payment:pf-x"),
+        owned("signup_ip:203.0.113.7"),
+        owned("payment:other", case_id=8),
+        owned("account:a2", hold=True, case_id=3),  # held here under another actor: lifted
+        owned("account:elsewhere", hold=True),  # held, not this case's account: left
+    ]
+    decided = plan(CASE, "allow", current, REASON)
+    assert [(e.subject, e.action) for e in decided.put] == [("account:a1", "allow"), ("account:a2", "allow")]
+    assert all(e.case_id == 7 and e.actor == "case-7" for e in decided.put)
+    # the account entries are replaced by the put, not lifted
+    assert decided.lift == ["payment:pf-x", "signup_ip:203.0.113.7"]
+
+
+def test_clear_plan_lifts_owned_entries_and_holds() -> None:
+    current = [
+        owned("account:a1"),
+        owned("payment:pf-x"),
+        owned("tls_asn:ja3abc@AS64500"),
+        owned("payment:other", case_id=8),
+        Ban(subject="account:a2", reason="held", hold=True, case_id=3, source="recidivism"),
+        Ban(subject="account:unrelated", reason="held", hold=True, case_id=7, source="recidivism"),
+        Ban(subject="account:a1x", reason="gateway rule", source="gateway"),
+    ]
+    decided = plan(CASE, "clear", current, REASON)
+    assert decided.put == []
+    assert decided.lift == ["account:a1", "account:a2", "payment:pf-x", "tls_asn:ja3abc@AS64500"]
+
+
+def test_unknown_decision_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown decision"):
+        plan(CASE, "delete", [], REASON)
+
+
+def test_case_without_indicators() -> None:
+    decided = plan({"case_id": 1, "accounts": [{"account_id": "solo"}]}, "ban", [], REASON)
+    assert [e.subject for e in decided.put] == ["account:solo"]
+
+
+def test_deliver_reaches_another_process_through_the_bans_file(tmp_path: Path) -> None:
+    bans = tmp_path / "bans.jsonl"
+
+    async def scenario() -> None:
+        writer = MemoryState(bans_file=bans)
+        reader = MemoryState(bans_file=bans)
+        await writer.start()
+        await reader.start()
+        try:
+            assert reader.entries() == []
+            await deliver(writer, plan(CASE, "ban", writer.entries(), REASON))
+            reader._reload()
+            seen = {e.subject: e for e in reader.entries()}
+            assert set(seen) == {e.subject for e in plan(CASE, "ban", [], REASON).put}
+            assert seen["account:a1"].action == "ban"
+            assert seen["payment:pf-x"].case_id == 7
+            assert seen["payment:pf-x"].actor == "case-7"
+            found = reader.banned("a2", None)
+            assert found is not None and found.case_id == 7
+            assert reader.indicator_match(["signup_ip:203.0.113.7"]) is not None
+
+            # a new account the actor opened was held; then the reviewer clears the case
+            await writer.put(
+                Ban(subject="account:a2", reason="held", hold=True, case_id=7, source="recidivism")
+            )
+            await deliver(writer, plan(CASE, "clear", writer.entries(), "false positive, a school"))
+            reader._reload()
+            assert reader.entries() == []
+            assert reader.banned("a1", None) is None
+
+            # allow: the accounts are sanctioned entries, no indicator entry remains
+            await deliver(writer, plan(CASE, "ban", writer.entries(), REASON))
+            await deliver(writer, plan(CASE, "allow", writer.entries(), "sanctioned programme"))
+            reader._reload()
+            assert sorted((e.subject, e.action) for e in reader.entries()) == [
+                ("account:a1", "allow"),
+                ("account:a2", "allow"),
+            ]
+        finally:
+            await writer.close()
+            await reader.close()
+
+    asyncio.run(scenario())
+
+
+def test_deliver_lifts_before_it_puts() -> None:
+    state = MemoryState()
+
+    async def scenario() -> None:
+        await state.put(owned("account:a1"))
+        await deliver(state, Plan(put=[owned("account:a1", action="allow")], lift=["account:a1"]))
+
+    asyncio.run(scenario())
+    [entry] = state.entries()
+    assert entry.action == "allow"
+
+
+def test_write_feedback_writes_spec_labels(tmp_path: Path) -> None:
+    path = tmp_path / "feedback" / "labels.jsonl"
+    assert write_feedback(path, CASE) == 2
+    assert write_feedback(path, {"case_id": 9, "accounts": [{"account_id": "b1"}]}) == 1  # appends
+    assert write_feedback(path, CASE) == 0  # cleared again: each account stays listed once
+    labels = read_labels(path)
+    assert sorted(labels) == ["a1", "a2", "b1"]
+    for label in labels.values():
+        assert label.label == "benign"
+        assert label.actor is None
+        assert label.tactic == "cleared_by_review"
