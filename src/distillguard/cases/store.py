@@ -277,20 +277,15 @@ class CaseStore:
         status = conn.execute(sa.select(cases.c.status).where(cases.c.case_id == source)).scalar_one()
         if status != "open":
             return
-        target_accounts = sa.select(case_accounts.c.account_id).where(case_accounts.c.case_id == target)
-        conn.execute(
-            sa.update(case_accounts)
-            .where(case_accounts.c.case_id == source, case_accounts.c.account_id.not_in(target_accounts))
-            .values(case_id=target)
-        )
-        conn.execute(sa.delete(case_accounts).where(case_accounts.c.case_id == source))
-        target_events = sa.select(samples.c.event_id).where(samples.c.case_id == target)
-        conn.execute(
-            sa.update(samples)
-            .where(samples.c.case_id == source, samples.c.event_id.not_in(target_events))
-            .values(case_id=target)
-        )
-        conn.execute(sa.delete(samples).where(samples.c.case_id == source))
+        for table, key in ((case_accounts, case_accounts.c.account_id), (samples, samples.c.event_id)):
+            # rows the target lacks move over; the rest (already in the target) go
+            in_target = sa.select(key).where(table.c.case_id == target)
+            conn.execute(
+                sa.update(table)
+                .where(table.c.case_id == source, key.not_in(in_target))
+                .values(case_id=target)
+            )
+            conn.execute(sa.delete(table).where(table.c.case_id == source))
         conn.execute(
             sa.update(cases)
             .where(cases.c.case_id == source)

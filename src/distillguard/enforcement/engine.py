@@ -194,29 +194,11 @@ class LiveEngine:
                 if entry is not None and entry.action == "ban":
                     return self._refuse_listed(decision, entry)
         if entry is not None and entry.action == "throttle" and SEVERITY[action] < SEVERITY["throttle"]:
-            action = "throttle"
-            fired = Rule(
-                name="case_decision",
-                signal="case",
-                action="throttle",
-                min_score=0.0,
-                message="Too many requests from this account; slow down.",
-            )
-            decision.matches.append(Match(rule="case_decision", signal="case", score=1.0, action="throttle"))
+            action, fired = "throttle", _forced_throttle(decision, "case_decision", "case")
             decision.notes.append(f"throttled by {entry.subject}: {entry.reason}")
         verdict = self._throttled.get(caller.account_id)
         if verdict is not None and SEVERITY[action] < SEVERITY["throttle"]:
-            action = "throttle"
-            fired = Rule(
-                name="account_verdict",
-                signal="account_risk",
-                action="throttle",
-                min_score=0.0,
-                message="Too many requests from this account; slow down.",
-            )
-            decision.matches.append(
-                Match(rule="account_verdict", signal="account_risk", score=1.0, action="throttle")
-            )
+            action, fired = "throttle", _forced_throttle(decision, "account_verdict", "account_risk")
             decision.notes.append(verdict)
         if allowed_account:
             if action != "allow":
@@ -354,6 +336,18 @@ class LiveEngine:
 
     def record(self, caller: Caller, decision: Decision) -> None:
         self.state.count(caller.account_id, decision.action)
+
+
+def _forced_throttle(decision: Decision, rule: str, signal: str) -> Rule:
+    """A throttle that comes from a decision about the account, not from this call's signals."""
+    decision.matches.append(Match(rule=rule, signal=signal, score=1.0, action="throttle"))
+    return Rule(
+        name=rule,
+        signal=signal,
+        action="throttle",
+        min_score=0.0,
+        message="Too many requests from this account; slow down.",
+    )
 
 
 def _template_subject(results: Sequence[SignalResult]) -> str | None:
