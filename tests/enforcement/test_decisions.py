@@ -97,8 +97,35 @@ def test_clear_plan_lifts_owned_entries_and_holds() -> None:
         Ban(subject="account:a1x", reason="gateway rule", source="gateway"),
     ]
     decided = plan(CASE, "clear", current, REASON)
-    assert decided.put == []
-    assert decided.lift == ["account:a1", "account:a2", "payment:pf-x", "tls_asn:ja3abc@AS64500"]
+    # the accounts' own entries (this case's ban, the hold on a2) are replaced by exemptions
+    assert {(e.subject, e.action) for e in decided.put} == {
+        ("account:a1", "exempt"),
+        ("account:a2", "exempt"),
+    }
+    # the case's indicator entries are lifted; other cases' entries stay
+    assert decided.lift == ["payment:pf-x", "tls_asn:ja3abc@AS64500"]
+
+
+def test_an_indicator_another_case_decided_is_kept() -> None:
+    current = [
+        owned("payment:pf-x", case_id=3, action="ban"),
+        owned("signup_ip:203.0.113.7", case_id=3, action="throttle"),
+    ]
+    decided = plan(CASE, "throttle", current, REASON)
+    subjects = {e.subject for e in decided.put}
+    assert "payment:pf-x" not in subjects and "signup_ip:203.0.113.7" not in subjects
+    banned = plan(CASE, "ban", current, REASON)
+    subjects = {e.subject for e in banned.put}
+    assert "payment:pf-x" not in subjects  # case 3's ban stays case 3's
+    assert "signup_ip:203.0.113.7" in subjects  # a ban may replace another case's throttle
+    # and clearing this case later does not lift case 3's entries
+    assert plan(CASE, "clear", current, REASON).lift == []
+
+
+def test_clearing_ends_a_gateway_ban_on_the_account() -> None:
+    current = [Ban(subject="account:a1", reason="gateway rule", source="gateway")]
+    decided = plan(CASE, "clear", current, REASON)
+    assert ("account:a1", "exempt") in {(e.subject, e.action) for e in decided.put}
 
 
 def test_unknown_decision_is_refused() -> None:
@@ -138,8 +165,10 @@ def test_deliver_reaches_another_process_through_the_bans_file(tmp_path: Path) -
             )
             await deliver(writer, plan(CASE, "clear", writer.entries(), "false positive, a school"))
             reader._reload()
-            assert reader.entries() == []
-            assert reader.banned("a1", None) is None
+            assert {e.action for e in reader.entries()} == {"exempt"}
+            assert reader.indicator_match(["payment:pf-x"]) is None
+            cleared = reader.banned("a1", None)
+            assert cleared is not None and cleared.action == "exempt"
 
             # allow: the accounts are sanctioned entries, no indicator entry remains
             await deliver(writer, plan(CASE, "ban", writer.entries(), REASON))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -137,11 +138,17 @@ def test_no_indicator_match_no_hold() -> None:
     assert [e.subject for e in state.entries()] == ["payment:pf-x"]
 
 
-def test_signup_ip_match_holds() -> None:
+def test_signup_ip_match_holds_only_accounts_opened_after_the_decision() -> None:
     live, state = engine()
     put(state, indicator("signup_ip:203.0.113.7", case_id=4))
-    decision = decide(live, Caller(account_id="n2", indicators=("payment:pf-y", "signup_ip:203.0.113.7")))
-    assert decision.error_code == "account_held"
+    # a customer of years on the same company or university network is not held
+    old = Caller(account_id="n1", indicators=("signup_ip:203.0.113.7",), created_ts=1.0)
+    assert decide(live, old).status == 200
+    assert decide(live, Caller(account_id="n0", indicators=("signup_ip:203.0.113.7",))).status == 200
+    fresh = Caller(
+        account_id="n2", indicators=("payment:pf-y", "signup_ip:203.0.113.7"), created_ts=time.time() + 60
+    )
+    assert decide(live, fresh).error_code == "account_held"
     hold = entry_of(state, "account:n2")
     assert hold is not None and hold.case_id == 4
 
@@ -323,6 +330,16 @@ def test_keys_file_billing_indicators_reach_the_engine(tmp_path: Path) -> None:
     assert other is not None and other.indicators == () and other.created_ts is None
 
     live, state = engine()
-    put(state, indicator("signup_ip:203.0.113.7"))
+    put(state, indicator("payment:pf-x"))
     assert decide(live, caller).error_code == "account_held"
     assert decide(live, other).status == 200
+
+
+def test_a_cleared_account_is_not_held_again() -> None:
+    live, state = engine()
+    put(state, indicator("payment:pf-x"))
+    assert decide(live, NEW).error_code == "account_held"
+    put(state, Ban(subject="account:new-acct", reason="cleared", source="review", action="exempt", case_id=9))
+    assert decide(live, NEW).status == 200
+    exempt = entry_of(state, "account:new-acct")
+    assert exempt is not None and exempt.action == "exempt"

@@ -4,8 +4,9 @@ ban / throttle: one entry per account of the case and one per indicator that lin
 (payment fingerprints, sign-up IPs, TLS fingerprints within an ASN, templates, system prompts), all
 carrying the case's actor id, so an account the actor opens next is held when it matches.
 allow (sanctioned): account entries with action `allow`; the actor's indicator entries are lifted.
-clear (false positive): every entry of the case is lifted, and the cleared accounts are written as
-labelled benign examples for the next training set.
+clear (false positive): the case's indicator entries are lifted, the accounts get `exempt` entries
+(never held again for what they share with the actor; bans and holds on them end), and they are
+written as labelled benign examples for the next training set.
 """
 
 from __future__ import annotations
@@ -39,50 +40,47 @@ class Plan:
 
 
 def plan(case: dict[str, Any], action: str, current: Sequence[Ban], reason: str) -> Plan:
-    """What a decision writes: `current` is the enforcement list as the deciding process sees it."""
+    """What a decision writes: `current` is the enforcement list as the deciding process sees it.
+
+    An indicator shared with another decided case keeps that case's entry (a ban may replace a
+    throttle), so clearing this case later cannot lift the other case's enforcement. Clearing
+    writes `exempt` entries over the accounts' own entries, whoever wrote them (this case, the
+    gateway's rules, a recidivism hold): the cleared accounts are not held again by the indicators
+    they share with the actor."""
     case_id = int(case["case_id"])
-    accounts = [a["account_id"] for a in case["accounts"]]
-    account_subjects = [ban_subject("account", a) for a in accounts]
-    indicator_subjects = [
+    accounts = [ban_subject("account", a["account_id"]) for a in case["accounts"]]
+    indicators = [
         ban_subject(kind, value)
         for kind, values in sorted((case.get("indicators") or {}).items())
         if kind in INDICATOR_KINDS
         for value in values
     ]
+    by_subject = {e.subject: e for e in current}
     owned = {e.subject for e in current if e.case_id == case_id and not e.hold}
-    held_here = {e.subject for e in current if e.hold and e.subject in set(account_subjects)}
-    stamp = time.time()
+
+    def entry(subject: str, what: str) -> Ban:
+        return Ban(
+            subject=subject,
+            reason=reason,
+            source="review",
+            ts=time.time(),
+            action=what,
+            actor=actor_id(case_id),
+            case_id=case_id,
+        )
+
+    def another_case_keeps(subject: str) -> bool:
+        other = by_subject.get(subject)
+        if other is None or other.hold or other.case_id in (None, case_id) or other.action == "exempt":
+            return False
+        return not (action == "ban" and other.action == "throttle")
+
     if action in ("ban", "throttle"):
-        put = [
-            Ban(
-                subject=subject,
-                reason=reason,
-                source="review",
-                ts=stamp,
-                action=action,
-                actor=actor_id(case_id),
-                case_id=case_id,
-            )
-            for subject in account_subjects + indicator_subjects
-        ]
-        stale = owned - {e.subject for e in put}
-        return Plan(put=put, lift=sorted(stale))
-    if action == "allow":
-        put = [
-            Ban(
-                subject=s,
-                reason=reason,
-                source="review",
-                ts=stamp,
-                action="allow",
-                actor=actor_id(case_id),
-                case_id=case_id,
-            )
-            for s in account_subjects
-        ]
-        return Plan(put=put, lift=sorted((owned | held_here) - set(account_subjects)))
-    if action == "clear":
-        return Plan(put=[], lift=sorted(owned | held_here))
+        put = [entry(s, action) for s in accounts + indicators if not another_case_keeps(s)]
+        return Plan(put=put, lift=sorted(owned - {e.subject for e in put}))
+    if action in ("allow", "clear"):
+        what = "allow" if action == "allow" else "exempt"
+        return Plan(put=[entry(s, what) for s in accounts], lift=sorted(owned - set(accounts)))
     raise ValueError(f"unknown decision {action!r}")
 
 

@@ -25,9 +25,10 @@ from distillguard.signals.base import Signal, SignalResult
 log = logging.getLogger("distillguard.enforcement")
 
 
-# Indicators an innocent account can share with an actor by using the same tools (a public prompt
-# template, a common HTTP client in the same cloud): they hold only accounts opened after the ban.
-BEHAVIOURAL_KINDS = frozenset({"template", "tls_asn", "system_prompt"})
+# Indicators an innocent account can share with an actor (a public prompt template, a common HTTP
+# client in the same cloud, a company or university network's sign-up IP) hold only accounts
+# opened after the decision; only a payment fingerprint holds an account whatever its age.
+AGE_CHECKED_KINDS = frozenset({"template", "tls_asn", "system_prompt", "signup_ip"})
 
 
 class Caller(msgspec.Struct, kw_only=True, frozen=True):
@@ -290,8 +291,8 @@ class LiveEngine:
         if match is None or match.action == "allow":
             return None
         kind = match.subject.split(":", 1)[0]
-        if kind in BEHAVIOURAL_KINDS and (caller.created_ts is None or caller.created_ts < match.ts):
-            # an existing customer who uses the same public template is not a returning actor
+        if kind in AGE_CHECKED_KINDS and (caller.created_ts is None or caller.created_ts < match.ts):
+            # an existing customer on the same network or public template is not a returning actor
             return None
         action = "ban" if match.action == "ban" and kinds[kind] == "block" else "throttle"  # type: ignore[index]
         hold = Ban(

@@ -34,7 +34,8 @@ class Ban(msgspec.Struct, kw_only=True, omit_defaults=True):
     """One enforcement entry. `subject` is `account:<id>`, `actor:<id>`, or an indicator of a
     decided actor (`payment:<fingerprint>`, `signup_ip:<ip>`, `tls_asn:<fingerprint>@AS<n>`,
     `template:<fingerprint>`). `action` is what a matching call gets: `ban` (403), `throttle`
-    (the actor's token bucket) or `allow` (sanctioned: rules do not act). An indicator entry never
+    (the actor's token bucket), `allow` (sanctioned: rules do not act) or `exempt` (cleared by a
+    reviewer: never held for sharing an actor's indicator; rules still act). An indicator entry never
     acts on its own: a new account that matches one is *held* (`hold`: true on its own account
     entry) to the actor's decision, pending review, under the policy's `recidivism` section."""
 
@@ -54,7 +55,7 @@ ACCOUNT_KINDS = ("account", "actor")
 # (`linking.actor_cluster.STATIC_KINDS`) except raw IPs, which residential proxies share with
 # innocent users.
 INDICATOR_KINDS = ("payment", "signup_ip", "tls_asn", "template", "system_prompt")
-ENTRY_ACTIONS = ("ban", "throttle", "allow")
+ENTRY_ACTIONS = ("ban", "throttle", "allow", "exempt")
 
 
 def ban_subject(kind: str, ident: str) -> str:

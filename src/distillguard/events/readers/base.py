@@ -62,6 +62,9 @@ def decoded_lines(path: Path, decode: Callable[[bytes], T]) -> Iterator[tuple[in
             yield Reject(file=file, line=number, reason=blank)
             continue
         try:
+            if not line.isascii():
+                # checked here, not left to msgspec: its message for this changed across releases
+                line.decode("utf-8")
             value = decode(line)
         except (ValueError, UnicodeDecodeError) as error:  # msgspec errors are ValueErrors
             yield Reject(file=file, line=number, reason=decode_error_reason(error))
