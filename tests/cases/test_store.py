@@ -410,7 +410,8 @@ def test_audit_entries_are_never_modified(store: CaseStore) -> None:
 
     # more of everything that writes: evidence, folding, decisions, users, notes
     lone = store.upsert(account_case("c")).case_id
-    store.upsert(actor_case(["a", "b", "c"]))
+    store.upsert(account_case("d"))
+    store.upsert(actor_case(["c", "d"]))  # folds d's open case into c's
     store.decide(a, "carol", "clear", "appeal upheld after review", {"n": 2})
     store.add_user("dave", "correct horse battery", "viewer")
     store.add_user("dave", "correct horse battery", "admin")
@@ -422,7 +423,7 @@ def test_audit_entries_are_never_modified(store: CaseStore) -> None:
         assert by_id[entry["entry_id"]] == entry
     ids = [e["entry_id"] for e in after]
     assert ids == sorted(ids, reverse=True)  # newest first
-    assert len(after) == len(set(ids)) == len(before) + 7
+    assert len(after) == len(set(ids)) == len(before) + 8
     assert store.audit(limit=2) == after[:2]
     assert {e["case_id"] for e in store.audit(a)} == {a}
 
@@ -572,3 +573,56 @@ def test_timestamps_come_back_timezone_aware_utc(store: CaseStore) -> None:
         _aware_utc(entry["ts"])
     _aware_utc(store.queue(status=None)[0]["updated_at"])
     _aware_utc(store.users()[0]["created_at"])
+
+
+# ---- evidence after a decision, and what each database accepts ---------------------------------
+def test_a_decided_actor_with_new_accounts_opens_a_linked_case(store: CaseStore) -> None:
+    banned = store.upsert(actor_case(["a", "b"], indicators={"payment": ["pf-1"]})).case_id
+    store.decide(banned, "alice", "ban", JUSTIFIED, {})
+    again = store.upsert(actor_case(["a", "b"], risk=0.95))
+    assert again.case_id == banned and not again.created  # same accounts: more evidence, decision stands
+    assert store.case(banned)["status"] == "banned"
+    grown = store.upsert(actor_case(["a", "b", "c"]))
+    assert grown.created and grown.case_id != banned
+    fresh = store.case(grown.case_id)
+    assert fresh["status"] == "open" and fresh["linked_case_id"] == banned
+    assert [c["case_id"] for c in store.queue()] == [grown.case_id]
+    assert [c["case_id"] for c in store.case(banned)["linked_cases"]] == [grown.case_id]
+    # the next scan updates the open case, it does not open a third
+    assert store.upsert(actor_case(["a", "b", "c"])).case_id == grown.case_id
+
+
+def test_folding_keeps_the_folded_case_s_indicators_and_edges(store: CaseStore) -> None:
+    edge = {"a": "c", "b": "d", "kind": "payment", "weight": 1.0, "evidence": "same card"}
+    store.upsert(account_case("c", indicators={"payment": ["pf-n"]}, edges=[edge]))
+    target = store.upsert(actor_case(["d", "e"], indicators={"template": ["t1"]})).case_id
+    store.upsert(actor_case(["c", "d", "e"], indicators={"template": ["t1"]}))
+    case = store.case(target)
+    assert case["indicators"] == {"template": ["t1"], "payment": ["pf-n"]}
+    assert edge in case["edges"]
+
+
+def test_nul_bytes_long_fields_and_nan_are_stored_alike(store: CaseStore) -> None:
+    evil = "x\x00<script>" + "y" * 600
+    incoming = account_case(
+        "acct\x00nul",
+        risk=float("nan"),
+        reasons=[{"signal": "s", "score": float("inf"), "detail": "d\x00"}],
+        samples=[
+            sample("acct\x00nul", "e\x00" + "1" * 300, evil, user_agent=evil, end_user=evil, endpoint=evil)
+        ],
+        cluster_id="c" * 100,
+        verdict="v" * 40,
+    )
+    case = store.case(store.upsert(incoming).case_id)
+    assert case["risk"] == 0.0 and case["reasons"][0]["score"] is None
+    [stored] = case["samples"]
+    assert "\x00" not in stored["prompt"] and stored["prompt"].startswith("x\ufffd<script>")
+    assert len(stored["user_agent"]) == 500 and len(stored["event_id"]) == 200
+    assert len(case["cluster_id"]) == 64 and len(case["verdict"]) == 16
+    assert case["accounts"][0]["account_id"] == "acct\ufffdnul"
+
+
+def test_non_ascii_user_names_log_in(store: CaseStore) -> None:
+    store.add_user("josé", "correct horse battery", "viewer")
+    assert store.authenticate("josé", "correct horse battery") == "viewer"

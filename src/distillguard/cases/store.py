@@ -8,9 +8,9 @@ instead of opening a second one. The audit log is append-only: nothing here upda
 
 from __future__ import annotations
 
-import hmac
+import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -169,32 +169,53 @@ class CaseStore:
             raise CaseStoreError(f"case kind must be 'actor' or 'account', not {incoming.kind!r}")
         if not incoming.accounts:
             raise CaseStoreError(f"case {incoming.title!r} has no accounts")
+        incoming = _clean_case(incoming)
         ids = [a.account_id for a in incoming.accounts]
         stamp = now()
         with self.engine.begin() as conn:
             overlap = conn.execute(
-                sa.select(case_accounts.c.case_id, sa.func.count().label("n"))
+                sa.select(case_accounts.c.case_id, cases.c.status, sa.func.count().label("n"))
                 .join(cases, cases.c.case_id == case_accounts.c.case_id)
                 .where(case_accounts.c.account_id.in_(ids), cases.c.status != "merged")
-                .group_by(case_accounts.c.case_id)
+                .group_by(case_accounts.c.case_id, cases.c.status)
                 .order_by(sa.desc("n"), case_accounts.c.case_id)
             ).all()
-            if overlap:
-                case_id = int(overlap[0].case_id)
-                created = False
-                for other in overlap[1:]:
-                    self._fold(conn, int(other.case_id), case_id, stamp)
+            open_ = [o for o in overlap if o.status == "open"]
+            target: int | None = None
+            linked = incoming.linked_case_id
+            if open_:
+                # the open case holding most of these accounts takes the evidence and absorbs the
+                # other open ones; decided cases keep their history
+                target = int(open_[0].case_id)
+                for other in open_[1:]:
+                    self._fold(conn, int(other.case_id), target, stamp)
+                decided_ = [o for o in overlap if o.status != "open"]
+                if decided_ and linked is None:
+                    linked = int(decided_[0].case_id)  # the evidence ties it to a decided actor
+            elif overlap:
+                decided = int(overlap[0].case_id)
+                members = set(
+                    conn.execute(
+                        sa.select(case_accounts.c.account_id).where(case_accounts.c.case_id == decided)
+                    ).scalars()
+                )
+                if set(ids) <= members:
+                    target = decided  # more evidence on the same accounts: the decision stands
+                else:
+                    linked = decided  # the decided actor with accounts it did not have: a new case
+            if target is not None:
+                case_id, created = target, False
             else:
                 case_id = int(
                     conn.execute(
                         sa.insert(cases).values(
                             kind=incoming.kind,
-                            title=incoming.title[:300],
+                            title=incoming.title,
                             status="open",
                             source=incoming.source,
                             risk=incoming.risk,
                             verdict=incoming.verdict,
-                            linked_case_id=incoming.linked_case_id,
+                            linked_case_id=linked,
                             reasons=[],
                             indicators={},
                             edges=[],
@@ -230,10 +251,7 @@ class CaseStore:
                         )
                     )
             self._add_samples(conn, case_id, incoming.samples)
-            indicators: dict[str, list[str]] = {k: list(v) for k, v in (row.indicators or {}).items()}
-            for ind_kind, found in incoming.indicators.items():
-                merged = indicators.setdefault(ind_kind, [])
-                merged.extend(v for v in found if v not in merged)
+            indicators = _merge_indicators(row.indicators or {}, incoming.indicators)
             totals = conn.execute(
                 sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(case_accounts.c.calls), 0)).where(
                     case_accounts.c.case_id == case_id
@@ -246,7 +264,7 @@ class CaseStore:
                 .values(
                     kind=kind,
                     cluster_id=incoming.cluster_id or row.cluster_id,
-                    title=incoming.title[:300] if created or incoming.kind == "actor" else row.title,
+                    title=incoming.title if created or incoming.kind == "actor" else row.title,
                     risk=incoming.risk
                     if incoming.source == "scan" or created
                     else max(row.risk, incoming.risk),
@@ -256,7 +274,7 @@ class CaseStore:
                     edges=incoming.edges or row.edges,
                     n_accounts=int(totals[0]),
                     n_calls=int(totals[1]),
-                    linked_case_id=row.linked_case_id or incoming.linked_case_id,
+                    linked_case_id=row.linked_case_id or linked,
                     revision=row.revision + 1,
                     updated_at=stamp,
                 )
@@ -274,9 +292,20 @@ class CaseStore:
 
     def _fold(self, conn: sa.Connection, source: int, target: int, stamp: datetime) -> None:
         """Move an open case's accounts and samples into `target`; decided cases keep their history."""
-        status = conn.execute(sa.select(cases.c.status).where(cases.c.case_id == source)).scalar_one()
-        if status != "open":
+        folded = conn.execute(sa.select(cases).where(cases.c.case_id == source)).one()
+        if folded.status != "open":
             return
+        kept = conn.execute(
+            sa.select(cases.c.indicators, cases.c.edges).where(cases.c.case_id == target)
+        ).one()
+        conn.execute(
+            sa.update(cases)
+            .where(cases.c.case_id == target)
+            .values(
+                indicators=_merge_indicators(kept.indicators or {}, folded.indicators or {}),
+                edges=list(kept.edges or []) + [e for e in folded.edges or [] if e not in (kept.edges or [])],
+            )
+        )
         for table, key in ((case_accounts, case_accounts.c.account_id), (samples, samples.c.event_id)):
             # rows the target lacks move over; the rest (already in the target) go
             in_target = sa.select(key).where(table.c.case_id == target)
@@ -318,10 +347,10 @@ class CaseStore:
                     "event_id": sample.event_id,
                     "ts": _utc(sample.ts),  # SQLite drops an offset without converting: store UTC
                     "endpoint": sample.endpoint,
-                    "system": (sample.system or "")[:PROMPT_CHARS],
-                    "prompt": sample.prompt[:PROMPT_CHARS],
-                    "user_agent": (sample.user_agent or "")[:500] or None,
-                    "end_user": (sample.end_user or "")[:500] or None,
+                    "system": sample.system,
+                    "prompt": sample.prompt,
+                    "user_agent": sample.user_agent,
+                    "end_user": sample.end_user,
                     "action": sample.action,
                 }
             )
@@ -495,7 +524,7 @@ class CaseStore:
             ok = self._hasher.verify(digest, password)
         except (VerificationError, InvalidHashError):
             ok = False
-        if row is None or not ok or not hmac.compare_digest(row.username, username):
+        if row is None or not ok:
             return None
         return str(row.role)
 
@@ -533,6 +562,83 @@ def _case_dict(row: sa.Row[Any]) -> dict[str, Any]:
     out["created_at"] = _utc(out["created_at"])
     out["updated_at"] = _utc(out["updated_at"])
     return out
+
+
+def _merge_indicators(*parts: dict[str, list[str]]) -> dict[str, list[str]]:
+    merged: dict[str, list[str]] = {}
+    for part in parts:
+        for kind, values in part.items():
+            into = merged.setdefault(kind, [])
+            into.extend(v for v in values if v not in into)
+    return merged
+
+
+def _text(value: str | None, limit: int) -> str | None:
+    """What both databases store alike: no NUL (PostgreSQL refuses it), at most `limit` characters
+    (PostgreSQL enforces VARCHAR lengths, SQLite does not)."""
+    if value is None:
+        return None
+    return value.replace("\x00", "\ufffd")[:limit]
+
+
+def _json(value: Any) -> Any:
+    """JSON both databases accept: no NaN or infinity (PostgreSQL refuses them), no NUL in strings."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {str(k).replace("\x00", "\ufffd"): _json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json(v) for v in value]
+    return value
+
+
+def _clean_case(case: IncomingCase) -> IncomingCase:
+    accounts = [
+        replace(
+            a,
+            account_id=_text(a.account_id, 200) or "",
+            verdict=_text(a.verdict, 16) or "benign",
+            risk=_number(a.risk),
+            reasons=_json(a.reasons),
+            daily=_json(a.daily),
+            hours=_json(a.hours),
+            signal_rates=_json(a.signal_rates),
+        )
+        for a in case.accounts
+    ]
+    samples_ = [
+        replace(
+            s,
+            account_id=_text(s.account_id, 200) or "",
+            event_id=_text(s.event_id, 200) or "",
+            endpoint=_text(s.endpoint, 200),
+            system=_text(s.system or "", PROMPT_CHARS),
+            prompt=_text(s.prompt, PROMPT_CHARS) or "",
+            user_agent=_text(s.user_agent, 500) or None,
+            end_user=_text(s.end_user, 500) or None,
+            action=_text(s.action, 16),
+        )
+        for s in case.samples
+    ]
+    return replace(
+        case,
+        title=_text(case.title, 300) or "",
+        cluster_id=_text(case.cluster_id, 64),
+        verdict=_text(case.verdict, 16) or "benign",
+        source=_text(case.source, 32) or "",
+        risk=_number(case.risk),
+        reasons=_json(case.reasons),
+        indicators=_json(case.indicators),
+        edges=_json(case.edges),
+        accounts=accounts,
+        samples=samples_,
+    )
+
+
+def _number(value: float) -> float:
+    return value if math.isfinite(value) else 0.0
 
 
 def merge_daily(series: Iterable[dict[str, int]]) -> dict[str, int]:
