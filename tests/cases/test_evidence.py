@@ -205,14 +205,31 @@ def test_bad_json_line_names_file_and_line(scan_dir: Path, name: str) -> None:
 @pytest.mark.parametrize(
     ("name", "record", "message"),
     [
-        ("clusters.jsonl", [1, 2], "expected a JSON object"),
-        ("clusters.jsonl", {"cluster_id": "c9", "verdict": "distiller", "risk": 1}, "'accounts'"),
+        ("clusters.jsonl", [1, 2], "Expected `object`, got `array`"),
+        ("clusters.jsonl", {"cluster_id": "c9", "verdict": "distiller", "risk": 1}, "field `accounts`"),
         (
             "clusters.jsonl",
             {"cluster_id": "c9", "verdict": "distiller", "accounts": [], "risk": True},
-            "'risk'",
+            r"\$\.risk",
         ),
-        ("evidence.jsonl", {"calls": 3}, "'account_id'"),
+        ("evidence.jsonl", {"calls": 3}, "field `account_id`"),
+        ("evidence.jsonl", {"account_id": "a1", "hours": "24"}, r"\$\.hours"),
+        ("evidence.jsonl", {"account_id": "a1", "examples": [{"prompt": "x"}]}, "field `event_id`"),
+        (
+            "evidence.jsonl",
+            {"account_id": "a1", "examples": [{"event_id": "e", "ts": "yesterday"}]},
+            r"\$\.examples\[0\]\.ts",
+        ),
+        (
+            "clusters.jsonl",
+            {"cluster_id": "c9", "verdict": "distiller", "accounts": [1], "risk": 1},
+            r"\$\.accounts\[0\]",
+        ),
+        (
+            "clusters.jsonl",
+            {"cluster_id": "c9", "verdict": "distiller", "accounts": [], "risk": 1, "reasons": "abc"},
+            r"\$\.reasons",
+        ),
         ("accounts_out.jsonl", {"account_id": "a9", "risk": "high"}, "accounts_out.jsonl:3"),
     ],
 )
@@ -425,3 +442,25 @@ def scan_cases_actor() -> IncomingCase:
         accounts=[IncomingAccount(account_id="a1"), IncomingAccount(account_id="a2")],
         indicators={"payment": ["pf-x"]},
     )
+
+
+def test_a_record_still_being_written_is_left_for_the_next_import(log_dir: Path) -> None:
+    segment = log_dir / "calls-20250501T120000-100.jsonl"
+    with segment.open("ab") as out:
+        out.write(msgspec.json.encode(logged("g9", "acct-late", "block"))[:40])  # no newline yet
+    assert "acct-late" not in {c.accounts[0].account_id for c in gateway_cases(log_dir)}
+
+
+@pytest.mark.parametrize("where", ["live", "archive"])
+def test_a_bad_gateway_record_stops_the_import_naming_it(log_dir: Path, where: str) -> None:
+    if where == "live":
+        path = log_dir / "calls-20250501T120000-100.jsonl"
+        path.write_bytes(b'{"not": "a call"}\n' + path.read_bytes())
+        expected = f"{path}:1:"
+    else:
+        path = log_dir / "archive" / "calls-20250430T000000-99.jsonl.gz"
+        path.write_bytes(path.read_bytes()[:30])  # a truncated gzip stream
+        expected = f"{path}: cannot be read"
+    with pytest.raises(EvidenceError) as raised:
+        gateway_cases(log_dir)
+    assert expected in str(raised.value)

@@ -116,7 +116,12 @@ def test_decision_needs_csrf_role_and_justification(
         headers={"X-CSRF-Token": token},
     )
     assert cleared.status_code == 200
-    assert state.entries() == []
+    # the accounts are exempt from holds now; the actor's indicator entries are gone
+    assert {(e.subject, e.action) for e in state.entries()} == {
+        ("account:acct-d1", "exempt"),
+        ("account:acct-d2", "exempt"),
+        ("account:acct-d3", "exempt"),
+    }
     assert (tmp_path / "labels.jsonl").read_text().count('"cleared_by_review"') == 3
 
     client.cookies.clear()

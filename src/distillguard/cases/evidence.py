@@ -6,51 +6,84 @@ imported: each case is one transaction, and files are parsed completely before t
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
+import zlib
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
 from distillguard.cases.store import CaseStore, IncomingAccount, IncomingCase, IncomingSample, Upserted
 from distillguard.enforcement.state import Ban
-from distillguard.events.model import AccountVerdict
+from distillguard.events.model import AccountVerdict, Reason
+from distillguard.gateway.calllog import LoggedCall, logged_decoder
 
 log = logging.getLogger("distillguard.cases")
-
-_verdict_decoder = msgspec.json.Decoder(AccountVerdict)
 
 
 class EvidenceError(ValueError):
     """A scan or gateway file that cannot be imported; the message names file and line."""
 
 
-def _lines(path: Path) -> Iterator[tuple[int, bytes]]:
+class Example(msgspec.Struct, kw_only=True):
+    event_id: str
+    prompt: str = ""
+    ts: datetime | None = None
+    endpoint: str | None = None
+    system: str = ""
+    user_agent: str = ""
+    end_user: str = ""
+
+
+class AccountEvidence(msgspec.Struct, kw_only=True):
+    """An `evidence.jsonl` line (`scan/outputs.py` writes it)."""
+
+    account_id: str
+    calls: int = 0
+    daily: dict[str, int] = {}
+    hours: list[int] = []
+    signal_rates: dict[str, float] = {}
+    examples: list[Example] = []
+
+
+class Edge(msgspec.Struct, kw_only=True):
+    a: str
+    b: str
+    kind: str
+    weight: float = 0.0
+    evidence: str = ""
+
+
+class ClusterRecord(msgspec.Struct, kw_only=True):
+    """The fields of a `clusters.jsonl` line that a case keeps (`linking` and `scan` write it)."""
+
+    cluster_id: str
+    accounts: list[str]
+    risk: float
+    verdict: str
+    reasons: list[Reason] = []
+    indicators: dict[str, list[str]] = {}
+    edges: list[Edge] = []
+
+
+T = TypeVar("T")
+
+
+def _records(path: Path, kind: type[T]) -> Iterator[T]:
+    """Every line of a JSON-lines file as `kind`; the first bad line stops the import, named."""
+    decoder = msgspec.json.Decoder(kind)
     with path.open("rb") as handle:
         for number, line in enumerate(handle, 1):
-            if line.strip():
-                yield number, line
-
-
-def _json_objects(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    for number, line in _lines(path):
-        try:
-            record = json.loads(line)
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise EvidenceError(f"{path}:{number}: not valid JSON: {error}") from None
-        if not isinstance(record, dict):
-            raise EvidenceError(f"{path}:{number}: expected a JSON object")
-        yield number, record
-
-
-def _field(record: dict[str, Any], name: str, kind: type | tuple[type, ...], where: str) -> Any:
-    value = record.get(name)
-    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
-        raise EvidenceError(f"{where}: field {name!r} is missing or has the wrong type")
-    return value
+            if not line.strip():
+                continue
+            try:
+                yield decoder.decode(line)
+            except msgspec.DecodeError as error:
+                raise EvidenceError(f"{path}:{number}: {error}") from None
 
 
 def scan_cases(scan_dir: Path) -> list[IncomingCase]:
@@ -62,47 +95,33 @@ def scan_cases(scan_dir: Path) -> list[IncomingCase]:
             raise EvidenceError(
                 f"{path}: not found (is {scan_dir} the output folder of `distillguard scan`?)"
             )
-    verdicts: dict[str, AccountVerdict] = {}
-    for number, line in _lines(verdicts_path):
-        try:
-            verdict = _verdict_decoder.decode(line)
-        except msgspec.DecodeError as error:
-            raise EvidenceError(f"{verdicts_path}:{number}: {error}") from None
-        verdicts[verdict.account_id] = verdict
-    evidence: dict[str, dict[str, Any]] = {}
+    verdicts = {v.account_id: v for v in _records(verdicts_path, AccountVerdict)}
     evidence_path = scan_dir / "evidence.jsonl"
+    evidence: dict[str, AccountEvidence] = {}
     if evidence_path.is_file():
-        for number, record in _json_objects(evidence_path):
-            account_id = _field(record, "account_id", str, f"{evidence_path}:{number}")
-            evidence[account_id] = record
+        evidence = {e.account_id: e for e in _records(evidence_path, AccountEvidence)}
     else:
         log.warning("%s not found: cases get verdicts and links but no timelines or samples", evidence_path)
+    clusters = list(_records(clusters_path, ClusterRecord))
     out: list[IncomingCase] = []
     covered: set[str] = set()
-    for number, record in _json_objects(clusters_path):
-        where = f"{clusters_path}:{number}"
-        verdict = _field(record, "verdict", str, where)
-        if verdict == "benign":
+    for cluster in clusters:
+        if cluster.verdict == "benign":
             continue
-        members = _field(record, "accounts", list, where)
-        risk = float(_field(record, "risk", (int, float), where))
-        cluster_id = _field(record, "cluster_id", str, where)
-        covered.update(members)
+        covered.update(cluster.accounts)
         out.append(
             IncomingCase(
                 kind="actor",
                 source="scan",
-                title=f"actor {cluster_id}: {len(members)} linked accounts",
-                cluster_id=cluster_id,
-                risk=risk,
-                verdict=verdict,
-                reasons=list(record.get("reasons") or []),
-                indicators={
-                    str(k): [str(v) for v in vs] for k, vs in (record.get("indicators") or {}).items()
-                },
-                edges=list(record.get("edges") or []),
-                accounts=[_account(a, verdicts.get(a), evidence.get(a)) for a in members],
-                samples=[s for a in members for s in _samples(a, evidence.get(a))],
+                title=f"actor {cluster.cluster_id}: {len(cluster.accounts)} linked accounts",
+                cluster_id=cluster.cluster_id,
+                risk=cluster.risk,
+                verdict=cluster.verdict,
+                reasons=[msgspec.to_builtins(r) for r in cluster.reasons],
+                indicators=cluster.indicators,
+                edges=[msgspec.to_builtins(e) for e in cluster.edges],
+                accounts=[_account(a, verdicts.get(a), evidence.get(a)) for a in cluster.accounts],
+                samples=[s for a in cluster.accounts for s in _samples(a, evidence.get(a))],
             )
         )
     for account_id, verdict in verdicts.items():
@@ -125,48 +144,37 @@ def scan_cases(scan_dir: Path) -> list[IncomingCase]:
 
 
 def _account(
-    account_id: str, verdict: AccountVerdict | None, evidence: dict[str, Any] | None
+    account_id: str, verdict: AccountVerdict | None, evidence: AccountEvidence | None
 ) -> IncomingAccount:
-    evidence = evidence or {}
+    evidence = evidence or AccountEvidence(account_id=account_id)
     return IncomingAccount(
         account_id=account_id,
         risk=verdict.risk if verdict else 0.0,
         verdict=verdict.verdict if verdict else "benign",
-        calls=int(evidence.get("calls") or 0),
+        calls=evidence.calls,
         calls_to_flag=verdict.calls_to_flag if verdict else None,
         first_flagged_at=verdict.first_flagged_at if verdict else None,
         reasons=[msgspec.to_builtins(r) for r in verdict.reasons] if verdict else [],
-        daily={str(k): int(v) for k, v in (evidence.get("daily") or {}).items()},
-        hours=[int(c) for c in evidence.get("hours") or []],
-        signal_rates={str(k): float(v) for k, v in (evidence.get("signal_rates") or {}).items()},
+        daily=evidence.daily,
+        hours=evidence.hours,
+        signal_rates=evidence.signal_rates,
     )
 
 
-def _samples(account_id: str, evidence: dict[str, Any] | None) -> list[IncomingSample]:
-    out = []
-    for example in (evidence or {}).get("examples") or []:
-        out.append(
-            IncomingSample(
-                account_id=account_id,
-                event_id=str(example.get("event_id", "")),
-                ts=_time(example.get("ts")),
-                endpoint=example.get("endpoint"),
-                system=example.get("system"),
-                prompt=str(example.get("prompt", "")),
-                user_agent=example.get("user_agent") or None,
-                end_user=example.get("end_user") or None,
-            )
+def _samples(account_id: str, evidence: AccountEvidence | None) -> list[IncomingSample]:
+    return [
+        IncomingSample(
+            account_id=account_id,
+            event_id=example.event_id,
+            ts=example.ts,
+            endpoint=example.endpoint,
+            system=example.system,
+            prompt=example.prompt,
+            user_agent=example.user_agent or None,
+            end_user=example.end_user or None,
         )
-    return out
-
-
-def _time(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return datetime.fromisoformat(value)
-    except ValueError:
-        return None
+        for example in (evidence.examples if evidence else [])
+    ]
 
 
 def import_scan(store: CaseStore, scan_dir: Path) -> list[Upserted]:
@@ -181,14 +189,12 @@ def gateway_cases(log_dir: Path) -> list[IncomingCase]:
     """One case per account the gateway's policy acted on (a rule matched: flag, throttle, block,
     ban), from its call log (live segments and archive), with those calls as samples. Refusals of
     accounts already on the ban list are enforcement, not new evidence, and are left out."""
-    from distillguard.gateway.calllog import read_segment
-
     if not log_dir.is_dir():
         raise EvidenceError(f"{log_dir}: not a gateway log folder (`distillguard serve --log-dir`)")
     files = sorted(log_dir.glob("calls-*.jsonl")) + sorted((log_dir / "archive").glob("*.jsonl.gz"))
     by_account: dict[str, IncomingCase] = {}
     for path in files:
-        for call in read_segment(path):
+        for call in _logged_calls(path):
             decision = call.decision
             if decision is None or decision.action not in FLAGGING or not decision.matches:
                 continue
@@ -235,6 +241,27 @@ def gateway_cases(log_dir: Path) -> list[IncomingCase]:
         account.signal_rates = {k: v / account.calls for k, v in account.signal_rates.items()}
         account.reasons = case.reasons
     return list(by_account.values())
+
+
+def _logged_calls(path: Path) -> Iterator[LoggedCall]:
+    """The call records of a segment or archive. A bad line stops the import, named; the one
+    exception is the last line of a live segment that the gateway is still writing (no newline
+    yet): it is left for the next import."""
+    live = path.suffix != ".gz"
+    try:
+        with gzip.open(path, "rb") if not live else path.open("rb") as handle:
+            for number, line in enumerate(handle, 1):
+                if not line.strip():
+                    continue
+                if live and not line.endswith(b"\n"):
+                    log.info("%s:%d: record still being written; the next import reads it", path, number)
+                    return
+                try:
+                    yield logged_decoder.decode(line)
+                except (msgspec.DecodeError, ValueError) as error:
+                    raise EvidenceError(f"{path}:{number}: not a call record: {error}") from None
+    except (OSError, EOFError, zlib.error) as error:
+        raise EvidenceError(f"{path}: cannot be read: {error}") from None
 
 
 def _prompt_of(request: dict[str, Any] | None) -> str:
