@@ -160,3 +160,44 @@ def test_pages_forbid_scripts(ui: tuple[TestClient, CaseStore, MemoryState, Path
 )
 def test_login_redirects_stay_on_site(target: str | None, expected: str) -> None:
     assert _safe_next(target) == expected
+
+
+def test_a_role_or_password_change_ends_the_user_s_sessions(
+    ui: tuple[TestClient, CaseStore, MemoryState, Path],
+) -> None:
+    client, store, _state, _tmp = ui
+    token = login(client, "ivy")
+    assert client.get("/api/cases").status_code == 200
+    store.add_user("ivy", PASSWORD, "viewer")  # demoted
+    assert client.get("/api/cases").status_code == 401
+    token = login(client, "ivy")
+    refused = client.post(
+        "/api/cases/1/decision",
+        json={"action": "ban", "justification": "harvesting synthetic data at volume"},
+        headers={"X-CSRF-Token": token},
+    )
+    assert refused.status_code == 403 and "viewer" in refused.json()["error"]
+
+
+def test_a_copied_cookie_stops_working_at_logout(ui: tuple[TestClient, CaseStore, MemoryState, Path]) -> None:
+    client = ui[0]
+    token = login(client, "vic")
+    copied = dict(client.cookies)
+    assert client.post("/logout", data={"csrf_token": token}, follow_redirects=False).status_code == 303
+    client.cookies.clear()
+    for name, value in copied.items():
+        client.cookies.set(name, value)
+    assert client.get("/api/cases").status_code == 401
+
+
+def test_the_json_api_takes_only_json(ui: tuple[TestClient, CaseStore, MemoryState, Path]) -> None:
+    client = ui[0]
+    token = login(client, "ivy")
+    form = client.post(
+        "/api/cases/1/decision",
+        data={"action": "ban", "justification": "harvesting synthetic data at volume", "csrf_token": token},
+        headers={"X-CSRF-Token": token},
+    )
+    assert form.status_code == 415
+    # and a form-encoded CSRF token is not accepted by the API
+    assert client.post("/api/cases/1/decision", data={"csrf_token": token}).status_code == 403

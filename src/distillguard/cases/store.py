@@ -8,6 +8,7 @@ instead of opening a second one. The audit log is append-only: nothing here upda
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -527,6 +528,17 @@ class CaseStore:
         if row is None or not ok:
             return None
         return str(row.role)
+
+    def session_key(self, username: str) -> tuple[str, str] | None:
+        """(role, a digest of the password hash) while the user exists: a session carries the
+        digest, so changing the password or the role ends the user's sessions."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(users.c.role, users.c.password_hash).where(users.c.username == username)
+            ).one_or_none()
+        if row is None:
+            return None
+        return str(row.role), hashlib.sha256(f"{row.role}\n{row.password_hash}".encode()).hexdigest()[:32]
 
     def users(self) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:

@@ -48,6 +48,7 @@ CAN_DECIDE = ("investigator", "admin")
 SESSION_MAX_AGE_S = 8 * 3600
 LOCKOUT_FAILURES = 5
 LOCKOUT_S = 60.0
+MAX_TRACKED_FAILURES = 10_000
 
 _CSP = (
     "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; "
@@ -108,7 +109,9 @@ class ReviewApp:
         self.feedback_labels = feedback_labels
         self.sync_s = sync_s
         self.env = _environment()
-        self._failures: dict[str, tuple[int, float]] = {}
+        self._failures: dict[tuple[str, str], tuple[int, float]] = {}
+        self._revoked: set[str] = set()  # session ids logged out (sessions expire after 8 h anyway)
+        self._sync_lock = asyncio.Lock()
 
     # ---- plumbing ----------------------------------------------------------------------------
     def render(self, request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
@@ -126,8 +129,15 @@ class ReviewApp:
 
         def wrap(handler: Handler) -> Handler:
             async def endpoint(request: Request) -> Response:
-                user, role = request.session.get("user"), request.session.get("role")
-                if not user or time.time() - float(request.session.get("since", 0)) > SESSION_MAX_AGE_S:
+                user = request.session.get("user")
+                current = await run_in_threadpool(self.store.session_key, user) if user else None
+                if (
+                    current is None
+                    or not hmac.compare_digest(current[1], str(request.session.get("key", "")))
+                    or request.session.get("sid") in self._revoked
+                    or time.time() - float(request.session.get("since", 0)) > SESSION_MAX_AGE_S
+                ):
+                    # never logged in, logged out, expired, or the user's password or role changed
                     request.session.clear()
                     if self._api(request):
                         return JSONResponse({"error": "authentication required"}, status_code=401)
@@ -135,6 +145,8 @@ class ReviewApp:
                     return RedirectResponse("/login?" + urlencode({"next": target}), status_code=303)
                 if request.method != "GET" and not await self._csrf_ok(request):
                     return self._forbidden(request, "missing or wrong CSRF token; reload the page and retry")
+                role = current[0]
+                request.session["role"] = role
                 if role not in roles:
                     return self._forbidden(request, f"your role ({role}) may not do this")
                 return await handler(request)
@@ -143,12 +155,16 @@ class ReviewApp:
 
         return wrap
 
-    @staticmethod
-    async def _csrf_ok(request: Request) -> bool:
+    @classmethod
+    async def _csrf_ok(cls, request: Request) -> bool:
         expected = request.session.get("csrf", "")
         presented = request.headers.get("x-csrf-token", "")
-        if not presented and request.headers.get("content-type", "").startswith(
-            ("application/x-www-form-urlencoded", "multipart/form-data")
+        if (
+            not presented
+            and not cls._api(request)  # the JSON API takes the token in its header only
+            and request.headers.get("content-type", "").startswith(
+                ("application/x-www-form-urlencoded", "multipart/form-data")
+            )
         ):
             presented = str((await request.form()).get("csrf_token", ""))
         return bool(expected) and hmac.compare_digest(str(expected), presented)
@@ -174,7 +190,10 @@ class ReviewApp:
             return self.render(
                 request, "login.html", status=403, next=target, error="Session expired; try again."
             )
-        count, until = self._failures.get(username, (0, 0.0))
+        # keyed by user name and address: a stranger guessing cannot lock a user out elsewhere
+        client = request.client.host if request.client else "?"
+        attempt = (username, client)
+        count, until = self._failures.get(attempt, (0, 0.0))
         if until > time.time():
             return self.render(
                 request, "login.html", status=429, next=target, error="Too many attempts; wait a minute."
@@ -182,20 +201,33 @@ class ReviewApp:
         role = await run_in_threadpool(self.store.authenticate, username, password)
         if role is None:
             count += 1
-            self._failures[username] = (
+            if len(self._failures) >= MAX_TRACKED_FAILURES:
+                self._failures.clear()
+            self._failures[attempt] = (
                 (0, time.time() + LOCKOUT_S) if count >= LOCKOUT_FAILURES else (count, 0.0)
             )
-            log.info("failed login for %r", username[:100])
+            # the user name is not logged: people type their password into it by mistake
+            log.info("failed login from %s", client)
             return self.render(
                 request, "login.html", status=401, next=target, error="Wrong user name or password."
             )
-        self._failures.pop(username, None)
+        self._failures.pop(attempt, None)
+        key = await run_in_threadpool(self.store.session_key, username)
         request.session.clear()  # a fresh session at login: no fixation
-        request.session.update(user=username, role=role, since=time.time(), csrf=secrets.token_urlsafe(32))
+        request.session.update(
+            user=username,
+            role=role,
+            key=key[1] if key else "",
+            sid=secrets.token_urlsafe(16),
+            since=time.time(),
+            csrf=secrets.token_urlsafe(32),
+        )
         await run_in_threadpool(self.store.note, username, "login", {})
         return RedirectResponse(target, status_code=303)
 
     async def logout(self, request: Request) -> Response:
+        # the cookie is signed, not stored: a copy of it must stop working too
+        self._revoked.add(str(request.session.get("sid")))
         request.session.clear()
         return RedirectResponse("/login", status_code=303)
 
@@ -218,7 +250,8 @@ class ReviewApp:
         }
 
     async def _sync(self) -> None:
-        await run_in_threadpool(sync_holds, self.store, self.state.entries())
+        async with self._sync_lock:  # the page and the loop must not open a hold's case twice
+            await run_in_threadpool(sync_holds, self.store, self.state.entries())
 
     async def queue(self, request: Request) -> Response:
         await self._sync()
@@ -301,6 +334,8 @@ class ReviewApp:
         return JSONResponse(_jsonable(case))
 
     async def api_decide(self, request: Request) -> Response:
+        if not request.headers.get("content-type", "").startswith("application/json"):
+            return JSONResponse({"error": "Content-Type must be application/json"}, status_code=415)
         try:
             body = await request.json()
         except ValueError:
