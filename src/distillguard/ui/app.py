@@ -319,6 +319,7 @@ class ReviewApp:
         return RedirectResponse(f"/cases/{case_id}", status_code=303)
 
     async def api_cases(self, request: Request) -> Response:
+        await self._sync()
         try:
             filters = self._filters(request)
         except CaseStoreError as error:
