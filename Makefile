@@ -46,6 +46,7 @@ bench: $(STAMP) $(PEERS_STAMP)
 	$(BIN)/distillguard bench signals --corpus ../shared/data
 	$(BIN)/distillguard demo --no-serve --preset default --seed 303 --corpus ../shared/data --out out/bench/detect
 	$(BIN)/distillguard bench scan --preset large
+	$(BIN)/distillguard bench review
 	$(BIN)/distillguard bench gateway
 
 clean:

@@ -26,6 +26,10 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
         "distillguard.gateway.bench:bench_gateway",
         "Gateway added latency and req/s next to LiteLLM and unmimic.",
     ),
+    "review": (
+        "distillguard.cases.bench:bench_review",
+        "Review decision to gateway enforcement latency: bans file next to Redis.",
+    ),
 }
 
 
