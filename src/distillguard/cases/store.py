@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -651,11 +651,3 @@ def _clean_case(case: IncomingCase) -> IncomingCase:
 
 def _number(value: float) -> float:
     return value if math.isfinite(value) else 0.0
-
-
-def merge_daily(series: Iterable[dict[str, int]]) -> dict[str, int]:
-    total: dict[str, int] = {}
-    for daily in series:
-        for day, n in daily.items():
-            total[day] = total.get(day, 0) + int(n)
-    return dict(sorted(total.items()))
