@@ -6,21 +6,19 @@ imported: each case is one transaction, and files are parsed completely before t
 
 from __future__ import annotations
 
-import gzip
-import json
 import logging
-import zlib
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import msgspec
 
 from distillguard.cases.store import CaseStore, IncomingAccount, IncomingCase, IncomingSample, Upserted
 from distillguard.enforcement.state import Ban
+from distillguard.events.call_view import view_of
 from distillguard.events.model import AccountVerdict, Reason
-from distillguard.gateway.calllog import LoggedCall, logged_decoder
+from distillguard.gateway.calllog import SegmentError, read_segment
 
 log = logging.getLogger("distillguard.cases")
 
@@ -194,11 +192,15 @@ def gateway_cases(log_dir: Path) -> list[IncomingCase]:
     files = sorted(log_dir.glob("calls-*.jsonl")) + sorted((log_dir / "archive").glob("*.jsonl.gz"))
     by_account: dict[str, IncomingCase] = {}
     for path in files:
-        for call in _logged_calls(path):
+        try:
+            calls = list(read_segment(path, strict=True))
+        except SegmentError as error:
+            raise EvidenceError(str(error)) from None
+        for call in calls:
             decision = call.decision
             if decision is None or decision.action not in FLAGGING or not decision.matches:
                 continue
-            prompt = _prompt_of(call.request)
+            view = view_of(call)
             score = max(m.score for m in decision.matches)
             case = by_account.get(call.account_id)
             if case is None:
@@ -229,10 +231,11 @@ def gateway_cases(log_dir: Path) -> list[IncomingCase]:
                     account_id=call.account_id,
                     event_id=call.event_id,
                     ts=call.ts,
-                    endpoint=call.endpoint,
-                    prompt=prompt,
-                    user_agent=call.client.user_agent if call.client else None,
-                    end_user=call.end_user,
+                    endpoint=view.endpoint,
+                    system=view.system_prompt,
+                    prompt=view.prompt,
+                    user_agent=view.client_user_agent,
+                    end_user=view.end_user,
                     action=decision.action,
                 )
             )
@@ -241,46 +244,6 @@ def gateway_cases(log_dir: Path) -> list[IncomingCase]:
         account.signal_rates = {k: v / account.calls for k, v in account.signal_rates.items()}
         account.reasons = case.reasons
     return list(by_account.values())
-
-
-def _logged_calls(path: Path) -> Iterator[LoggedCall]:
-    """The call records of a segment or archive. A bad line stops the import, named; the one
-    exception is the last line of a live segment that the gateway is still writing (no newline
-    yet): it is left for the next import."""
-    live = path.suffix != ".gz"
-    try:
-        with gzip.open(path, "rb") if not live else path.open("rb") as handle:
-            for number, line in enumerate(handle, 1):
-                if not line.strip():
-                    continue
-                if live and not line.endswith(b"\n"):
-                    log.info("%s:%d: record still being written; the next import reads it", path, number)
-                    return
-                try:
-                    yield logged_decoder.decode(line)
-                except (msgspec.DecodeError, ValueError) as error:
-                    raise EvidenceError(f"{path}:{number}: not a call record: {error}") from None
-    except (OSError, EOFError, zlib.error) as error:
-        raise EvidenceError(f"{path}: cannot be read: {error}") from None
-
-
-def _prompt_of(request: dict[str, Any] | None) -> str:
-    """The text a reviewer reads: the last user message (or the completion prompt), as text."""
-    if not request:
-        return ""
-    messages = request.get("messages")
-    if isinstance(messages, list):
-        for message in reversed(messages):
-            if isinstance(message, dict) and message.get("role") == "user":
-                content = message.get("content")
-                if isinstance(content, str):
-                    return content
-                return json.dumps(content, ensure_ascii=False)
-    for key in ("prompt", "input"):
-        if key in request:
-            value = request[key]
-            return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-    return json.dumps(request, ensure_ascii=False)[:2000]
 
 
 def import_gateway(store: CaseStore, log_dir: Path) -> list[Upserted]:

@@ -23,6 +23,7 @@ import os
 import shutil
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -47,17 +48,34 @@ _encoder = msgspec.json.Encoder()
 logged_decoder = msgspec.json.Decoder(LoggedCall)
 
 
-def read_segment(path: Path) -> Iterator[LoggedCall]:
-    """The records of a segment; a torn or invalid line is reported and skipped, never silently."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                yield logged_decoder.decode(line)
-            except (msgspec.DecodeError, ValueError) as error:
-                log.warning("%s:%d: call record skipped: %s", path, number, error)
+class SegmentError(ValueError):
+    """A segment that `read_segment(strict=True)` cannot read; the message names file and line."""
+
+
+def read_segment(path: Path, *, strict: bool = False) -> Iterator[LoggedCall]:
+    """The records of a segment. Rolling (`strict=False`) reports a torn or invalid line and skips
+    it, never silently. Readers that must not lose a record (`strict=True`, the case import) stop
+    at it with a SegmentError; only a live segment's last line that has no newline yet (the gateway
+    is writing it) is left for the next read."""
+    live = path.suffix != ".gz"
+    try:
+        with open(path, "rb") if live else gzip.open(path, "rb") as handle:
+            for number, line in enumerate(handle, 1):
+                if not line.strip():
+                    continue
+                if strict and live and not line.endswith(b"\n"):
+                    log.info("%s:%d: record still being written; the next read takes it", path, number)
+                    return
+                try:
+                    yield logged_decoder.decode(line)
+                except (msgspec.DecodeError, ValueError) as error:
+                    if strict:
+                        raise SegmentError(f"{path}:{number}: not a call record: {error}") from None
+                    log.warning("%s:%d: call record skipped: %s", path, number, error)
+    except (OSError, EOFError, zlib.error) as error:
+        if not strict:
+            raise
+        raise SegmentError(f"{path}: cannot be read: {error}") from None
 
 
 def store_rows(calls: list[LoggedCall]) -> list[dict[str, Any]]:
