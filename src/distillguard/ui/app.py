@@ -27,6 +27,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 import jinja2
+import msgspec
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
@@ -325,14 +326,14 @@ class ReviewApp:
         except CaseStoreError as error:
             return JSONResponse({"error": str(error)}, status_code=400)
         rows = await run_in_threadpool(lambda: self.store.queue(**filters))
-        return JSONResponse(_jsonable(rows))
+        return JSONResponse(msgspec.to_builtins(rows))
 
     async def api_case(self, request: Request) -> Response:
         try:
             case = await run_in_threadpool(self.store.case, request.path_params["case_id"])
         except CaseStoreError as error:
             return JSONResponse({"error": str(error)}, status_code=404)
-        return JSONResponse(_jsonable(case))
+        return JSONResponse(msgspec.to_builtins(case))
 
     async def api_decide(self, request: Request) -> Response:
         if not request.headers.get("content-type", "").startswith("application/json"):
@@ -359,7 +360,7 @@ class ReviewApp:
         return JSONResponse(result)
 
     async def api_audit(self, request: Request) -> Response:
-        return JSONResponse(_jsonable(await run_in_threadpool(self.store.audit, None, 1000)))
+        return JSONResponse(msgspec.to_builtins(await run_in_threadpool(self.store.audit, None, 1000)))
 
     # ---- the application ---------------------------------------------------------------------
     def asgi(self, secret_key: str, *, https_only: bool = False) -> Starlette:
@@ -417,16 +418,6 @@ def _safe_next(target: str | None) -> str:
     if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
         return "/"
     return target
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_jsonable(v) for v in value]
-    return value
 
 
 def _charts(case: dict[str, Any]) -> dict[str, str]:
