@@ -343,3 +343,19 @@ def test_a_cleared_account_is_not_held_again() -> None:
     assert decide(live, NEW).status == 200
     exempt = entry_of(state, "account:new-acct")
     assert exempt is not None and exempt.action == "exempt"
+
+
+def test_the_request_path_knows_when_no_indicator_is_listed() -> None:
+    live, state = engine()
+    assert not state.has_indicators
+    put(state, Ban(subject="account:a1", reason="r", source="review"))
+    assert not state.has_indicators  # account and actor entries never need matching
+    put(state, indicator("payment:pf-x"), indicator("payment:pf-x"))  # the same subject twice
+    assert state.has_indicators
+
+    async def lift() -> None:
+        await state.lift("payment:pf-x")
+
+    asyncio.run(lift())
+    assert not state.has_indicators
+    assert decide(live, NEW).status == 200

@@ -141,7 +141,7 @@ class LiveEngine:
             "keep" if allowed_account and policy.reasoning.keep_for_allowed else policy.reasoning.action
         )
         entry = self.state.banned(caller.account_id, caller.actor)
-        if entry is None and not allowed_account:
+        if entry is None and not allowed_account and self.state.has_indicators:
             entry = await self._hold(caller, self._static_subjects(call, caller), decision)
         if entry is not None and entry.action == "ban":
             return self._refuse_listed(decision, entry)
@@ -188,7 +188,7 @@ class LiveEngine:
                     )
                     if SEVERITY[rule.action] > SEVERITY[action]:
                         action, fired = rule.action, rule
-        if entry is None and not allowed_account:
+        if entry is None and not allowed_account and self.state.has_indicators:
             template = _template_subject(decision.signals)
             if template is not None:
                 entry = await self._hold(caller, [template], decision)

@@ -55,7 +55,6 @@ ACCOUNT_KINDS = ("account", "actor")
 # (`linking.actor_cluster.STATIC_KINDS`) except raw IPs, which residential proxies share with
 # innocent users.
 INDICATOR_KINDS = ("payment", "signup_ip", "tls_asn", "template", "system_prompt")
-ENTRY_ACTIONS = ("ban", "throttle", "allow", "exempt")
 
 
 def ban_subject(kind: str, ident: str) -> str:
@@ -78,6 +77,8 @@ class EnforcementState(Protocol):
     async def put(self, entry: Ban) -> Ban: ...
     def entries(self) -> list[Ban]: ...
     def indicator_match(self, subjects: list[str]) -> Ban | None: ...
+    @property
+    def has_indicators(self) -> bool: ...
     async def lift(self, subject: str) -> None: ...
     async def take(self, key: str, bucket: Bucket) -> bool: ...
     def count(self, account_id: str, action: str) -> None: ...
@@ -89,15 +90,22 @@ class _BanCache:
 
     def __init__(self) -> None:
         self.bans: dict[str, Ban] = {}
+        # entries keyed by an indicator (not an account or actor): while there are none, which is
+        # the usual case, the request path skips recidivism matching altogether
+        self.indicators = 0
 
     def replace(self, bans: dict[str, Ban]) -> None:
         self.bans = {subject: ban for subject, ban in bans.items() if not ban.lifted}
+        self.indicators = sum(1 for subject in self.bans if not _on_account(subject))
 
     def apply(self, ban: Ban) -> None:
+        known = ban.subject in self.bans
         if ban.lifted:
             self.bans.pop(ban.subject, None)
         else:
             self.bans[ban.subject] = ban
+        if not _on_account(ban.subject) and known != (ban.subject in self.bans):
+            self.indicators += 1 if not known else -1
 
     def banned(self, account_id: str, actor: str | None) -> Ban | None:
         if not self.bans:
@@ -119,6 +127,10 @@ class _BanCache:
 
     def entries(self) -> list[Ban]:
         return list(self.bans.values())
+
+
+def _on_account(subject: str) -> bool:
+    return subject.startswith(("account:", "actor:"))
 
 
 _ban_decoder = msgspec.json.Decoder(Ban)
@@ -216,6 +228,10 @@ class MemoryState:
 
     def indicator_match(self, subjects: list[str]) -> Ban | None:
         return self._cache.indicator_match(subjects)
+
+    @property
+    def has_indicators(self) -> bool:
+        return self._cache.indicators > 0
 
     async def lift(self, subject: str) -> None:
         self._append(Ban(subject=subject, reason="lifted", ts=time.time(), lifted=True))
@@ -391,6 +407,10 @@ class RedisState:
 
     def indicator_match(self, subjects: list[str]) -> Ban | None:
         return self._cache.indicator_match(subjects)
+
+    @property
+    def has_indicators(self) -> bool:
+        return self._cache.indicators > 0
 
     async def lift(self, subject: str) -> None:
         await self._publish(Ban(subject=subject, reason="lifted", ts=time.time(), lifted=True))
