@@ -136,7 +136,42 @@ def _on_account(subject: str) -> bool:
 _ban_decoder = msgspec.json.Decoder(Ban)
 
 
-class MemoryState:
+class _ListedState:
+    """What both backends do alike with their copy of the enforcement list; each says how an entry
+    is recorded (`_record`: the bans file, or Redis)."""
+
+    _cache: _BanCache
+
+    async def _record(self, entry: Ban) -> None:
+        raise NotImplementedError
+
+    def banned(self, account_id: str, actor: str | None) -> Ban | None:
+        return self._cache.banned(account_id, actor)
+
+    def entries(self) -> list[Ban]:
+        return self._cache.entries()
+
+    def indicator_match(self, subjects: list[str]) -> Ban | None:
+        return self._cache.indicator_match(subjects)
+
+    @property
+    def has_indicators(self) -> bool:
+        return self._cache.indicators > 0
+
+    async def ban(self, subject: str, reason: str, source: str = "gateway") -> Ban:
+        return await self.put(Ban(subject=subject, reason=reason, source=source))
+
+    async def put(self, entry: Ban) -> Ban:
+        if not entry.ts:
+            entry.ts = time.time()
+        await self._record(entry)
+        return entry
+
+    async def lift(self, subject: str) -> None:
+        await self._record(Ban(subject=subject, reason="lifted", ts=time.time(), lifted=True))
+
+
+class MemoryState(_ListedState):
     """One process's state. With a `bans_file`, the ban list is a JSON-lines file that this and
     other processes (gateway workers, the scan) append to and that is re-read when it changes."""
 
@@ -205,36 +240,14 @@ class MemoryState:
             except OSError as error:
                 log.warning("cannot re-read ban list %s: %s", self.bans_file, error)
 
-    def banned(self, account_id: str, actor: str | None) -> Ban | None:
-        return self._cache.banned(account_id, actor)
-
     def _append(self, ban: Ban) -> None:
         self._cache.apply(ban)
         if self.bans_file is not None:
             with self.bans_file.open("ab") as out:
                 out.write(msgspec.json.encode(ban) + b"\n")
 
-    async def ban(self, subject: str, reason: str, source: str = "gateway") -> Ban:
-        return await self.put(Ban(subject=subject, reason=reason, source=source))
-
-    async def put(self, entry: Ban) -> Ban:
-        if not entry.ts:
-            entry.ts = time.time()
+    async def _record(self, entry: Ban) -> None:
         self._append(entry)
-        return entry
-
-    def entries(self) -> list[Ban]:
-        return self._cache.entries()
-
-    def indicator_match(self, subjects: list[str]) -> Ban | None:
-        return self._cache.indicator_match(subjects)
-
-    @property
-    def has_indicators(self) -> bool:
-        return self._cache.indicators > 0
-
-    async def lift(self, subject: str) -> None:
-        self._append(Ban(subject=subject, reason="lifted", ts=time.time(), lifted=True))
 
     async def take(self, key: str, bucket: Bucket) -> bool:
         now = self.clock()
@@ -274,7 +287,7 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-class RedisState:
+class RedisState(_ListedState):
     """State shared by replicas through Redis: bans in a hash (`<prefix>bans`) announced on a
     pub/sub channel of the same name, buckets as Lua-updated hashes, counters flushed in batches."""
 
@@ -378,9 +391,6 @@ class RedisState:
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()
 
-    def banned(self, account_id: str, actor: str | None) -> Ban | None:
-        return self._cache.banned(account_id, actor)
-
     async def _publish(self, ban: Ban) -> None:
         payload = msgspec.json.encode(ban)
         try:
@@ -393,27 +403,8 @@ class RedisState:
             raise StateUnavailable(f"cannot record ban of {ban.subject}: {error}") from error
         self._cache.apply(ban)
 
-    async def ban(self, subject: str, reason: str, source: str = "gateway") -> Ban:
-        return await self.put(Ban(subject=subject, reason=reason, source=source))
-
-    async def put(self, entry: Ban) -> Ban:
-        if not entry.ts:
-            entry.ts = time.time()
+    async def _record(self, entry: Ban) -> None:
         await self._publish(entry)
-        return entry
-
-    def entries(self) -> list[Ban]:
-        return self._cache.entries()
-
-    def indicator_match(self, subjects: list[str]) -> Ban | None:
-        return self._cache.indicator_match(subjects)
-
-    @property
-    def has_indicators(self) -> bool:
-        return self._cache.indicators > 0
-
-    async def lift(self, subject: str) -> None:
-        await self._publish(Ban(subject=subject, reason="lifted", ts=time.time(), lifted=True))
 
     async def take(self, key: str, bucket: Bucket) -> bool:
         try:
