@@ -115,11 +115,11 @@ def _target_text(row: Row) -> str:
 
 
 def _beats(row: Row, ours: float | None, theirs: list[float | None]) -> bool | None:
-    """At least as good as every baseline on this line (a baseline with no value is beaten)."""
-    if ours is None:
+    """At least as good as every baseline on this line. A baseline with no value on the line is
+    never counted as beaten: the check is then left open (None), not passed."""
+    if ours is None or not theirs or any(t is None for t in theirs):
         return None
-    others = [t for t in theirs if t is not None]
-    return all(ours >= t if row.higher_is_better else ours <= t for t in others)
+    return all(ours >= t if row.higher_is_better else ours <= t for t in theirs if t is not None)
 
 
 def _mark(flag: bool | None) -> str:
@@ -149,9 +149,25 @@ def comparison(system: Report, baselines: Mapping[str, Report]) -> list[dict[str
     return out
 
 
-def render_table(system: Report, baselines: Mapping[str, Report], system_name: str = "DistillGuard") -> str:
-    """The printed table: one line per row, columns aligned."""
-    header = ["metric", "target", system_name, "+suspicious", *baselines, "target", "beats baselines"]
+def render_table(
+    system: Report,
+    baselines: Mapping[str, Report],
+    system_name: str = "DistillGuard",
+    variants: Mapping[str, Report] | None = None,
+) -> str:
+    """The printed table: one line per row, columns aligned. ``variants`` are other readings of the
+    system under test (e.g. its content+behaviour-only model), shown beside it, never as baselines."""
+    variants = variants or {}
+    header = [
+        "metric",
+        "target",
+        system_name,
+        "+suspicious",
+        *variants,
+        *baselines,
+        "target",
+        "beats baselines",
+    ]
     lines = [header]
     for row in table_rows(system):
         ours = row.value(system, "distiller")
@@ -162,6 +178,7 @@ def render_table(system: Report, baselines: Mapping[str, Report], system_name: s
                 _target_text(row),
                 _cell(row, system, "distiller"),
                 _cell(row, system, "distiller_or_suspicious"),
+                *(_cell(row, report, "distiller") for report in variants.values()),
                 *(_cell(row, report, "distiller") for report in baselines.values()),
                 _mark(row.meets(ours)),
                 _mark(_beats(row, ours, theirs)) if row.target is not None else "",
