@@ -248,7 +248,8 @@ def test_naive_rate_limits_cannot_separate_hydras_from_bulk_customers(small: Pat
     hydra = max(n for a, n in busiest.items() if tactic[a] == "hydra")
     bulk = [n for a, n in busiest.items() if tactic[a] in ("batch_classification", "app_backend")]
     assert hydra < 30  # every hydra account stays under a naive per-account daily limit
-    assert sum(n > 5 * hydra for n in bulk) >= len(bulk) // 2  # while legitimate bulk customers do not
+    # while a limit low enough to catch them would block most legitimate bulk customers
+    assert sum(n > 2 * hydra for n in bulk) >= len(bulk) // 2
 
 
 def test_active_windows_bound_when_accounts_call(tmp_path: Path) -> None:
