@@ -56,11 +56,13 @@ def _mail_kind(domain: str) -> str:
     return "edu" if domain in EDU_MAIL else "company"
 
 
-def _call_kind(view: CallView, judge_texts: set[str]) -> str:
+def _call_kind(view: CallView, judge_texts: set[str], reveal_texts: tuple[str, ...]) -> str:
     if view.endpoint == "/v1/completions":
         return "completion"  # the model continues a prefix up to a stop sequence
     if view.prompt in judge_texts or view.system_prompt in judge_texts:
         return "judge"
+    if any(text in view.prompt for text in reveal_texts):
+        return "cot_reveal"  # asked to show its reasoning, an answer sometimes carries it
     if "customer support ticket" in view.prompt:
         return "classification"
     return prompt_kind(view.prompt)
@@ -84,21 +86,23 @@ def metadata_features(folder: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray,
     }
     corpus = load_corpus()
     judge_texts = {t for i in corpus.items(kind="grading") for t in (i.text, i.system) if t}
+    reveal_texts = tuple(i.text for i in corpus.items(kind="cot_reveal"))
     calls: dict[str, list[CallView]] = defaultdict(list)
     for line in (folder / "events.jsonl").read_bytes().splitlines():
         view = view_of(event_decoder.decode(line))
         lab = labels[view.account_id]
         if lab.label == "distiller" or lab.tactic in COVER:
             calls[view.account_id].append(view)
-    # response length relative to what this kind of prompt gets across everybody
-    lengths: dict[str, list[int]] = defaultdict(list)
+    # response length standardised within its prompt kind (log scale), so that an account's mix of
+    # kinds (content) does not count, only whether its answers are longer or shorter than the kind's
+    log_lengths: dict[str, list[float]] = defaultdict(list)
     kinds: dict[str, str] = {}
     for views in calls.values():
         for v in views:
-            kinds[v.event_id] = _call_kind(v, judge_texts)
+            kinds[v.event_id] = _call_kind(v, judge_texts, reveal_texts)
             if v.response_text:
-                lengths[kinds[v.event_id]].append(len(v.response_text))
-    median_length = {k: statistics.median(v) for k, v in lengths.items()}
+                log_lengths[kinds[v.event_id]].append(math.log(len(v.response_text)))
+    scale = {k: (statistics.mean(v), statistics.pstdev(v) or 1.0) for k, v in log_lengths.items()}
     rows, y, groups, names = [], [], [], []
     for account_id, views in sorted(calls.items()):
         if len(views) < 3:
@@ -111,7 +115,7 @@ def metadata_features(folder: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray,
         hours = Counter(v.ts.hour for v in views)
         hour_entropy = -sum(c / len(views) * math.log(c / len(views)) for c in hours.values())
         residuals = [
-            math.log(max(1, len(v.response_text)) / median_length[kinds[v.event_id]])
+            (math.log(len(v.response_text)) - scale[kinds[v.event_id]][0]) / scale[kinds[v.event_id]][1]
             for v in views
             if v.response_text
         ]

@@ -81,7 +81,9 @@ class Profile:
     age_days: tuple[float, float]
     email: str
     tier: str
-    signup_network: str  # where the occasional sign-up from another network comes from
+    # where a sign-up from another network than the calls comes from, and how often: people register
+    # in a browser at home or in the office, then call from servers
+    signup_network: tuple[str, float]
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +104,7 @@ class ScenarioBuilder:
         self.seed = seed
         self.accounts: list[SimAccount] = []
         self.actors: dict[str, dict[str, Any]] = {}
+        self._built: list[tuple[str, Tactic, int, int]] = []  # (tactic, spec, first account, end)
 
     def rng(self, *parts: object) -> random.Random:
         # seeding with a str hashes it with SHA-512: stable across processes and PYTHONHASHSEED
@@ -192,8 +195,8 @@ class ScenarioBuilder:
         signup_ip: str | None = None,
     ) -> None:
         if signup_ip is None:
-            # most people sign up from where they later call; some from another network (home, phone)
-            signup_ip = account.ips[0][0] if rng.random() < 0.75 else draw_ip(rng, profile.signup_network)[0]
+            network, elsewhere = profile.signup_network
+            signup_ip = draw_ip(rng, network)[0] if rng.random() < elsewhere else account.ips[0][0]
         self._record(
             account,
             rng,
@@ -247,7 +250,7 @@ class ScenarioBuilder:
             age_days=(20, 900),
             email=rng.choice(FREE_MAIL),
             tier=rng.choice(("free", "tier-1")),
-            signup_network="mobile",
+            signup_network=("mobile", 0.25),
         )
 
     def _developer(self, spec: Population, rng: random.Random, tag: str) -> Profile:
@@ -277,7 +280,7 @@ class ScenarioBuilder:
             age_days=(10, 1000),
             email=email,
             tier=rng.choice(("tier-1", "tier-2", "tier-3")),
-            signup_network="residential",
+            signup_network=("residential", 0.5),
         )
 
     def _non_english(self, spec: Population, rng: random.Random, tag: str) -> Profile:
@@ -303,7 +306,7 @@ class ScenarioBuilder:
             age_days=(20, 800),
             email=mail,
             tier=rng.choice(("free", "tier-1")),
-            signup_network="mobile",
+            signup_network=("mobile", 0.25),
         )
 
     def _app_backend(self, spec: Population, rng: random.Random, tag: str) -> Profile:
@@ -327,7 +330,7 @@ class ScenarioBuilder:
             age_days=(60, 900),
             email=company_domain(rng),
             tier=rng.choice(("startup", "tier-3", "tier-4")),
-            signup_network="office",
+            signup_network=("office", 0.9),
         )
 
     def _batch(self, spec: Population, rng: random.Random, tag: str) -> Profile:
@@ -348,7 +351,7 @@ class ScenarioBuilder:
             age_days=(60, 1200),
             email=company_domain(rng),
             tier=rng.choice(("tier-4", "enterprise")),
-            signup_network="office",
+            signup_network=("office", 0.8),
         )
 
     def _eval(self, spec: Population, rng: random.Random, tag: str) -> Profile:
@@ -375,7 +378,7 @@ class ScenarioBuilder:
             age_days=(30, 900),
             email=email,
             tier=rng.choice(("edu", "startup", "enterprise")),
-            signup_network="office",
+            signup_network=("office", 0.8),
         )
 
     def _tutoring(self, spec: Population, rng: random.Random, tag: str) -> Profile:
@@ -399,7 +402,7 @@ class ScenarioBuilder:
             age_days=(60, 900),
             email=company_domain(rng),
             tier=rng.choice(("edu", "startup")),
-            signup_network="office",
+            signup_network=("office", 0.8),
         )
 
     def _sanctioned(self, spec: Population, rng: random.Random, tag: str) -> Profile:
@@ -423,7 +426,7 @@ class ScenarioBuilder:
             age_days=(120, 1000),
             email=company_domain(rng),
             tier="enterprise",
-            signup_network="office",
+            signup_network=("office", 0.8),
         )
 
     def _red_team(self, spec: Population, rng: random.Random, tag: str) -> Profile:
@@ -445,7 +448,7 @@ class ScenarioBuilder:
             age_days=(1, 300),
             email=rng.choice(FREE_MAIL),
             tier="free",
-            signup_network="residential",
+            signup_network=("residential", 0.25),
         )
 
     def _families(self, rng: random.Random) -> tuple[str, ...]:
@@ -519,81 +522,130 @@ class ScenarioBuilder:
             "adaptive": self._adaptive,
         }.get(name, self._content_tactic)
         handler(tactic, name)
-        if self.scenario.careful:
-            self._take_cover(name, tactic, self.accounts[first_new:])
+        self._built.append((name, tactic, first_new, len(self.accounts)))
 
     # --- careful mode -----------------------------------------------------------------------------
 
-    def _take_cover(self, name: str, tactic: Tactic, accounts: list[SimAccount]) -> None:
-        """Careful mode: every account of the tactic takes a benign population's look (drawn by the
-        population's own profile code) and its actor keeps only one or two links between accounts."""
-        members_of: dict[str, list[SimAccount]] = {}
-        for account in accounts:
-            members_of.setdefault(str(account.actor), []).append(account)
-        start, end = self.window(tactic)
-        for actor, members in members_of.items():
-            rng = self.rng("careful", actor)
-            links = rng.choices([c for c, _ in CAREFUL_LINKS], weights=[w for _, w in CAREFUL_LINKS])[0]
-            infrastructure = (
-                ("egress" if rng.random() < 0.6 else "signup") if "infrastructure" in links else None
-            )
-            details = self.actors[actor]
-            details["links"] = list(links)
-            details["infrastructure"] = infrastructure
-            for standard in ("shared_payment", "synchronised", "shared_template"):
-                details.pop(standard, None)  # the standard campaign's links no longer hold
-            # an egress link: one machine (one IP, one client stack) behind every account
-            lead = (
-                self._cover_profile(name, rng, f"careful-lead|{actor}")
-                if infrastructure == "egress"
-                else None
-            )
-            signup_ips = [draw_ip(rng, "residential")[0] for _ in range(rng.randint(1, 2))]
-            payments = ["pm_" + fingerprint(actor, "careful-pay", i) for i in range(rng.randint(1, 2))]
-            style, families = members[0].style, members[0].families
+    def take_cover(self) -> None:
+        """Careful mode, once every tactic is built: each actor keeps one or two links, and every
+        distiller account takes a benign population's look, drawn by that population's own profile
+        code. Populations are dealt out as quotas in the benign populations' proportions (router keys
+        can only be apps; an egress-linked actor's accounts share one), so the distillers' mix equals
+        the benign mix exactly rather than only on average."""
+        plans = []
+        for name, tactic, begin, end in self._built:
+            members_of: dict[str, list[SimAccount]] = {}
+            for account in self.accounts[begin:end]:
+                members_of.setdefault(str(account.actor), []).append(account)
+            for actor, members in members_of.items():
+                rng = self.rng("careful", actor)
+                links = rng.choices([c for c, _ in CAREFUL_LINKS], weights=[w for _, w in CAREFUL_LINKS])[0]
+                infrastructure = None
+                if "infrastructure" in links:
+                    infrastructure = "egress" if rng.random() < 0.6 else "signup"
+                plans.append((name, tactic, actor, members, rng, links, infrastructure))
+        cover = self._deal_cover(
+            [(name, infrastructure, members) for name, _, _, members, _, _, infrastructure in plans]
+        )
+        for name, tactic, actor, members, rng, links, infrastructure in plans:
+            self._cover_actor(name, tactic, actor, members, rng, links, infrastructure, cover)
+
+    def _deal_cover(self, actors: list[tuple[str, str | None, list[SimAccount]]]) -> dict[str, str]:
+        """account id -> the benign population whose profile it takes."""
+        present = self.scenario.populations()
+        weights = {p: present[p].accounts if p in present else 0 for p in COVER_POPULATIONS}
+        if not any(weights.values()):
+            weights = dict.fromkeys(COVER_POPULATIONS, 1)
+        total = sum(len(members) for _, _, members in actors)
+        share = sum(weights.values())
+        left = {p: total * w / share for p, w in weights.items()}  # accounts still owed to each
+        cover: dict[str, str] = {}
+
+        def deal(population: str, members: list[SimAccount]) -> None:
             for account in members:
-                arng = self.rng("careful", account.account_id)
-                profile = (
-                    self.profile(
-                        lead.population,
-                        self._cover_spec(lead.population),
-                        arng,
-                        f"careful|{account.account_id}",
-                    )
-                    if lead is not None
-                    else self._cover_profile(name, arng, f"careful|{account.account_id}")
-                )
-                self._apply_cover(account, profile)
-                if lead is not None:
-                    account.ips = lead.fields["ips"][:1] + account.ips[1:]
-                    account.clients = lead.fields["clients"][:1] + account.clients[1:]
-                if "content" in links:
-                    account.style, account.families = style, families  # one pipeline for every account
-                else:
-                    account.style, account.families = arng.randrange(64), self._families(arng)
-                if name in CONTENT_TACTICS or name == "adaptive":
-                    account.first_day = self.first_day(arng, start, end)  # as benign accounts arrive
-                self._profile_record(
-                    account,
-                    arng,
-                    profile,
-                    payment=arng.choice(payments) if "payment" in links else None,
-                    signup_ip=arng.choice(signup_ips) if infrastructure == "signup" else None,
-                )
+                cover[account.account_id] = population
+            left[population] -= len(members)
+
+        for name, _, members in actors:
+            if name == "router_mixed":
+                deal("app_backend", members)  # a reseller key is an app with many end users
+        # whole actors first (largest first), each to the population owed the most
+        shared = sorted(
+            (a for a in actors if a[0] != "router_mixed" and a[1] == "egress"), key=lambda a: -len(a[2])
+        )
+        for _, _, members in shared:
+            deal(max(COVER_POPULATIONS, key=lambda p: left[p]), members)
+        rest = [
+            account
+            for name, infrastructure, members in actors
+            if name != "router_mixed" and infrastructure != "egress"
+            for account in members
+        ]
+        slots: list[str] = []
+        for population in COVER_POPULATIONS:
+            slots += [population] * max(0, round(left[population]))
+        while len(slots) < len(rest):
+            slots.append(max(COVER_POPULATIONS, key=lambda p: weights[p]))
+        self.rng("careful", "cover").shuffle(slots)
+        for account, population in zip(rest, slots, strict=False):
+            cover[account.account_id] = population
+        return cover
+
+    def _cover_actor(
+        self,
+        name: str,
+        tactic: Tactic,
+        actor: str,
+        members: list[SimAccount],
+        rng: random.Random,
+        links: tuple[str, ...],
+        infrastructure: str | None,
+        cover: dict[str, str],
+    ) -> None:
+        details = self.actors[actor]
+        details["links"] = list(links)
+        details["infrastructure"] = infrastructure
+        for standard in ("shared_payment", "synchronised", "shared_template"):
+            details.pop(standard, None)  # the standard campaign's links no longer hold
+        details["cover"] = dict(sorted(Counter(cover[a.account_id] for a in members).items()))
+        start, end = self.window(tactic)
+        lead = None
+        if infrastructure == "egress":
+            # one machine (one IP, one client stack) behind every account
+            population = cover[members[0].account_id]
+            lead = self.profile(population, self._cover_spec(population), rng, f"careful-lead|{actor}")
+        signup_ips = [draw_ip(rng, "residential")[0] for _ in range(rng.randint(1, 2))]
+        payments = ["pm_" + fingerprint(actor, "careful-pay", i) for i in range(rng.randint(1, 2))]
+        style, families = members[0].style, members[0].families
+        for account in members:
+            arng = self.rng("careful", account.account_id)
+            population = cover[account.account_id]
+            profile = self.profile(
+                population, self._cover_spec(population), arng, f"careful|{account.account_id}"
+            )
+            self._apply_cover(account, profile)
+            if lead is not None:
+                account.ips = lead.fields["ips"][:1] + account.ips[1:]
+                account.clients = lead.fields["clients"][:1] + account.clients[1:]
+            if "content" in links:
+                account.style, account.families = style, families  # one pipeline for every account
+            else:
+                account.style, account.families = arng.randrange(64), self._families(arng)
+            if name in CONTENT_TACTICS or name == "adaptive":
+                account.first_day = self.first_day(arng, start, end)  # as benign accounts arrive
+            # a sign-up network shows only where the cover would sign up away from where it calls
+            # (a careful actor does not register a "casual user" from a network it never calls from)
+            signup_link = infrastructure == "signup" and arng.random() < max(0.5, profile.signup_network[1])
+            self._profile_record(
+                account,
+                arng,
+                profile,
+                payment=arng.choice(payments) if "payment" in links else None,
+                signup_ip=arng.choice(signup_ips) if signup_link else None,
+            )
 
     def _cover_spec(self, population: str) -> Population:
         return self.scenario.populations().get(population) or DEFAULT_COVER[population]
-
-    def _cover_profile(self, tactic: str, rng: random.Random, tag: str) -> Profile:
-        if tactic == "router_mixed":
-            population = "app_backend"  # a reseller key is an app with many end users
-        else:
-            present = self.scenario.populations()
-            weights = [present[p].accounts if p in present else 0 for p in COVER_POPULATIONS]
-            if not any(weights):
-                weights = [1] * len(COVER_POPULATIONS)
-            population = rng.choices(COVER_POPULATIONS, weights=weights)[0]
-        return self.profile(population, self._cover_spec(population), rng, tag)
 
     @staticmethod
     def _apply_cover(account: SimAccount, profile: Profile) -> None:
@@ -825,6 +877,8 @@ def build_accounts(scenario: Scenario, pools: Pools, seed: int) -> ScenarioBuild
         builder.benign(name, population)
     for name, tactic in scenario.tactics().items():
         builder.tactic(name, tactic)
+    if scenario.careful:
+        builder.take_cover()
     return builder
 
 
