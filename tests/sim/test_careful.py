@@ -25,6 +25,7 @@ from distillguard.sim.generate import generate
 from distillguard.sim.kinds import prompt_kind
 from distillguard.sim.metadata import CLIENTS, EDU_MAIL, FREE_MAIL, NETWORKS, THROWAWAY_MAIL
 from distillguard.sim.scenario import load_preset
+from distillguard.sim.wording import JUDGE_FORMATS
 
 COVER = ("developer", "app_backend", "casual")
 ASN_KIND = {asn: kind for kind, networks in NETWORKS.items() for asn, _ in networks}
@@ -56,10 +57,18 @@ def _mail_kind(domain: str) -> str:
     return "edu" if domain in EDU_MAIL else "company"
 
 
+# the simulator's own judge formats, known by how their prompts begin
+JUDGE_OPENINGS = tuple(judge.prompt.split("{")[0] for formats in JUDGE_FORMATS.values() for judge in formats)
+
+
 def _call_kind(view: CallView, judge_texts: set[str], reveal_texts: tuple[str, ...]) -> str:
     if view.endpoint == "/v1/completions":
         return "completion"  # the model continues a prefix up to a stop sequence
-    if view.prompt in judge_texts or view.system_prompt in judge_texts:
+    if (
+        view.prompt in judge_texts
+        or view.system_prompt in judge_texts
+        or view.prompt.startswith(JUDGE_OPENINGS)
+    ):
         return "judge"
     if any(text in view.prompt for text in reveal_texts):
         return "cot_reveal"  # asked to show its reasoning, an answer sometimes carries it

@@ -22,6 +22,7 @@ from distillguard.sim.kinds import REAL_ANSWER_KINDS, prompt_kind, reasoning_cha
 from distillguard.sim.metadata import CLIENTS, draw_ip
 from distillguard.sim.params import ParamHabit, request_params
 from distillguard.sim.pools import Pools
+from distillguard.sim.wording import wording_for
 
 DAY = 86_400.0
 
@@ -101,6 +102,7 @@ class SimAccount:
     conversation: tuple[CorpusItem, ...] = ()
     history: list[tuple[str, str]] = field(default_factory=list)  # (user, assistant) of this session
     probe_sweep: int = 0
+    sweep_position: int = 0  # topic sweeps: how far through the topic list
     lang: str = "en"  # non-English users mostly write in their own language
     stream: bool = False  # chat front-ends stream; the event holds the reassembled response
     habit: ParamHabit | None = None  # request parameters; None: a standard distiller's tactic sets them
@@ -162,6 +164,11 @@ class Traffic:
         second_turns = set(self.next_turn.values())
         self.first_turns = tuple(i for i in pools.eval_questions if i not in second_turns)
         self.arena = tuple(i for i in pools.openers if i.source == "arena_hard")
+        self.wording = wording_for(pools.split)
+        # what the simulator's own judge formats grade: real questions of the split
+        self.judged = tuple(
+            i for i in (*pools.eval_questions, *pools.bare, *pools.openers) if len(i.text) < 2000
+        )
         self.non_english_by_lang: dict[str, tuple[CorpusItem, ...]] = {}
         for item in pools.non_english:
             self.non_english_by_lang.setdefault(item.lang, ())
@@ -360,7 +367,7 @@ class Traffic:
         if content == "eval":
             if rng.random() < 0.55:
                 return self._eval_question(rid, created, account, rng)
-            return self._grading(rid, created, rng, account, {"temperature": 0.0})
+            return self._grading(rid, created, rng, account, {"temperature": 0.0}, judge_formats=0.3)
         if content == "tutoring":
             system = texts.TUTORING_SYSTEM_PROMPTS[account.style % len(texts.TUTORING_SYSTEM_PROMPTS)]
             item = rng.choice(pools.math)
@@ -386,7 +393,9 @@ class Traffic:
                 return self._cot_request(rid, created, account, rng)
             return self._cot_reveal(rid, created, account, rng)
         if content == "rl_grading":
-            return self._grading(rid, created, rng, account, {"temperature": 0.0, "max_tokens": 1024})
+            return self._grading(
+                rid, created, rng, account, {"temperature": 0.0, "max_tokens": 1024}, judge_formats=0.5
+            )
         if content == "logit_probe":
             return self._probe(rid, created, account, rng)
         raise ValueError(f"unknown content {content!r}")
@@ -458,6 +467,9 @@ class Traffic:
                 account.conversation = rng.choice(pools.coding)
             elif rng.random() < 0.05:
                 account.conversation = (rng.choice(pools.roleplay),)
+            elif rng.random() < 0.04:
+                # people ask "what is the difference between X and Y" too, one topic at a time
+                account.conversation = (CorpusItem(text=self._topic_question(rng), kind="chat"),)
             else:
                 account.conversation = rng.choice(pools.conversations)
         if turn < len(account.conversation):
@@ -533,16 +545,43 @@ class Traffic:
         return "/v1/chat/completions", request, response
 
     def _wrap(self, account: SimAccount, rng: random.Random, text: str) -> str:
+        words = self.wording
         if account.variant == "paraphrase":
-            return texts.PARAPHRASED_WRAPPERS[rng.randrange(len(texts.PARAPHRASED_WRAPPERS))].format(q=text)
+            return words.paraphrased_wrappers[rng.randrange(len(words.paraphrased_wrappers))].format(q=text)
         if account.variant == "translate":
-            return texts.TRANSLATED_WRAPPERS[account.style % len(texts.TRANSLATED_WRAPPERS)][1].format(q=text)
-        return texts.HARVEST_WRAPPERS[account.style % len(texts.HARVEST_WRAPPERS)].format(q=text)
+            return words.translated_wrappers[account.style % len(words.translated_wrappers)][1].format(q=text)
+        return words.harvest_wrappers[account.style % len(words.harvest_wrappers)].format(q=text)
+
+    def _topic_question(self, rng: random.Random, position: int | None = None) -> str:
+        """A natural question about a topic: the next one of a sweep (`position`), or any one."""
+        pairs, phrasings = self.wording.sweep_topics, self.wording.sweep_phrasings
+        if position is None:
+            position = rng.randrange(2 * len(pairs) * len(phrasings))
+        pair = pairs[(position // 2) % len(pairs)]
+        x, y = pair if position % 2 == 0 else pair[::-1]
+        phrasing = phrasings[(position // (2 * len(pairs)) + rng.randrange(2)) % len(phrasings)]
+        return phrasing.format(x=x, y=y)
 
     def _harvest(
         self, rid: str, created: int, account: SimAccount, rng: random.Random
     ) -> tuple[str, dict[str, Any], dict[str, Any]]:
         pools = self.pools
+        if account.style % 4 == 2 and rng.random() < 0.8:
+            # a topic sweep: one topic after another, asked as natural questions
+            account.sweep_position += 1
+            question = self._topic_question(rng, account.sweep_position)
+            kind = prompt_kind(question)
+            return self._chat(
+                rid,
+                created,
+                account.model,
+                [{"role": "user", "content": question}],
+                self._reply(kind, rng),
+                rng,
+                account,
+                kind=kind,
+                tactic_params={"temperature": 0.7, "max_tokens": 2048},
+            )
         roll = rng.random()
         if roll < 0.6:
             item = rng.choice(pools.bare)
@@ -604,7 +643,9 @@ class Traffic:
             return "/v1/completions", request, body
         text = item.text
         if account.variant == "paraphrase":
-            text = _paraphrase(text, rng)
+            for old, new in self.wording.generation_rewordings:
+                if old in text and rng.random() < 0.8:
+                    text = text.replace(old, new)
         kind = prompt_kind(text)
         messages = [{"role": "user", "content": text}]
         return self._chat(
@@ -629,7 +670,7 @@ class Traffic:
         item = rng.choice(items)
         system, text = item.system, item.text
         if account.variant == "paraphrase":
-            system = texts.PARAPHRASED_COT_SYSTEMS[rng.randrange(len(texts.PARAPHRASED_COT_SYSTEMS))]
+            system = self.wording.cot_systems[rng.randrange(len(self.wording.cot_systems))]
         elif account.variant == "translate":
             text = self._wrap(account, rng, text)
         messages = ([{"role": "system", "content": system}] if system else []) + [
@@ -702,7 +743,12 @@ class Traffic:
         rng: random.Random,
         account: SimAccount,
         tactic_params: dict[str, Any],
+        judge_formats: float,
     ) -> tuple[str, dict[str, Any], dict[str, Any]]:
+        """A grading prompt: a real judge template of the corpus, or (share `judge_formats`) one of the
+        simulator's own judge formats of this split."""
+        if rng.random() < judge_formats:
+            return self._judge_format(rid, created, rng, account, tactic_params)
         item = rng.choice(self.pools.grading)
         if item.messages:
             messages = [dict(m) for m in item.messages]
@@ -716,6 +762,45 @@ class Traffic:
             created,
             account.model,
             messages,
+            verdict,
+            rng,
+            account,
+            kind="judge",
+            tactic_params=tactic_params,
+        )
+
+    def _judge_format(
+        self,
+        rid: str,
+        created: int,
+        rng: random.Random,
+        account: SimAccount,
+        tactic_params: dict[str, Any],
+    ) -> tuple[str, dict[str, Any], dict[str, Any]]:
+        judge = self.wording.judge_formats[rng.randrange(len(self.wording.judge_formats))]
+        item = rng.choice(self.judged)
+        kind = prompt_kind(item.text)
+        first, _ = self._answer(item, kind, rng)
+        second = self._reply(kind, rng)
+        pair = (first, second) if rng.random() < 0.5 else (second, first)
+        prompt = judge.prompt.format(question=item.text, answer=first, answer_a=pair[0], answer_b=pair[1])
+        ab = rng.choice("AB")
+        why = self.prose.take_chars(rng, reply_chars("judge", rng) // 2).replace('"', "'").replace("\n", " ")
+        verdict = judge.verdict.format(
+            ab=ab,
+            ab_lower=ab.lower(),
+            first_second="first" if ab == "A" else "second",
+            one_two="1" if ab == "A" else "2",
+            score5=rng.randint(1, 5),
+            score10=rng.randint(1, 10),
+            likert=rng.choice(("Strongly disagree", "Disagree", "Neutral", "Agree", "Strongly agree")),
+            why=why,
+        )
+        return self._chat(
+            rid,
+            created,
+            account.model,
+            [{"role": "user", "content": prompt}],
             verdict,
             rng,
             account,
@@ -765,26 +850,6 @@ class Traffic:
 
 def _reasoning_model(model: str) -> str:
     return model.replace("frontier-1", "frontier-reasoner-1") if "reasoner" not in model else model
-
-
-_PARAPHRASES = (
-    ("You are asked to come up with", "Please brainstorm"),
-    ("diverse", "varied"),
-    ("instructions", "tasks"),
-    ("I want you act as a Prompt Creator.", "Act as someone who writes new prompts."),
-    ("Your goal is to", "You should"),
-    ("#Given Prompt#", "[Original]"),
-    ("#Created Prompt#", "[New]"),
-    ("Be concise. Be creative.", "Keep it short and original."),
-    ("List", "Write down"),
-)
-
-
-def _paraphrase(text: str, rng: random.Random) -> str:
-    for old, new in _PARAPHRASES:
-        if old in text and rng.random() < 0.8:
-            text = text.replace(old, new)
-    return text
 
 
 def client_pair(rng: random.Random, kind: str) -> tuple[str, str]:
