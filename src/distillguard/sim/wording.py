@@ -83,7 +83,7 @@ PARAPHRASED_WRAPPERS = {
         "Can I ask you something? {q}",
         "writing a newsletter and need help: {q}",
         "{q} Walk me through why.",
-        "ok so {q}",
+        "quick question: {q}",
     ),
 }
 
