@@ -421,3 +421,71 @@ def test_what_is_retried(status: str, http_status: int | None, content: str, exp
 def test_redactor_ignores_short_secrets() -> None:
     assert Redactor("abc")("abc abc") == "abc abc"  # too short to be a key, and would shred text
     assert Redactor("sk-long-key")("x sk-long-key y") == "x [REDACTED] y"
+
+
+@pytest.mark.parametrize(
+    ("events", "status", "text"),
+    [
+        (
+            ['{"choices": [{"index": 0, "delta": {"role": "assistant", "content": "Hi"}}]}', "[DONE]"],
+            "complete",
+            "Hi",
+        ),
+        (
+            ['{"choices": [{"index": 0, "delta": {"content": "Hi"}, "finish_reason": "stop"}]}'],
+            "complete",
+            "Hi",
+        ),
+        (['{"choices": [{"index": 0, "delta": {"content": "Hi"}}]}'], "truncated", "Hi"),
+        (
+            ['{"choices": [{"index": 0, "delta": {"content": "Hi"}, "finish_reason": "content_filter"}]}'],
+            "content_filter",
+            "Hi",
+        ),
+        (
+            ['{"choices": [{"index": 0, "delta": {"content": "Hi"}}]}', '{"error": {"message": "boom"}}'],
+            "stream_error",
+            "Hi",
+        ),
+        (['{"choices": [{"index": 0, "delta": {"content": 5}}]}', "[DONE]"], "malformed", ""),
+        (["[1, 2]", "[DONE]"], "malformed", ""),
+        (['{"object": "chat.completion.chunk"}', "[DONE]"], "malformed", ""),
+        (['{"choices": [], "usage": {"total_tokens": 3}}', "[DONE]"], "complete", ""),  # an empty answer
+        (['{"choices": [{"index": 1, "delta": {"content": "other choice"}}]}', "[DONE]"], "complete", ""),
+        (
+            [
+                '{"choices": [{"index": 0, "delta": {"reasoning_content": "think", "content": "A"}}]}',
+                "[DONE]",
+            ],
+            "complete",
+            "A",
+        ),
+    ],
+)
+def test_stream_events_to_status(events: list[str], status: str, text: str) -> None:
+    from distillguard.audit.records import Attempt as RecordedAttempt
+    from distillguard.audit.runner import StreamReading
+    from distillguard.audit.sse import ServerSentEvent
+
+    reading = StreamReading(Redactor())
+    for t, data in enumerate(events):
+        reading.event(ServerSentEvent(data), float(t))
+    assert reading.status() == status
+    recorded = RecordedAttempt(n=1, started_at="", status=status, elapsed_s=1.0, chunks=reading.chunks)
+    assert "".join(m.text for m in messages_of(recorded)) == text
+    assert [c.t for c in reading.chunks] == sorted(c.t for c in reading.chunks)
+
+
+def test_a_role_after_text_starts_a_new_message() -> None:
+    from distillguard.audit.runner import StreamReading
+    from distillguard.audit.sse import ServerSentEvent
+
+    reading = StreamReading(Redactor())
+    for data in (
+        '{"choices": [{"index": 0, "delta": {"role": "assistant", "content": "First."}}]}',
+        '{"choices": [{"index": 0, "delta": {"role": "assistant", "content": "Second."}}]}',
+        '{"choices": [{"index": 0, "message": {"role": "assistant", "content": "Third."}}]}',
+    ):
+        reading.event(ServerSentEvent(data), 0.0)
+    attempt = Attempt(n=1, started_at="", status="truncated", elapsed_s=1.0, chunks=reading.chunks)
+    assert [m.text for m in messages_of(attempt)] == ["First.", "Second.", "Third."]

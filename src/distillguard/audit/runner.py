@@ -260,13 +260,13 @@ class StreamReading:
         try:
             obj = json.loads(data)
         except ValueError as error:
-            self._malformed(f"not JSON ({error.__class__.__name__}: {error})", data, t)
+            self.note_malformed(f"not JSON ({error.__class__.__name__}: {error})", data, t)
             return
         self.chunk_object(obj, data, t)
 
     def chunk_object(self, obj: Any, data: str, t: float) -> None:
         if not isinstance(obj, dict):
-            self._malformed("an event that is not a JSON object", data, t)
+            self.note_malformed("an event that is not a JSON object", data, t)
             return
         if obj.get("error"):
             self._error(data, t)
@@ -276,26 +276,26 @@ class StreamReading:
             if "usage" in obj:
                 self.chunks.append(Chunk(t=t, kind="usage", raw=self._raw(data)))
             else:
-                self._malformed("an event without `choices`", data, t)
+                self.note_malformed("an event without `choices`", data, t)
             return
         for choice in choices:
             if not isinstance(choice, dict) or choice.get("index", 0) != 0:
                 if not isinstance(choice, dict):
-                    self._malformed("a choice that is not an object", data, t)
+                    self.note_malformed("a choice that is not an object", data, t)
                 continue  # only n=1 is requested; other choices are not part of the answer
             self._choice(choice, data, t)
 
     def _choice(self, choice: dict[str, Any], data: str, t: float) -> None:
         finish = choice.get("finish_reason")
         if finish is not None and not isinstance(finish, str):
-            self._malformed("finish_reason is not a string", data, t)
+            self.note_malformed("finish_reason is not a string", data, t)
             return
         whole = choice.get("message")
         delta = choice.get("delta")
         if isinstance(whole, dict):
             content, reasoning, refusal = _texts(whole)
             if None in (content, reasoning, refusal):
-                self._malformed("message content is not a string", data, t)
+                self.note_malformed("message content is not a string", data, t)
                 return
             if self.has_content:
                 self.message += 1
@@ -314,7 +314,7 @@ class StreamReading:
         elif isinstance(delta, dict):
             content, reasoning, refusal = _texts(delta)
             if None in (content, reasoning, refusal):
-                self._malformed("delta content is not a string", data, t)
+                self.note_malformed("delta content is not a string", data, t)
                 return
             # a role after text has been shown starts a new message: the service is replacing it
             if delta.get("role") and self.has_content:
@@ -336,7 +336,7 @@ class StreamReading:
         elif finish is not None:
             self.chunks.append(Chunk(t=t, kind="delta", message=self.message, finish_reason=finish))
         else:
-            self._malformed("a choice with neither `delta` nor `message`", data, t)
+            self.note_malformed("a choice with neither `delta` nor `message`", data, t)
             return
         self.any_content = self.any_content or self.has_content
         if finish is not None:
@@ -356,7 +356,7 @@ class StreamReading:
         self.error = self._raw(message)
         self.chunks.append(Chunk(t=t, kind="error", message=self.message, raw=self._raw(data)))
 
-    def _malformed(self, why: str, data: str, t: float) -> None:
+    def note_malformed(self, why: str, data: str, t: float) -> None:
         if not self.malformed:
             self.malformed = why
         self.chunks.append(Chunk(t=t, kind="malformed", message=self.message, raw=self._raw(data)))
@@ -436,7 +436,7 @@ class Client:
                         reading.chunk_object(json.loads(text), text, time.monotonic() - t0)
                         reading.done = True
                     except ValueError:
-                        reading._malformed("a JSON body that does not parse", text, time.monotonic() - t0)
+                        reading.note_malformed("a JSON body that does not parse", text, time.monotonic() - t0)
                     status = reading.status()
                 else:
                     text = await _read_text(response, 65536)
@@ -478,7 +478,9 @@ class Client:
         async for data in response.content.iter_any():
             received += len(data)
             if received > MAX_RESPONSE_BYTES:
-                reading._malformed(f"more than {MAX_RESPONSE_BYTES} bytes streamed; stopped reading", "", 0.0)
+                reading.note_malformed(
+                    f"more than {MAX_RESPONSE_BYTES} bytes streamed; stopped reading", "", 0.0
+                )
                 return "malformed"
             now = time.monotonic() - t0
             for event in decoder.feed(data):
@@ -488,7 +490,7 @@ class Client:
         for event in events:
             reading.event(event, now)
         if pending:
-            reading._malformed("the stream ended inside an event (no blank line after it)", pending, now)
+            reading.note_malformed("the stream ended inside an event (no blank line after it)", pending, now)
         return reading.status()
 
     def _timeout_note(self, reading: StreamReading, t0: float) -> str:
@@ -639,9 +641,8 @@ class Auditor:
             sock_read=self.options.read_timeout_s,
         )
         try:
-            async with aiohttp.ClientSession(
-                connector=connector, timeout=timeout, trust_env=False
-            ) as session:
+            # trust_env: an auditor behind a proxy reaches a hosted API through HTTP(S)_PROXY, as curl does
+            async with aiohttp.ClientSession(connector=connector, timeout=timeout, trust_env=True) as session:
                 client = Client(session, self.target, self.options, self.redact)
 
                 async def worker() -> None:
