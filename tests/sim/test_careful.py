@@ -4,6 +4,7 @@ backends and casual users; on the standard preset it can (printed for contrast).
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import math
 import statistics
@@ -191,3 +192,18 @@ def test_metadata_and_parameters_cannot_tell_careful_distillers_from_benign(
     standard = cross_validated_auc(tmp_path / "small")
     print(f"metadata+params classifier ROC AUC: careful-small {careful:.3f}, small (standard) {standard:.3f}")
     assert careful <= 0.65
+
+
+def test_careful_output_is_byte_identical_for_the_same_seed(tmp_path: Path) -> None:
+    scenario = load_preset("careful-small")
+    scenario.days = 2
+    digests = []
+    for run in ("a", "b"):
+        generate(scenario, seed=4, split="dev", out=tmp_path / run)
+        digests.append(
+            tuple(
+                hashlib.sha256((tmp_path / run / name).read_bytes()).hexdigest()
+                for name in ("events.jsonl", "accounts.jsonl", "labels.jsonl")
+            )
+        )
+    assert digests[0] == digests[1]

@@ -1068,6 +1068,11 @@ def format_summary(summary: dict[str, Any]) -> str:
     if summary["router_keys_per_share"]:
         shares = ", ".join(f"{k}: {v}" for k, v in summary["router_keys_per_share"].items())
         lines.append(f"router keys per attack share: {shares}")
+    links = Counter("+".join(d["links"]) for d in summary["actor_details"] if "links" in d)
+    if links:
+        lines.append(
+            "careful actors by link kept: " + ", ".join(f"{k}: {v}" for k, v in sorted(links.items()))
+        )
     if summary["hydra_max_calls_per_account_day"] is not None:
         lines.append(
             f"hydra: busiest account averages {summary['hydra_max_calls_per_account_day']} calls/day"
