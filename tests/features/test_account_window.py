@@ -147,7 +147,8 @@ def test_parameter_profile_and_lengths() -> None:
     assert f["temperature_zero_share"] == 0.5
     assert f["single_turn_share"] == 0.5 and f["user_turns_mean"] == 2.0
     assert f["prompt_chars_mean"] == pytest.approx((7 + 3) / 2)
-    assert f["output_input_ratio"] == pytest.approx((30 + 3 + 1) / (10 + 1))
+    # the failed call's error text is not an answer: only the first call's lengths count
+    assert f["output_input_ratio"] == pytest.approx((30 + 1) / (7 + 1))
     assert f["reasoning_returned_share"] == 0.5
     assert f["system_prompt_share"] == 0.5 and f["distinct_system_prompts"] == 1.0
     assert f["param_profile_top_share"] == 0.5
@@ -208,3 +209,27 @@ def test_window_survives_pickling_for_worker_processes() -> None:
     assert copy.features() == window.features()
     copy.observe(call(50, 400.0), {}, None)
     assert copy.features()["n_calls"] == 51.0 and window.features()["n_calls"] == 50.0
+
+
+def test_output_lengths_abstain_on_calls_without_an_answer() -> None:
+    answered = call(0, 0.0, prompt="abcd", response_text="x" * 40, n_user_turns=1)
+    failed = call(1, 5.0, prompt="abcdefgh", response_text="", status=500, n_user_turns=1)
+    empty = call(2, 9.0, prompt="ab", response_text="", n_user_turns=1)
+    f = run([answered, failed, empty])
+    assert f["response_chars_mean"] == 40.0  # not (40 + 0 + 0) / 3
+    assert f["output_input_ratio"] == pytest.approx(41 / 5)  # the answered call's prompt only
+    assert f["answered_share"] == pytest.approx(1 / 3)
+    nothing = run([failed])
+    assert nothing["response_chars_mean"] == 0.0 and nothing["output_input_ratio"] == 0.0
+
+
+def test_topic_novelty_and_template_refill() -> None:
+    rng = np.random.default_rng(3)
+    sweep = rng.normal(size=(40, 16))
+    sweep /= np.linalg.norm(sweep, axis=1, keepdims=True)
+    same = np.tile(sweep[:1], (40, 1))
+    calls = [call(i, 60.0 * i, prompt=f"Explain topic {i}", n_user_turns=1) for i in range(40)]
+    swept = run(calls, fingerprints=["explain-N"] * 40, embeddings=sweep)
+    repeated = run(calls, fingerprints=["explain-N"] * 40, embeddings=same)
+    assert swept["topic_novelty"] > 0.4 > repeated["topic_novelty"] == pytest.approx(1 / 40)
+    assert swept["template_refill_share"] == pytest.approx(39 / 40)

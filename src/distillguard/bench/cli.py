@@ -17,6 +17,10 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
         "distillguard.bench.cli:detect",
         "Detection quality of verdicts against labels, with two baselines.",
     ),
+    "detect-suite": (
+        "distillguard.bench.suite:detect_suite",
+        "Detection on each preset: full and content-behaviour models, baselines at the same dev FPR.",
+    ),
     "signals": (
         "distillguard.signals.bench:bench_signals",
         "Per-call classifiers on unseen families, and speed.",
@@ -29,6 +33,10 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "review": (
         "distillguard.cases.bench:bench_review",
         "Review decision to gateway enforcement latency: bans file next to Redis.",
+    ),
+    "audit": (
+        "distillguard.audit.bench:bench_audit",
+        "Audit classifiers: precision and recall on the project's labelled answers.",
     ),
 }
 

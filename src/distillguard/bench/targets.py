@@ -29,8 +29,11 @@ class Row:
         return value >= self.target if self.higher_is_better else value <= self.target
 
 
-def _rate(*path: str) -> tuple[Callable[[Report, str], float | None], Callable[[Report, str], str]]:
+def _rate(
+    *path: str, reading_override: str | None = None
+) -> tuple[Callable[[Report, str], float | None], Callable[[Report, str], str]]:
     def block(report: Report, reading: str) -> Any:
+        reading = reading_override or reading
         node: Any = report["readings"][reading] if path[0] != "clusters" else report
         for key in path:
             if not isinstance(node, Mapping) or key not in node:
@@ -52,9 +55,14 @@ def _rate(*path: str) -> tuple[Callable[[Report, str], float | None], Callable[[
 
 
 def _row(
-    title: str, path: tuple[str, ...], higher: bool, target: float | None = None, percent: bool = True
+    title: str,
+    path: tuple[str, ...],
+    higher: bool,
+    target: float | None = None,
+    percent: bool = True,
+    reading: str | None = None,
 ) -> Row:
-    value, counts = _rate(*path)
+    value, counts = _rate(*path, reading_override=reading)
     return Row(title, value, counts, higher, target, percent)
 
 
@@ -79,6 +87,17 @@ def table_rows(report: Report) -> list[Row]:
         rows.append(_row("router recall, mean over shares", ("router_recall_mean_over_shares",), True, 0.97))
     rows += [
         _row(f"  FPR: {p}", ("fpr_by_population", p), False, 0.005) for p in reading["fpr_by_population"]
+    ]
+    # review load: benign accounts a human must look at (suspicious or worse), per population
+    rows += [
+        _row(
+            f"  review load: {p}",
+            ("fpr_by_population", p),
+            False,
+            0.02,
+            reading="distiller_or_suspicious",
+        )
+        for p in reading["fpr_by_population"]
     ]
     rows += [
         _row("calls to flag, median (campaigns)", ("calls_to_flag", "median"), False, 50, percent=False),
@@ -115,11 +134,11 @@ def _target_text(row: Row) -> str:
 
 
 def _beats(row: Row, ours: float | None, theirs: list[float | None]) -> bool | None:
-    """At least as good as every baseline on this line (a baseline with no value is beaten)."""
-    if ours is None:
+    """At least as good as every baseline on this line. A baseline with no value on the line is
+    never counted as beaten: the check is then left open (None), not passed."""
+    if ours is None or not theirs or any(t is None for t in theirs):
         return None
-    others = [t for t in theirs if t is not None]
-    return all(ours >= t if row.higher_is_better else ours <= t for t in others)
+    return all(ours >= t if row.higher_is_better else ours <= t for t in theirs if t is not None)
 
 
 def _mark(flag: bool | None) -> str:
@@ -149,9 +168,25 @@ def comparison(system: Report, baselines: Mapping[str, Report]) -> list[dict[str
     return out
 
 
-def render_table(system: Report, baselines: Mapping[str, Report], system_name: str = "DistillGuard") -> str:
-    """The printed table: one line per row, columns aligned."""
-    header = ["metric", "target", system_name, "+suspicious", *baselines, "target", "beats baselines"]
+def render_table(
+    system: Report,
+    baselines: Mapping[str, Report],
+    system_name: str = "DistillGuard",
+    variants: Mapping[str, Report] | None = None,
+) -> str:
+    """The printed table: one line per row, columns aligned. ``variants`` are other readings of the
+    system under test (e.g. its content+behaviour-only model), shown beside it, never as baselines."""
+    variants = variants or {}
+    header = [
+        "metric",
+        "target",
+        system_name,
+        "+suspicious",
+        *variants,
+        *baselines,
+        "target",
+        "beats baselines",
+    ]
     lines = [header]
     for row in table_rows(system):
         ours = row.value(system, "distiller")
@@ -162,6 +197,7 @@ def render_table(system: Report, baselines: Mapping[str, Report], system_name: s
                 _target_text(row),
                 _cell(row, system, "distiller"),
                 _cell(row, system, "distiller_or_suspicious"),
+                *(_cell(row, report, "distiller") for report in variants.values()),
                 *(_cell(row, report, "distiller") for report in baselines.values()),
                 _mark(row.meets(ours)),
                 _mark(_beats(row, ours, theirs)) if row.target is not None else "",

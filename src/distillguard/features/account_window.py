@@ -170,7 +170,10 @@ class AccountWindow:
         self.user_turns = MeanVar()
         self.single_turn = 0
         self.prompt_chars = MeanVar()
+        # output lengths only over calls that were answered: a failed or empty call abstains
+        # instead of counting as a zero-length answer
         self.response_chars = MeanVar()
+        self.answered_prompt_chars = MeanVar()
         self.reasoning_returned = 0
         self.errors = 0
         self.end_users = HeavyHitters(HH_END_USERS)
@@ -247,8 +250,12 @@ class AccountWindow:
         self.stream += call.stream
         self.user_turns.observe(call.n_user_turns)
         self.single_turn += call.n_user_turns <= 1
-        self.prompt_chars.observe(len(call.prompt) + len(call.system_prompt))
-        self.response_chars.observe(len(call.response_text) + len(call.reasoning_text))
+        prompt_chars = len(call.prompt) + len(call.system_prompt)
+        self.prompt_chars.observe(prompt_chars)
+        response_chars = len(call.response_text) + len(call.reasoning_text)
+        if response_chars and call.status < 400:
+            self.response_chars.observe(response_chars)
+            self.answered_prompt_chars.observe(prompt_chars)
         self.reasoning_returned += bool(call.reasoning_text)
         self.errors += call.status >= 400
         if call.end_user:
@@ -311,6 +318,7 @@ class AccountWindow:
             "user_turns",
             "prompt_chars",
             "response_chars",
+            "answered_prompt_chars",
             "end_users",
             "end_user_count",
             "ips",
@@ -377,6 +385,17 @@ class AccountWindow:
             "embedding_dispersion": self.embeddings.mean_sq_distance(),
             "topic_buckets": float(np.count_nonzero(self.embeddings.topics.counts)),
             "topic_coverage": self.embeddings.topics.entropy(),
+            # topic buckets per embedded call: a topic sweep asks one question per topic, a person
+            # returns to the same few subjects
+            "topic_novelty": float(np.count_nonzero(self.embeddings.topics.counts))
+            / min(self.embeddings.n, len(self.embeddings.topics.counts))
+            if self.embeddings.n
+            else 0.0,
+            # distinct prompts beyond distinct templates: one template refilled with new items
+            "template_refill_share": min(max(share(distinct_prompts - distinct_templates), 0.0), 1.0),
+            "prompt_chars_cv": self.prompt_chars.std / self.prompt_chars.mean
+            if self.prompt_chars.mean
+            else 0.0,
             "system_prompt_share": share(self.system_prompts.n),
             "distinct_system_prompts": self.system_prompt_count.estimate(),
             "top_system_prompt_share": self.system_prompts.top_share(),
@@ -407,7 +426,11 @@ class AccountWindow:
                 "user_turns_mean": self.user_turns.mean,
                 "prompt_chars_mean": self.prompt_chars.mean,
                 "response_chars_mean": self.response_chars.mean,
-                "output_input_ratio": (self.response_chars.total + 1.0) / (self.prompt_chars.total + 1.0),
+                "output_input_ratio": (self.response_chars.total + 1.0)
+                / (self.answered_prompt_chars.total + 1.0)
+                if self.response_chars.n
+                else 0.0,
+                "answered_share": share(self.response_chars.n),
                 "reasoning_returned_share": share(self.reasoning_returned),
                 "error_share": share(self.errors),
                 "end_user_share": share(self.end_users.n),

@@ -248,6 +248,7 @@ def _build(
     reasoning_len = _lengths(_array(batch, "reasoning_text"))
     response_chars = (_lengths(_array(batch, "response_text")) + reasoning_len).astype(np.float64)
     status = _filled(_array(batch, "status"), 200, np.int64)
+    answered = (response_chars > 0) & (status < 400)
 
     end_users, end_user_count = _text_reducers(s, *_codes(_array(batch, "end_user")), HH_END_USERS, K_PROMPTS)
     ips, ip_count = _text_reducers(s, *_codes(_array(batch, "client_ip")), HH_IPS, K_PROMPTS)
@@ -312,7 +313,8 @@ def _build(
         "logit_bias": _meanvar(s, logit_bias_size, logit_bias_size > 0),
         "user_turns": _meanvar(s, user_turns),
         "prompt_chars": _meanvar(s, prompt_chars),
-        "response_chars": _meanvar(s, response_chars),
+        "response_chars": _meanvar(s, response_chars, answered),
+        "answered_prompt_chars": _meanvar(s, prompt_chars, answered),
         "end_users": end_users or [],
         "end_user_count": end_user_count,
         "ips": ips or [],

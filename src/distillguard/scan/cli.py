@@ -52,6 +52,14 @@ def known_actors_from(path: Path) -> list[KnownActor]:
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64))
 @click.option("--rules-only", is_flag=True, help="Score with the heuristics alone (no learned model).")
 @click.option(
+    "--model",
+    "model_name",
+    default="full",
+    show_default=True,
+    help="Account model: 'full', 'content-behaviour' (no metadata or request parameters, and no rule "
+    "that reads them), or a folder written by `distillguard train scorer`.",
+)
+@click.option(
     "--no-embeddings", is_flag=True, help="Skip prompt embeddings (faster, less diversity evidence)."
 )
 @click.option("--quiet", is_flag=True, help="No progress bars.")
@@ -63,6 +71,7 @@ def scan(
     known_actors: Path | None,
     workers: int,
     rules_only: bool,
+    model_name: str,
     no_embeddings: bool,
     quiet: bool,
 ) -> None:
@@ -82,7 +91,11 @@ def scan(
     started = time.perf_counter()
     notices: list[str] = []
     out.mkdir(parents=True, exist_ok=True)
-    scorer = AccountScorer.load(FEATURES, with_model=not rules_only)
+    model: str | Path = Path(model_name) if Path(model_name).is_dir() else model_name
+    try:
+        scorer = AccountScorer.load(FEATURES, with_model=not rules_only, model=model)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--model") from error
     if rules_only:
         notices.append("learned model off (--rules-only): heuristics alone decide")
     if no_embeddings:

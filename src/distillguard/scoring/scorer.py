@@ -9,12 +9,33 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
 
 import numpy as np
 
 from distillguard.events.model import Reason
+from distillguard.features.provenance import FAKEABLE, provenance_of
 from distillguard.scoring.risk_model import DISTILLER_RISK, SUSPICIOUS_RISK, RiskModel, Thresholds
 from distillguard.scoring.rules import AccountRule, load_rules
+
+FULL = "full"
+CONTENT_BEHAVIOUR = "content-behaviour"
+# shipped models by name: the full model reads every feature; the content-behaviour model was
+# trained without metadata and request parameters (what a careful adversary copies from users)
+SHIPPED_MODELS = {FULL: "", CONTENT_BEHAVIOUR: "content_behaviour"}
+
+
+def model_folder(model: str | Path) -> Path | None:
+    """The folder of a model given by shipped name or path (None: the package's default model)."""
+    if isinstance(model, Path):
+        return model
+    if model not in SHIPPED_MODELS:
+        raise ValueError(f"unknown model {model!r}: choose one of {sorted(SHIPPED_MODELS)} or give a folder")
+    if not SHIPPED_MODELS[model]:
+        return None
+    return Path(str(resources.files("distillguard.scoring").joinpath("models", SHIPPED_MODELS[model])))
+
 
 # Used when no model is loaded: rules alone, on the same fixed risk scale.
 RULES_ONLY = Thresholds(
@@ -46,10 +67,23 @@ class AccountScorer:
             self._model_columns = np.array([index[name] for name in self.model.feature_names], dtype=int)
 
     @classmethod
-    def load(cls, feature_names: Sequence[str], *, with_model: bool = True) -> AccountScorer:
+    def load(
+        cls, feature_names: Sequence[str], *, with_model: bool = True, model: str | Path = FULL
+    ) -> AccountScorer:
+        """Rules and a model: a shipped one by name (`full`, `content-behaviour`) or a folder.
+
+        The content-behaviour scorer also drops every rule that reads a feature of a fakeable
+        provenance (metadata, request parameters), so it stands on content and behaviour alone."""
         rules = load_rules(known_features=feature_names)
-        model = RiskModel.load() if with_model else None
-        return cls(rules, model, tuple(feature_names))
+        if model == CONTENT_BEHAVIOUR:
+            rules = [
+                rule
+                for rule in rules
+                if not any(provenance_of(c.feature) in FAKEABLE for c in rule.conditions)
+            ]
+        if not with_model:
+            return cls(rules, None, tuple(feature_names))
+        return cls(rules, RiskModel.load(model_folder(model)), tuple(feature_names))
 
     @property
     def thresholds(self) -> Thresholds:

@@ -12,6 +12,7 @@ so the model learns to judge an account after 5 calls as well as after 5,000.
 from __future__ import annotations
 
 import hashlib
+import math
 import pickle
 import subprocess
 import sys
@@ -27,6 +28,7 @@ from distillguard.events.accounts import read_accounts, read_labels
 from distillguard.events.model import Label
 from distillguard.events.readers import ReaderOptions, iter_events
 from distillguard.events.store import CallStore
+from distillguard.features.provenance import FAKEABLE, without
 from distillguard.scan.pipeline import ReplayResult, checkpoint_matrix, decide, replay_store
 from distillguard.scan.replay import FEATURES
 from distillguard.scoring.risk_model import (
@@ -58,14 +60,25 @@ MODEL_EXCLUDED = (
     "stream_share",
 )
 MODEL_FEATURES = tuple(name for name in FEATURES if name not in MODEL_EXCLUDED)
-_MODEL_COLUMNS = [FEATURES.index(name) for name in MODEL_FEATURES]
+
+
+def model_features(exclude: Sequence[str] = ()) -> tuple[str, ...]:
+    """The model's columns: every feature but the free parameters above and those whose provenance
+    is in ``exclude`` (the content-behaviour model leaves out metadata and request parameters)."""
+    return without(MODEL_FEATURES, exclude) if exclude else MODEL_FEATURES
+
+
+# the review band sits at least this far below the distiller threshold in log-odds, even when
+# ties among the top benign risks would otherwise put both thresholds at one value
+REVIEW_BAND_LOGIT = 1.0
 # accounts allow-listed by policy distil by design: they would teach the model that distillation is benign
 EXCLUDED_TACTICS = ("sanctioned_distillation",)
 
 
 def simulate(split: str, preset: str, seed: int, corpus: Path | None, work: Path) -> Path:
-    """Run `distillguard sim` for one split into work/<split> and ingest it into a call store there."""
-    folder = work / split
+    """Run `distillguard sim` for one split into work/<preset>/<split>-<seed> and ingest it into a
+    call store there (kept: training, calibration and `bench detect-suite` reuse it)."""
+    folder = work / preset / f"{split}-{seed}"
     if not (folder / "labels.jsonl").exists():
         command = [sys.executable, "-m", "distillguard", "sim", "--preset", preset, "--seed", str(seed)]
         command += ["--split", split, "--out", str(folder)]
@@ -107,7 +120,7 @@ def replay_cached(folder: Path, workers: int) -> ReplayResult:
 
 
 def training_rows(
-    replay: ReplayResult, labels: dict[str, Label]
+    replay: ReplayResult, labels: dict[str, Label], columns: Sequence[str] = MODEL_FEATURES
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Checkpoint rows, their 0/1 labels and weights (each account's rows sum to one)."""
     replays = [r for r in replay.accounts.values() if labels[r.account_id].tactic not in EXCLUDED_TACTICS]
@@ -120,90 +133,116 @@ def training_rows(
         mask = y == value
         if mask.any():
             weights[mask] *= len(replays) / 2 / weights[mask].sum()
-    return matrix[:, _MODEL_COLUMNS].astype(np.float64), y, weights
+    return matrix[:, [FEATURES.index(name) for name in columns]].astype(np.float64), y, weights
+
+
+def review_threshold(distiller: float, suspicious: float) -> float:
+    """The suspicious threshold, kept strictly below the distiller one so a review band exists.
+
+    >>> round(review_threshold(0.9, 0.5), 3), round(review_threshold(0.9, 0.9), 3)
+    (0.5, 0.768)
+    """
+    if distiller >= 1.0:
+        return min(suspicious, float(np.nextafter(1.0, 0.0)))
+    odds = math.log(distiller / (1.0 - distiller)) - REVIEW_BAND_LOGIT
+    return min(suspicious, 1.0 / (1.0 + math.exp(-odds)))
 
 
 def calibrate(
     model: RiskModel,
-    replay: ReplayResult,
-    labels: dict[str, Label],
-    accounts_path: Path,
+    dev_sets: Sequence[tuple[ReplayResult, dict[str, Label], Path]],
     *,
     target_fpr: float,
     suspicious_fpr: float,
 ) -> tuple[Thresholds, dict[str, Any]]:
-    """Thresholds from the final risks (after linking) of the DEV simulation's benign accounts.
+    """Thresholds from the final risks (after linking) of the DEV simulations' benign accounts
+    (each dev set: its replay, labels and accounts.jsonl).
 
     The model alone is calibrated (rules are statements on the fixed risk scale, and their own
     false positives on dev are reported separately); `model` must carry the identity scaling
     (thresholds at DISTILLER_RISK / SUSPICIOUS_RISK) while this runs.
     """
     scorer = AccountScorer([], model, FEATURES)
-    accounts = read_accounts(accounts_path)
-    result = decide(replay, scorer, accounts)
-    benign = [
-        v.risk
-        for v in result.verdicts
-        if labels[v.account_id].label == "benign" and labels[v.account_id].tactic not in EXCLUDED_TACTICS
-    ]
+    benign: list[float] = []
+    distillers: list[float] = []
+    for replay, labels, accounts_path in dev_sets:
+        result = decide(replay, scorer, read_accounts(accounts_path))
+        for v in result.verdicts:
+            label = labels[v.account_id]
+            if label.label == "distiller":
+                distillers.append(v.risk)
+            elif label.tactic not in EXCLUDED_TACTICS:
+                benign.append(v.risk)
+    distiller = threshold_for_fpr(benign, target_fpr)
     thresholds = Thresholds(
-        distiller=threshold_for_fpr(benign, target_fpr),
-        suspicious=threshold_for_fpr(benign, suspicious_fpr),
+        distiller=distiller,
+        suspicious=review_threshold(distiller, threshold_for_fpr(benign, suspicious_fpr)),
         target_fpr_distiller=target_fpr,
         target_fpr_suspicious=suspicious_fpr,
-        calibrated_on=f"{len(benign)} benign accounts of the dev simulation",
+        calibrated_on=f"{len(benign)} benign accounts of {len(dev_sets)} dev simulation(s)",
     )
-    distillers = [v.risk for v in result.verdicts if labels[v.account_id].label == "distiller"]
     recall = float(np.mean([r >= thresholds.distiller for r in distillers])) if distillers else 0.0
     return thresholds, {
         "dev_benign_accounts": len(benign),
         "dev_distillers": len(distillers),
         "dev_recall": recall,
+        "dev_suspicious_share_benign": float(np.mean([r >= thresholds.suspicious for r in benign])),
     }
 
 
 def train_scorer(
     *,
     corpus: Path | None,
-    preset: str,
+    presets: Sequence[str],
     work: Path,
     out: Path,
     seeds: Sequence[int] = (101, 202),
     target_fpr: float = 0.0005,
     suspicious_fpr: float = 0.005,
+    exclude: Sequence[str] = (),
     workers: int = 2,
     log: Any = print,
 ) -> RiskModel:
+    """Train on the TRAIN split of every preset together (so the model sees distillers that hide
+    in metadata next to those that do not) and calibrate on their DEV splits together."""
     started = time.perf_counter()
-    train_dir = simulate("train", preset, seeds[0], corpus, work)
-    dev_dir = simulate("dev", preset, seeds[1], corpus, work)
-    log(f"simulated train and dev traffic in {time.perf_counter() - started:.0f} s")
-    train_replay = replay_cached(train_dir, workers)
-    labels = read_labels(train_dir / "labels.jsonl")
-    x, y, w = training_rows(train_replay, labels)
-    log(f"replayed {train_replay.calls:,} train calls: {len(x):,} checkpoint rows, {int(y.sum()):,} positive")
-    booster = train_risk_model(x, y.tolist(), MODEL_FEATURES, weights=w)
+    columns = model_features(exclude)
+    xs, ys, ws = [], [], []
+    dev_sets = []
+    for preset in presets:
+        train_dir = simulate("train", preset, seeds[0], corpus, work)
+        dev_dir = simulate("dev", preset, seeds[1], corpus, work)
+        train_replay = replay_cached(train_dir, workers)
+        x, y, w = training_rows(train_replay, read_labels(train_dir / "labels.jsonl"), columns)
+        log(
+            f"{preset}: replayed {train_replay.calls:,} train calls: {len(x):,} rows, {int(y.sum()):,} positive"
+        )
+        xs.append(x)
+        ys.append(y)
+        ws.append(w / w.sum())  # each preset weighs the same
+        dev_sets.append(
+            (
+                replay_cached(dev_dir, workers),
+                read_labels(dev_dir / "labels.jsonl"),
+                dev_dir / "accounts.jsonl",
+            )
+        )
+    x, y, w = np.concatenate(xs), np.concatenate(ys), np.concatenate(ws) * len(np.concatenate(ys))
+    booster = train_risk_model(x, y.tolist(), columns, weights=w)
     # thresholds at the fixed points make the model's scaling the identity until calibrated
     placeholder = Thresholds(
         DISTILLER_RISK, SUSPICIOUS_RISK, target_fpr, suspicious_fpr, "not yet calibrated"
     )
     meta = {
-        "trained_on": f"sim preset {preset} split train seed {seeds[0]}",
-        "calibrated_on": f"sim preset {preset} split dev seed {seeds[1]}",
+        "trained_on": f"sim presets {', '.join(presets)} split train seed {seeds[0]}",
+        "calibrated_on": f"sim presets {', '.join(presets)} split dev seed {seeds[1]}",
         "corpus": str(corpus) if corpus else "shipped sample",
         "rows": len(x),
         "excluded_features": list(MODEL_EXCLUDED),
+        "excluded_provenances": list(exclude),
     }
-    model = RiskModel(booster, MODEL_FEATURES, placeholder, meta)
-    dev_replay = replay_cached(dev_dir, workers)
-    thresholds, report = calibrate(
-        model,
-        dev_replay,
-        read_labels(dev_dir / "labels.jsonl"),
-        dev_dir / "accounts.jsonl",
-        target_fpr=target_fpr,
-        suspicious_fpr=suspicious_fpr,
-    )
+    model = RiskModel(booster, columns, placeholder, meta)
+    thresholds, report = calibrate(model, dev_sets, target_fpr=target_fpr, suspicious_fpr=suspicious_fpr)
     model.thresholds = thresholds
     model.meta.update(report)
     model.save(out)
@@ -222,7 +261,20 @@ def train_scorer(
     default=None,
     help="Development corpora (../shared/data); default: the shipped sample.",
 )
-@click.option("--preset", default="default", show_default=True)
+@click.option(
+    "--preset",
+    "presets",
+    multiple=True,
+    default=("default", "careful"),
+    show_default=True,
+    help="Simulator presets trained on together (repeat the option).",
+)
+@click.option(
+    "--content-behaviour",
+    is_flag=True,
+    help="Leave out metadata and request-parameter features (the model `scan --model "
+    "content-behaviour` uses).",
+)
 @click.option(
     "--work",
     type=click.Path(file_okay=False, path_type=Path),
@@ -231,22 +283,34 @@ def train_scorer(
     help="Where the simulated train/dev traffic is kept (reused if present).",
 )
 @click.option(
-    "--out", type=click.Path(file_okay=False, path_type=Path), default=MODELS_DIR, show_default=True
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Model folder [default: the package's models/, or models/content_behaviour/].",
 )
 @click.option(
     "--target-fpr", default=0.0005, show_default=True, help="Distiller threshold's benign FPR on dev."
 )
 @click.option("--workers", default=2, show_default=True)
 def train_scorer_command(
-    corpus: Path | None, preset: str, work: Path, out: Path, target_fpr: float, workers: int
+    corpus: Path | None,
+    presets: tuple[str, ...],
+    content_behaviour: bool,
+    work: Path,
+    out: Path | None,
+    target_fpr: float,
+    workers: int,
 ) -> None:
     """Train the account risk model on simulated TRAIN-family traffic; calibrate it on DEV."""
+    if out is None:
+        out = MODELS_DIR / "content_behaviour" if content_behaviour else MODELS_DIR
     train_scorer(
         corpus=corpus,
-        preset=preset,
+        presets=presets,
         work=work,
         out=out,
         target_fpr=target_fpr,
+        exclude=FAKEABLE if content_behaviour else (),
         workers=workers,
         log=click.echo,
     )
