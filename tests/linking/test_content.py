@@ -298,3 +298,37 @@ def test_a_hub_account_is_not_a_bridge(
     loose = replace(loose, content=replace(loose.content, min_coverage=0.05, full_coverage=0.2))
     want = sorted(sorted(a for name in group for a in members[name]) for group in expected)
     assert sorted(c.accounts for c in link(windows, accounts, config=loose)) == want
+
+
+COT_SYSTEM = (
+    "You are an AI assistant that helps people find information. Think step by step and justify "
+    "every step before you give the final answer."
+)
+
+
+@pytest.mark.parametrize(
+    ("shared_network", "shared_prompt", "linked"),
+    [
+        (True, True, True),  # the network names the pair, the system prompt agrees
+        (True, False, False),  # a sign-up IP and an egress address alone: colleagues behind a NAT
+        (False, True, False),  # a system prompt 70 accounts of the run use: public
+    ],
+)
+def test_public_content_corroborates_a_pair_other_evidence_names(
+    shared_network: bool, shared_prompt: bool, linked: bool
+) -> None:
+    windows = background()
+    for i in range(64):  # others who use the same public system prompt on their own questions
+        windows[f"user-{i}"] = observe_all([(COT_SYSTEM, q) for _, q in own_questions(500 + i, 8)], 500 + i)
+    accounts = {}
+    for k in range(6):
+        system = COT_SYSTEM if shared_prompt else ""
+        calls = [(system, q) for _, q in own_questions(800 + k, 12)]
+        windows[f"egress-{k}"] = observe_all(calls, 800 + k, ip="203.0.113.77" if shared_network else None)
+        signup = "198.51.100.23" if shared_network else f"192.0.2.{k}"
+        accounts[f"egress-{k}"] = Account(account_id=f"egress-{k}", signup_ip=signup)
+    clusters = link(windows, accounts)
+    assert [c.accounts for c in clusters] == ([[f"egress-{k}" for k in range(6)]] if linked else [])
+    if linked:
+        kinds = {e.kind for e in clusters[0].edges}
+        assert kinds == {"signup_ip", "ip", "system_prompt"}

@@ -301,27 +301,51 @@ def link(
 def _content_evidence(
     windows: Mapping[str, AccountWindow], config: LinkConfig, pairs: dict[tuple[str, str], _PairEvidence]
 ) -> None:
-    """Shared template and system-prompt families (`linking.content`). A pair's evidence is the
-    share of both accounts' calls that is rare content they have in common, each family weighted by
-    its rarity (IDF-style over the run's accounts that use it): one operator's accounts run one
-    pipeline, so what they share is most of what they send, while customers of a public template
-    share something everyone uses, or only part of what they send."""
+    """Shared template and system-prompt families (`linking.content`), read two ways.
+
+    Alone, content picks its pairs out of every pair of the run, so it must be rare and most of
+    what both accounts send: the evidence is the share of both accounts' calls that is content they
+    have in common, each family weighted by its rarity (IDF-style over the run's accounts that use
+    it, `IndicatorRule.common_share`), counted from `min_coverage`. One operator's accounts run one
+    pipeline; customers of a public template share something everyone uses, or only part of what
+    they send.
+
+    For a pair that other evidence already names (`ContentRule.corroborate_from`: a shared egress
+    address and sign-up IP, say), the question is only whether what they send agrees, and a family
+    a few percent of the run use still says so (`corroboration_share`): it adds its kind's weight
+    times that rarity, all content together at most `corroboration_cap`, however small a part of
+    the accounts' calls it is."""
     rule = config.content
     population = len(windows)
     ignored: dict[str, set[str]] = defaultdict(set)
     for ind in config.ignore:
         ignored[ind.kind].add(ind.value)
-    rarity: dict[int, float] = {}
-    rare = []  # a family used by too many accounts, or too short, is no evidence: not even a candidate
+    alone: dict[content.Family, float] = {}
+    agreeing: dict[content.Family, float] = {}
+    usable = []  # a family used by too many accounts is no evidence: not even a candidate
     for family in content.all_families(windows, rule, ignored):
-        rarity[id(family)] = config.rarity(family.kind, family.users, population)
-        if rarity[id(family)] > 0.0 and family.length >= rule.min_shingles:
-            rare.append(family)
-    for pair, shared in content.shared_content(rare, rule, config.pair_limit, list(pairs)).items():
+        # a frame anybody writes ("Q: … A:") says nothing of its author on its own; it may agree
+        short = family.length < rule.min_shingles
+        alone[family] = 0.0 if short else config.rarity(family.kind, family.users, population)
+        agreeing[family] = config.rarity(
+            family.kind, family.users, population, common_share=rule.corroboration_share
+        )
+        if agreeing[family] > 0.0:
+            usable.append(family)
+    named = {pair for pair, evidence in pairs.items() if evidence.score(config) >= rule.corroborate_from}
+    for pair, shared in content.shared_content(
+        usable, rule, config.pair_limit, named, candidates_from=lambda f: alone[f] > 0.0
+    ).items():
+        strict: dict[str, float] = {}
+        agree: dict[str, float] = {}
         for item in shared:
-            share = item.rare_share(lambda f: rarity[id(f)])
-            ramp = (share - rule.min_coverage) / (rule.full_coverage - rule.min_coverage)
-            weight = config.rules[item.kind].weight * min(1.0, ramp)
+            ramp = (item.rare_share(alone) - rule.min_coverage) / (rule.full_coverage - rule.min_coverage)
+            strict[item.kind] = config.rules[item.kind].weight * min(1.0, max(0.0, ramp))
+            if pair in named:
+                agree[item.kind] = config.rules[item.kind].weight * max(agreeing[f] for f in item.families)
+        scale = min(1.0, rule.corroboration_cap / total) if (total := sum(agree.values())) > 0 else 0.0
+        for item in shared:
+            weight = max(strict[item.kind], agree.get(item.kind, 0.0) * scale)
             if weight > 0.0:
                 pairs[pair].add(item.kind, weight, item.describe(population))
 

@@ -64,8 +64,8 @@ class ContentRule:
     min_calls: int = 3  # a family must cover this many of an account's calls ...
     min_share: float = 0.05  # ... and this share of them to be evidence about it
     min_jaccard: float = 0.4  # token-bigram Jaccard at which two frames are variants of one template
-    # a frame this short ("Q: … A:", "make it async.") is one anybody writes: it says nothing of
-    # its author however few accounts send it
+    # a frame this short ("Q: … A:", "make it async.") is one anybody writes: alone it says nothing
+    # of its author however few accounts send it (it may still agree with other evidence)
     min_shingles: int = 8
     lsh_threshold: float = 0.3  # MinHash LSH recall point, below min_jaccard so few pairs are missed
     num_perm: int = 64
@@ -73,6 +73,12 @@ class ContentRule:
     # one pipeline's accounts share most of what they send, customers of a public template less
     min_coverage: float = 0.5
     full_coverage: float = 0.8
+    # a pair whose other evidence reaches this is named already: its content only has to agree,
+    # and counts while fewer than `corroboration_share` of the run's accounts use it (content
+    # alone: the kind's stricter `common_share`), at most `corroboration_cap` in all
+    corroborate_from: float = 0.5
+    corroboration_share: float = 0.1
+    corroboration_cap: float = 0.7
 
 
 @dataclass(frozen=True)
@@ -121,10 +127,11 @@ class LinkConfig:
     # (kind, value) pairs that are never evidence, e.g. a public evaluation template
     ignore: frozenset[Indicator] = frozenset()
 
-    def rarity(self, kind: str, accounts: int, population: int) -> float:
+    def rarity(self, kind: str, accounts: int, population: int, common_share: float | None = None) -> float:
         """IDF over the run's accounts, scaled: 1 for a value used by at most `rare_accounts`,
         0 from `common_accounts` (or `common_share` of the ``population`` of accounts in the run,
-        when that is fewer), and ``log(common / accounts) / log(common / rare)`` between.
+        when that is fewer; ``common_share`` overrides the rule's), and
+        ``log(common / accounts) / log(common / rare)`` between.
 
         >>> c = LinkConfig()
         >>> c.rarity("ip", 3, 10_000), c.rarity("ip", 50, 10_000), round(c.rarity("ip", 16, 10_000), 2)
@@ -135,9 +142,10 @@ class LinkConfig:
         (0.52, 0.42)
         """
         rule = self.rules[kind]
+        share = rule.common_share if common_share is None else common_share
         common = float(rule.common_accounts)
-        if rule.common_share < 1.0:
-            common = min(common, max(rule.common_share * population, _MIN_COMMON))
+        if share < 1.0:
+            common = min(common, max(share * population, _MIN_COMMON))
         rare = min(float(rule.rare_accounts), common / 2)
         if accounts <= rare:
             return 1.0

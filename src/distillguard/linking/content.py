@@ -178,11 +178,11 @@ class SharedContent:
     a: str
     b: str
 
-    def rare_share(self, rarity: Callable[[Family], float]) -> float:
+    def rare_share(self, rarity: Mapping[Family, float]) -> float:
         """The share of both accounts' calls that is rare content they have in common: an
         IDF-weighted histogram intersection (a public template adds nothing, however much of
         both accounts' traffic it is)."""
-        return min(1.0, sum(min(f.shares[self.a], f.shares[self.b]) * rarity(f) for f in self.families))
+        return min(1.0, sum(min(f.shares[self.a], f.shares[self.b]) * rarity[f] for f in self.families))
 
     def describe(self, population: int) -> str:
         what = "template" if self.kind == "template" else "system prompt"
@@ -203,18 +203,22 @@ class SharedContent:
 
 
 def shared_content(
-    families: Iterable[Family], rule: ContentRule, pair_limit: int, others: Iterable[tuple[str, str]] = ()
+    families: Iterable[Family],
+    rule: ContentRule,
+    pair_limit: int,
+    others: Iterable[tuple[str, str]] = (),
+    candidates_from: Callable[[Family], bool] = lambda family: True,
 ) -> dict[tuple[str, str], list[SharedContent]]:
-    """For every pair of accounts that both hold a family, and every pair in ``others`` (pairs with
-    evidence of another kind): the families they share, per kind. A family held by more than
-    ``pair_limit`` accounts makes no candidate pairs of its own; it only adds to the others."""
+    """For every pair of accounts that both hold a family ``candidates_from`` accepts, and every
+    pair in ``others`` (pairs with evidence of another kind): the families they share, per kind. A
+    family held by more than ``pair_limit`` accounts makes no candidate pairs; it only adds to others."""
     held: dict[str, dict[str, set[Family]]] = defaultdict(lambda: defaultdict(set))
     candidates: set[tuple[str, str]] = set(others)
     for family in families:
         holders = family_holders(family, rule)
         for aid in holders:
             held[aid][family.kind].add(family)
-        if 2 <= len(holders) <= pair_limit:
+        if 2 <= len(holders) <= pair_limit and candidates_from(family):
             candidates.update((a, b) for i, a in enumerate(holders) for b in holders[i + 1 :])
     out: dict[tuple[str, str], list[SharedContent]] = {}
     for a, b in sorted(candidates):
