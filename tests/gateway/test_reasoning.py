@@ -6,7 +6,7 @@ import copy
 
 import pytest
 
-from distillguard.gateway.reasoning import SUMMARY_NOTE, StreamProtector, ThinkFilter, protect_response
+from distillguard.gateway.reasoning import SUMMARY_NOTE, ReasoningProtector, ThinkFilter, protect_response
 
 
 @pytest.mark.parametrize(
@@ -101,7 +101,7 @@ def test_stream_protector_drops_reasoning_only_chunks_and_summarises_once() -> N
         ("strip", []),
         ("summary", [f"Okay so. … hmm {SUMMARY_NOTE}"]),
     ):
-        protector = StreamProtector(action)
+        protector = ReasoningProtector(action)
         sent = [protector.chat_chunk(copy.deepcopy(c)) for c in stream]
         kept = [c for c in sent if c is not None]
         text = "".join(c["choices"][0]["delta"].get("content") or "" for c in kept)
