@@ -141,8 +141,8 @@ class _BanCache:
         self.report.entries = len(self.bans)
         self.report.skipped = len(skipped)
         self.report.skipped_total += len(new)
-        if skipped:
-            self.report.last_skipped = skipped[-1]
+        if new:
+            self.report.last_skipped = new[-1]
 
     def apply(self, ban: Ban) -> None:
         known = ban.subject in self.bans

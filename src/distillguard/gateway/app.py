@@ -118,7 +118,8 @@ class Gateway:
         upstream_key = os.environ.get(config.upstream_key_env, "")  # read once; never logged or echoed
         self._session: aiohttp.ClientSession | None = None
         self._started = False
-        self.record = RecordCall(self.engine, self.calllog, self.monitor, config.access_log)
+        measured = metrics.GatewayMetrics()
+        self.record = RecordCall(self.engine, self.calllog, self.monitor, config.access_log, measured)
         # the request path, stacked once: see `pipeline` for what each stage does
         self.stages: tuple[Stage, ...] = (
             IdentifyClient(
@@ -133,8 +134,8 @@ class Gateway:
             DecodeBody(policy.requests),
             ValidateRequest(policy.requests),
             BanList(self.engine),
-            TierLimits(self.engine),
-            InlineSignals(self.engine),
+            TierLimits(self.engine, measured),
+            InlineSignals(self.engine, measured),
             ApplyPolicy(self.engine),
             Forward(
                 self.upstream,

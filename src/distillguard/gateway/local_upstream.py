@@ -57,10 +57,11 @@ def _tokens(text: str) -> list[str]:
 class LocalUpstream:
     """ASGI app. `token_rate` is tokens per second when streaming (0: all at once)."""
 
-    def __init__(self, token_rate: float = 0.0, record: str | None = None) -> None:
+    def __init__(self, token_rate: float = 0.0, record: str | None = None, failures: bool = True) -> None:
         self.token_rate = token_rate
         self.calls = 0
         self.record = record
+        self.failures = failures  # False: the failure models answer normally (fuzzing sends any name)
 
     def _note(self, entry: dict[str, Any]) -> None:
         if self.record:
@@ -117,6 +118,8 @@ class LocalUpstream:
             return
         raw_model = request.get("model")
         model = raw_model if isinstance(raw_model, str) else "frontier-1"
+        if not self.failures and model in ("fail-500", "fail-json-500", "slow", "cut", "long"):
+            model = "frontier-1"
         if model == "fail-500":
             await send(
                 {"type": "http.response.start", "status": 500, "headers": [(b"content-type", b"text/plain")]}

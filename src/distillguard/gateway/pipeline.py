@@ -18,7 +18,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 
@@ -28,14 +28,15 @@ from distillguard.enforcement.policy import Requests
 from distillguard.events.call_view import CallView, request_parts, response_parts
 from distillguard.events.credentials import may_hold_secret, strip_credentials
 from distillguard.events.model import Client
-from distillguard.gateway import metrics
-from distillguard.gateway.account_monitor import AccountMonitor
 from distillguard.gateway.calllog import CallLog, LoggedCall
 from distillguard.gateway.errors import Refusal
 from distillguard.gateway.forwarded import Network, client_address
 from distillguard.gateway.keys import KeyTable
 from distillguard.gateway.request_body import decode_body
 from distillguard.gateway.routes import RouteMatch, RouteTable
+
+if TYPE_CHECKING:
+    from distillguard.gateway.account_monitor import AccountMonitor
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -116,6 +117,14 @@ class Call:
 
 class Stage(Protocol):
     async def __call__(self, call: Call) -> None: ...
+
+
+class CallMetrics(Protocol):
+    """Where stages report timings and outcomes (the gateway's Prometheus metrics); optional, so
+    that the LiteLLM guardrail needs no metrics library of its own."""
+
+    def decision_time(self, seconds: float) -> None: ...
+    def call(self, endpoint: str, status: int, decision: Decision, seconds: float) -> None: ...
 
 
 # ---- transport stages (the gateway's own) --------------------------------------------------------
@@ -313,8 +322,9 @@ class _DecisionStage:
     """A stage of the engine's decision. Once one stage has decided the call, the later ones
     leave it alone; an enforced refusal ends the call here."""
 
-    def __init__(self, engine: LiveEngine) -> None:
+    def __init__(self, engine: LiveEngine, metrics: CallMetrics | None = None) -> None:
         self.engine = engine
+        self.metrics = metrics
 
     def _deciding(self, call: Call) -> Deciding:
         if call.deciding is None:
@@ -348,7 +358,8 @@ class TierLimits(_DecisionStage):
             return
         started = time.perf_counter()
         decided = await self.engine.check_tier(self._deciding(call))
-        metrics.OVERHEAD.observe(time.perf_counter() - started)
+        if self.metrics is not None:
+            self.metrics.decision_time(time.perf_counter() - started)
         if decided:
             self._end_if_refused(call)
 
@@ -361,7 +372,8 @@ class InlineSignals(_DecisionStage):
             return
         started = time.perf_counter()
         self.engine.run_signals(self._deciding(call))
-        metrics.OVERHEAD.observe(time.perf_counter() - started)
+        if self.metrics is not None:
+            self.metrics.decision_time(time.perf_counter() - started)
 
 
 class ApplyPolicy(_DecisionStage):
@@ -391,12 +403,13 @@ class RecordCall:
         calllog: CallLog | None,
         monitor: AccountMonitor | None = None,
         access_log: bool = False,
+        metrics: CallMetrics | None = None,
     ) -> None:
         self.engine = engine
         self.calllog = calllog
         self.monitor = monitor
         self.access_log = access_log
-        self._endpoint_metrics: dict[tuple[str, int], Any] = {}
+        self.metrics = metrics
 
     def __call__(self, call: Call) -> int:
         latency = time.perf_counter() - call.started
@@ -438,13 +451,8 @@ class RecordCall:
         seq = self.calllog.append(logged) if self.calllog is not None else 0
         if self.monitor is not None and caller is not None and status == 200:
             self.monitor.observe(logged, caller, decision)
-        key = (call.endpoint, status)
-        counter = self._endpoint_metrics.get(key)
-        if counter is None:
-            counter = self._endpoint_metrics[key] = metrics.CALLS.labels(call.endpoint, str(status))
-        counter.inc()
-        metrics.DECISIONS.labels(decision.action, str(decision.enforced).lower()).inc()
-        metrics.LATENCY.labels(call.endpoint).observe(latency)
+        if self.metrics is not None:
+            self.metrics.call(call.endpoint, status, decision, latency)
         if self.access_log or decision.action != "allow" or call.failure:
             log.info(
                 "call",

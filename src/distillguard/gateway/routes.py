@@ -152,7 +152,9 @@ def _query(route: Route, query_string: bytes) -> tuple[str, tuple[str, ...]]:
     if len(query_string) > MAX_QUERY_BYTES:
         raise Refusal(400, f"The query string is longer than {MAX_QUERY_BYTES} bytes.", code="invalid_query")
     try:
-        pairs = parse_qsl(query_string.decode("ascii"), keep_blank_values=True, max_num_fields=50)
+        pairs = parse_qsl(
+            query_string.decode("ascii"), keep_blank_values=True, max_num_fields=50, errors="strict"
+        )
     except (UnicodeDecodeError, ValueError):
         raise Refusal(400, "The query string is malformed.", code="invalid_query") from None
     kept: list[tuple[str, str]] = []

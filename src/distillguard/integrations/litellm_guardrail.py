@@ -49,6 +49,7 @@ from distillguard.gateway.reasoning import REASONING_FIELDS, ReasoningProtector
 from distillguard.gateway.sse import StreamAssembler
 
 _CALL = "distillguard_call"
+_LITELLM_KEYS = frozenset({"metadata", "litellm_metadata"})
 _ROUTES = {
     "acompletion": "/v1/chat/completions",
     "completion": "/v1/chat/completions",
@@ -143,9 +144,10 @@ class DistillGuardGuardrail(CustomGuardrail):
 
     @staticmethod
     def _request(data: dict[str, Any], endpoint: str) -> dict[str, Any]:
-        """The API parameters of LiteLLM's request data (its own bookkeeping keys left out)."""
+        """The API parameters of LiteLLM's request data (its own bookkeeping keys left out:
+        `metadata` is LiteLLM's, holding its auth objects and this guardrail's call)."""
         known = known_parameters(endpoint)
-        return {key: value for key, value in data.items() if key in known}
+        return {key: value for key, value in data.items() if key in known and key not in _LITELLM_KEYS}
 
     @staticmethod
     def _call(data: dict[str, Any]) -> Call | None:
