@@ -133,10 +133,10 @@ class Gateway:
             ReadBody(config.max_body_bytes),
             DecodeBody(policy.requests),
             ValidateRequest(policy.requests),
-            BanList(self.engine),
+            BanList(self.engine, measured),
             TierLimits(self.engine, measured),
             InlineSignals(self.engine, measured),
-            ApplyPolicy(self.engine),
+            ApplyPolicy(self.engine, measured),
             Forward(
                 self.upstream,
                 self._client_session,

@@ -59,6 +59,7 @@ class Call:
         "checked",
         "client",
         "deciding",
+        "deciding_since",
         "decision",
         "delivered",
         "disconnected",
@@ -102,6 +103,7 @@ class Call:
         self.checked: CheckedRequest | None = None
         self.view: CallView | None = None
         self.deciding: Deciding | None = None
+        self.deciding_since = 0.0
         self.decision = Decision()
         self.notes: list[str] = []  # what stages before the decision found; joins its notes
         self.status = 0
@@ -329,14 +331,16 @@ class _DecisionStage:
     def _deciding(self, call: Call) -> Deciding:
         if call.deciding is None:
             assert call.view is not None and call.caller is not None
-            call.deciding = self.engine.start(
-                call.view, call.caller, call.checked.asks if call.checked else None
-            )
+            call.deciding_since = time.perf_counter()
+            asks = call.checked.asks if call.checked else None
+            call.deciding = self.engine.start(call.view, call.caller, asks)
             call.decision = call.deciding.decision
         return call.deciding
 
-    @staticmethod
-    def _end_if_refused(call: Call) -> None:
+    def _decided(self, call: Call) -> None:
+        """The decision is made: time it, and end the call here if it is an enforced refusal."""
+        if self.metrics is not None:
+            self.metrics.decision_time(time.perf_counter() - call.deciding_since)
         if call.decision.refuses:
             raise refusal_of(call.decision)
 
@@ -347,7 +351,7 @@ class BanList(_DecisionStage):
 
     async def __call__(self, call: Call) -> None:
         if await self.engine.check_listed(self._deciding(call)):
-            self._end_if_refused(call)
+            self._decided(call)
 
 
 class TierLimits(_DecisionStage):
@@ -356,12 +360,8 @@ class TierLimits(_DecisionStage):
     async def __call__(self, call: Call) -> None:
         if call.decided:
             return
-        started = time.perf_counter()
-        decided = await self.engine.check_tier(self._deciding(call))
-        if self.metrics is not None:
-            self.metrics.decision_time(time.perf_counter() - started)
-        if decided:
-            self._end_if_refused(call)
+        if await self.engine.check_tier(self._deciding(call)):
+            self._decided(call)
 
 
 class InlineSignals(_DecisionStage):
@@ -370,10 +370,7 @@ class InlineSignals(_DecisionStage):
     async def __call__(self, call: Call) -> None:
         if call.decided:
             return
-        started = time.perf_counter()
         self.engine.run_signals(self._deciding(call))
-        if self.metrics is not None:
-            self.metrics.decision_time(time.perf_counter() - started)
 
 
 class ApplyPolicy(_DecisionStage):
@@ -383,7 +380,7 @@ class ApplyPolicy(_DecisionStage):
         if call.decided:
             return
         await self.engine.apply_policy(self._deciding(call))
-        self._end_if_refused(call)
+        self._decided(call)
 
 
 async def run(stages: Sequence[Stage], call: Call) -> None:

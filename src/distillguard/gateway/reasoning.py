@@ -215,14 +215,18 @@ class ReasoningProtector:
     def _message_fields(self, holder: dict[str, Any], is_message: bool, piece: bool = False) -> list[str]:
         """Pops reasoning fields (and, from a message or delta, unlisted fields); their texts."""
         texts: list[str] = []
-        for field in list(holder):
+        for field in [f for f in holder if f not in MESSAGE_FIELDS]:
             if field in REASONING_FIELDS:
-                text = _text_of(holder.pop(field))
+                value = holder.pop(field)
+                if not value:
+                    holder[field] = value  # null or empty (vLLM sends `reasoning_content: null`): nothing to hide
+                    continue
+                text = _text_of(value)
                 self.changed = True
                 if text:
                     texts.append(text)
                     self._withhold(text, piece)
-            elif is_message and field not in MESSAGE_FIELDS:
+            elif is_message and holder[field] not in (None, "", [], {}):
                 holder.pop(field)
                 self.dropped_fields.add(field)
                 self.changed = True

@@ -10,6 +10,7 @@ the route's list are dropped (and named in the call's notes), never forwarded.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, quote, unquote_to_bytes, urlencode
@@ -25,6 +26,7 @@ MODELS = "/v1/models"
 # RFC 3986 `pchar` minus `%`: what a parameter may keep unencoded in the upstream path
 _PATH_SAFE = "-._~!$&'()*+,;=:@"
 _FORBIDDEN_IN_PARAMETER = ("/", "\\", "?", "#", "%", "..")
+_UNPRINTABLE = re.compile(r"[^\x21-\x7e]")
 MAX_PARAMETER_CHARS = 256
 MAX_QUERY_BYTES = 2048
 
@@ -101,7 +103,7 @@ class RouteTable:
             text = path.decode("ascii")
         except UnicodeDecodeError:
             raise Refusal(400, "The request path is not ASCII.", code="invalid_path") from None
-        if not text.startswith("/") or any(ord(ch) < 0x21 or ord(ch) == 0x7F for ch in text):
+        if not text.startswith("/") or _UNPRINTABLE.search(text):
             raise Refusal(400, "The request path is malformed.", code="invalid_path")
         parts = text[1:].split("/")
         methods: list[str] = []
