@@ -219,7 +219,9 @@ class ReasoningProtector:
             if field in REASONING_FIELDS:
                 value = holder.pop(field)
                 if not value:
-                    holder[field] = value  # null or empty (vLLM sends `reasoning_content: null`): nothing to hide
+                    holder[field] = (
+                        value  # null or empty (vLLM sends `reasoning_content: null`): nothing to hide
+                    )
                     continue
                 text = _text_of(value)
                 self.changed = True
