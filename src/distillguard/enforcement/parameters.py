@@ -424,7 +424,7 @@ def _flag(allowed: Callable[[Tier], bool], what: str) -> Callable[[Tier, Ask], s
     def check(tier: Tier, ask: Ask) -> str | None:
         if allowed(tier):
             return None
-        return "is not available" + ("" if ask.param == ask.limit else f" ({what})")
+        return ("" if ask.param == ask.limit else f"({what}) ") + "is not available"
 
     return check
 
@@ -461,7 +461,7 @@ def tier_violation(requested: Iterable[Ask], tier: Tier, tier_name: str) -> tupl
 
     >>> from distillguard.enforcement.policy import Tier
     >>> tier_violation([Ask("logprobs", "include")], Tier(), "free")
-    ('include', "include is not available on the 'free' tier (log-probabilities)")
+    ('include', "include (log-probabilities) is not available on the 'free' tier")
     >>> tier_violation([Ask("n", "n", 8)], Tier(max_n=8), "free") is None
     True
     """
