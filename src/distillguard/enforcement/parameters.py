@@ -367,8 +367,25 @@ def _check_content(content: Any, where: str) -> None:
             )
 
 
+_ASKING = frozenset(
+    {
+        "logprobs",
+        "top_logprobs",
+        "n",
+        "best_of",
+        "echo",
+        "logit_bias",
+        "prompt_logprobs",
+        "allowed_token_ids",
+        "include",
+    }
+)
+
+
 def asks(request: dict[str, Any], endpoint: str) -> tuple[Ask, ...]:
     """What a (type-checked) request asks for of the limits a tier sets."""
+    if _ASKING.isdisjoint(request):
+        return ()  # most calls ask for nothing a tier limits
     found: list[Ask] = []
     logprobs = request.get("logprobs")
     if endpoint == COMPLETIONS:

@@ -60,28 +60,27 @@ def _shape(value: dict[str, Any], max_depth: int, max_values: int) -> tuple[int,
     colons = 0
     values = 0
     stack: list[tuple[Any, int]] = [(value, 1)]
+    pop, push = stack.pop, stack.append
     while stack:
-        node, depth = stack.pop()
+        node, depth = pop()
         if depth > max_depth:
             raise Refusal(
                 400, f"The request body is nested more than {max_depth} levels deep.", code="nesting_too_deep"
             )
-        if isinstance(node, dict):
+        if type(node) is dict:
             keys += len(node)
-            values += len(node)
-            for key, item in node.items():
+            items = node.values()
+            for key in node:
                 colons += key.count(":")
-                if isinstance(item, str):
-                    colons += item.count(":")
-                elif isinstance(item, dict | list):
-                    stack.append((item, depth + 1))
         else:
-            values += len(node)
-            for item in node:
-                if isinstance(item, str):
-                    colons += item.count(":")
-                elif isinstance(item, dict | list):
-                    stack.append((item, depth + 1))
+            items = node
+        values += len(node)
+        for item in items:
+            kind = type(item)
+            if kind is str:
+                colons += item.count(":")
+            elif kind is dict or kind is list:
+                push((item, depth + 1))
         if values > max_values:
             raise Refusal(
                 400, f"The request body holds more than {max_values} JSON values.", code="too_many_values"

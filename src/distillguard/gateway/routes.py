@@ -94,8 +94,18 @@ class RouteTable:
         self._by_length: dict[int, list[Route]] = {}
         for route in routes:
             self._by_length.setdefault(len(route.segments), []).append(route)
+        # routes without parameters, asked without a query: the answer never changes
+        self._fixed = {
+            (route.method, route.template.encode()): RouteMatch(route, {}, route.template)
+            for route in routes
+            if "{" not in route.template
+        }
 
     def match(self, method: str, raw_path: bytes, query_string: bytes = b"") -> RouteMatch:
+        if not query_string:
+            fixed = self._fixed.get((method, raw_path))
+            if fixed is not None:
+                return fixed
         path, _, extra_query = raw_path.partition(b"?")  # some servers leave the query in raw_path
         if not query_string and extra_query:
             query_string = extra_query
