@@ -136,6 +136,12 @@ def run_preset(
 )
 @click.option("--workers", default=2, show_default=True)
 @click.option(
+    "--also",
+    "also_specs",
+    multiple=True,
+    help="Another model folder to score side by side, as NAME=FOLDER (e.g. the previous release's).",
+)
+@click.option(
     "--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Write every metric here."
 )
 def detect_suite(
