@@ -68,6 +68,9 @@ def model_features(exclude: Sequence[str] = ()) -> tuple[str, ...]:
     return without(MODEL_FEATURES, exclude) if exclude else MODEL_FEATURES
 
 
+# the distiller threshold's false-positive budget in each benign population of the dev traffic
+# (half the 0.5% bar, for the sampling noise between dev and unseen traffic)
+POPULATION_FPR = 0.0025
 # the review band sits at least this far below the distiller threshold in log-odds, even when
 # ties among the top benign risks would otherwise put both thresholds at one value
 REVIEW_BAND_LOGIT = 1.0
@@ -154,6 +157,7 @@ def calibrate(
     *,
     target_fpr: float,
     suspicious_fpr: float,
+    population_fpr: float = POPULATION_FPR,
 ) -> tuple[Thresholds, dict[str, Any]]:
     """Thresholds from the final risks (after linking) of the DEV simulations' benign accounts
     (each dev set: its replay, labels and accounts.jsonl).
@@ -164,6 +168,7 @@ def calibrate(
     """
     scorer = AccountScorer([], model, FEATURES)
     benign: list[float] = []
+    by_population: dict[str, list[float]] = {}
     distillers: list[float] = []
     for replay, labels, accounts_path in dev_sets:
         result = decide(replay, scorer, read_accounts(accounts_path))
@@ -173,7 +178,12 @@ def calibrate(
                 distillers.append(v.risk)
             elif label.tactic not in EXCLUDED_TACTICS:
                 benign.append(v.risk)
-    distiller = threshold_for_fpr(benign, target_fpr)
+                by_population.setdefault(label.tactic, []).append(v.risk)
+    # the bar holds in every benign population, not only on average: the threshold is also the
+    # one each population needs for `population_fpr` on its own (hard groups such as evaluation
+    # customers would otherwise spend the whole budget)
+    per_population = {p: threshold_for_fpr(r, population_fpr) for p, r in by_population.items()}
+    distiller = max([threshold_for_fpr(benign, target_fpr), *per_population.values()])
     thresholds = Thresholds(
         distiller=distiller,
         suspicious=review_threshold(distiller, threshold_for_fpr(benign, suspicious_fpr)),
@@ -187,6 +197,7 @@ def calibrate(
         "dev_distillers": len(distillers),
         "dev_recall": recall,
         "dev_suspicious_share_benign": float(np.mean([r >= thresholds.suspicious for r in benign])),
+        "dev_population_thresholds": {p: round(t, 6) for p, t in sorted(per_population.items())},
     }
 
 
