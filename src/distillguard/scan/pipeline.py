@@ -27,8 +27,9 @@ from distillguard.events.accounts import read_accounts
 from distillguard.events.model import Account, AccountVerdict, Reason, to_json_line
 from distillguard.events.readers import ReaderOptions, iter_events
 from distillguard.events.store import PARTITION, CallStore
+from distillguard.features.catalog import FEATURES, feature_vector
 from distillguard.linking.actor_cluster import ActorCluster, KnownActor, link
-from distillguard.scan.replay import FEATURES, READ_COLUMNS, AccountReplay, Replayer, feature_vector
+from distillguard.scan.replay import READ_COLUMNS, AccountReplay, Replayer
 from distillguard.scoring.scorer import AccountScorer
 
 BATCH_ROWS = 8192

@@ -18,30 +18,24 @@ import numpy as np
 import pyarrow as pa
 
 from distillguard.events.call_view import VIEW_SCHEMA, CallView, views_of_batch
-from distillguard.features.account_window import SIGNAL_NAMES, AccountWindow, feature_names
-from distillguard.scan.checkpoints import is_checkpoint
+from distillguard.features.account_window import AccountWindow
+from distillguard.features.catalog import (
+    ACCOUNT_SIGNALS,
+    COT_PARTS,
+    EMBED_EVERY,
+    EMBED_FIRST,
+    EMBED_MAX,
+    SCORED_SIGNALS,
+    feature_vector,
+)
+from distillguard.features.checkpoints import is_checkpoint
 from distillguard.signals import registry
 from distillguard.signals.base import Signal, SignalResult
 
-# cot_extraction's sub-scores are tracked as signals of their own at account level: a tutoring app
-# demands steps, a distiller asks for hidden reasoning or sends a distillation system prompt.
-COT_PARTS = ("reveal_hidden", "step_by_step", "distill_template")
-ACCOUNT_SIGNALS: tuple[str, ...] = SIGNAL_NAMES + tuple(f"cot_extraction.{p}" for p in COT_PARTS)
-SCORED_SIGNALS: tuple[str, ...] = SIGNAL_NAMES
-# Embeddings are an estimate of diversity: the first calls of an account, then a thinning sample.
-EMBED_FIRST = 24
-EMBED_EVERY = 8
-EMBED_MAX = 96
 EMBED_MEMO = 8192  # distinct prompts whose embedding a worker remembers
 EXCERPT_CHARS = 600
 EXAMPLES_PER_ACCOUNT = 3
 READ_COLUMNS = list(VIEW_SCHEMA.names)
-FEATURES: tuple[str, ...] = tuple(feature_names(ACCOUNT_SIGNALS))
-
-
-def feature_vector(features: dict[str, float]) -> np.ndarray:
-    """The features in FEATURES order, as float32 (checkpoints are kept as compact vectors)."""
-    return np.fromiter((features[name] for name in FEATURES), dtype=np.float32, count=len(FEATURES))
 
 
 @dataclass

@@ -1,0 +1,278 @@
+"""The bulk form of the catalog: every account's state, and its features at every checkpoint, from
+Arrow columns, with no per-call Python.
+
+Two steps, so the scan can read its store in bounded batches:
+
+1. `measure_columns(batch)`: each measure's ``where`` and ``reads`` evaluated over a record batch of
+   calls (the call store's columns plus the derived ``fingerprint`` and ``signal.<name>`` columns):
+   a narrow table with one column per measure, null where the measure skips the call. Text stays
+   behind; what is kept is a few numbers and short keys per call. Embeddings are the exception:
+   a vector is 256 floats, so `Dispersion.rows` reduces it to three numbers in the time order of
+   its account before it gets here (``embeddings.sq/cross/bucket``).
+2. `AccountColumns(narrow tables)`: the rows grouped by account (time order kept within each
+   account), each measure's reducer building every account's final state (`windows`) and its
+   statistics at chosen prefixes (`checkpoint_features`), finished by the catalog's own functions.
+
+It gives what `AccountWindow.observe` gives call by call, up to floating-point rounding:
+tests/features/test_columnar.py checks that on generated traffic (hypothesis).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from distillguard.features.account_window import AccountWindow
+from distillguard.features.catalog import (
+    FEATURES,
+    SIGNAL_NAMES,
+    Measure,
+    Plan,
+    plan_for,
+)
+from distillguard.features.checkpoints import checkpoint_positions
+from distillguard.features.columns import EMBEDDING, EpochMs, Table
+from distillguard.features.reducers import (
+    Count,
+    Dispersion,
+    DispersionRows,
+    Distinct,
+    FirstValues,
+    HeavyHitters,
+    Histogram,
+    rank_in_run,
+)
+from distillguard.features.segments import Groups
+
+ACCOUNT = "account_id"
+MS = "ms"
+DISPERSION_COLUMNS = ("embeddings.sq", "embeddings.cross", "embeddings.bucket")
+
+
+def _parts(measure: Measure) -> list[tuple[str, Any]]:
+    """The narrow columns of a measure: its name, or name#i for each part of a tuple read."""
+    if isinstance(measure.reads, tuple):
+        return [(f"{measure.name}#{i}", expr) for i, expr in enumerate(measure.reads)]
+    return [(measure.name, measure.reads)]
+
+
+def measure_columns(
+    batch: Table,
+    signal_names: Iterable[str] = SIGNAL_NAMES,
+    dispersion: DispersionRows | None = None,
+    dispersion_rows: np.ndarray | None = None,
+) -> pa.Table:
+    """Each measure of the catalog evaluated over ``batch``: one narrow column per measure, null
+    where the measure skips the call. ``dispersion`` holds the embedded calls' `DispersionRows`,
+    at the batch rows ``dispersion_rows``."""
+    plan = plan_for(tuple(signal_names))
+    columns: dict[str, pa.Array] = {
+        ACCOUNT: _combined(batch.column(ACCOUNT)),
+        MS: EpochMs().column(batch),
+    }
+    if columns[ACCOUNT].null_count:
+        raise ValueError("account_id must not be null")
+    for measure in plan.measures:
+        if isinstance(measure.reducer, Dispersion):
+            continue
+        mask = measure.where.column(batch) if measure.where is not None else None
+        if measure.reads is None:
+            columns[measure.name] = mask if mask is not None else pa.array(np.ones(len(batch), dtype=bool))
+            continue
+        for name, expr in _parts(measure):
+            values = expr.column(batch)
+            if mask is None:
+                if values.null_count:
+                    raise ValueError(
+                        f"measure {measure.name!r}: {expr!r} is null on some calls and no condition skips them"
+                    )
+            else:
+                if pc.any(pc.and_(mask, pc.is_null(values))).as_py():
+                    raise ValueError(
+                        f"measure {measure.name!r}: {expr!r} is null on calls its condition keeps"
+                    )
+                values = pc.if_else(mask, values, pa.scalar(None, values.type))
+            columns[name] = values
+    rows = len(batch)
+    sq, cross, bucket = np.full(rows, np.nan), np.full(rows, np.nan), np.full(rows, -1, dtype=np.int64)
+    if dispersion is not None:
+        index = np.arange(rows) if dispersion_rows is None else np.asarray(dispersion_rows, dtype=np.int64)
+        sq[index], cross[index], bucket[index] = dispersion.sq, dispersion.cross, dispersion.bucket
+    valid = ~np.isnan(sq)
+    columns["embeddings.sq"] = pa.array(sq, mask=~valid)
+    columns["embeddings.cross"] = pa.array(cross, mask=~valid)
+    columns["embeddings.bucket"] = pa.array(bucket, mask=~valid)
+    return pa.table(columns)
+
+
+def _combined(array: pa.Array | pa.ChunkedArray) -> pa.Array:
+    return array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
+
+
+def _numpy(array: pa.Array, dtype: Any) -> np.ndarray:
+    return np.asarray(array.to_numpy(zero_copy_only=False), dtype=dtype)
+
+
+class AccountColumns:
+    """Narrow measure tables (`measure_columns`) grouped by account, in the order given within each
+    account (time order), and every account's position (1-based call number) on each row.
+
+    ``totals`` are the accounts' embedding-vector sums (for their final `Dispersion` states).
+    """
+
+    def __init__(
+        self,
+        tables: Sequence[pa.Table],
+        signal_names: Iterable[str] = SIGNAL_NAMES,
+        totals: Mapping[str, np.ndarray] | None = None,
+    ) -> None:
+        self.plan: Plan = plan_for(tuple(signal_names))
+        table = pa.concat_tables(tables) if len(tables) != 1 else tables[0]
+        encoded = pc.dictionary_encode(_combined(table.column(ACCOUNT)))
+        codes = _numpy(encoded.indices, np.int64)
+        self.accounts: list[str] = encoded.dictionary.to_pylist()
+        order = np.argsort(codes, kind="stable")
+        self.table = table.take(pa.array(order))
+        self.seg = codes[order]
+        self.groups = Groups(self.seg, len(self.accounts))
+        self.position = np.arange(len(self.seg)) - self.groups.bounds[self.seg] + 1
+        self.totals = totals or {}
+
+    def __len__(self) -> int:
+        return len(self.seg)
+
+    # -- inputs of each reducer ------------------------------------------------------------------
+
+    def _column(self, name: str) -> pa.Array:
+        return _combined(self.table.column(name))
+
+    def _rows(self, measure: Measure) -> np.ndarray:
+        name = _parts(measure)[0][0]
+        column = self._column(name)
+        if measure.reads is None:
+            return np.flatnonzero(_numpy(column, bool))
+        return np.flatnonzero(_numpy(pc.is_valid(column), bool))
+
+    def _values(self, measure: Measure, rows: np.ndarray) -> Any:
+        reducer = measure.reducer
+        if isinstance(reducer, Count):
+            return None
+        taken = [self._column(name).take(pa.array(rows)) for name, _ in _parts(measure)]
+        if isinstance(reducer, HeavyHitters):
+            encoded = pc.dictionary_encode(taken[0])
+            return _numpy(encoded.indices, np.int64), encoded.dictionary.to_pylist()
+        if isinstance(reducer, FirstValues):
+            keys = pc.dictionary_encode(taken[0])
+            first = np.flatnonzero(rank_in_run(self.seg[rows], _numpy(keys.indices, np.int64)) == 0)
+            return (
+                first,
+                taken[0].take(pa.array(first)).to_pylist(),
+                taken[1].take(pa.array(first)).to_pylist(),
+            )
+        if isinstance(reducer, Distinct):
+            return _numpy(taken[0], np.uint64)
+        if isinstance(reducer, Histogram):
+            return _numpy(taken[0], np.int64)
+        return _numpy(taken[0], np.float64)
+
+    def _dispersion(self, rows: np.ndarray) -> DispersionRows:
+        sq, cross, bucket = (self._column(name).take(pa.array(rows)) for name in DISPERSION_COLUMNS)
+        return DispersionRows(_numpy(sq, np.float64), _numpy(cross, np.float64), _numpy(bucket, np.int64))
+
+    def _dispersion_rows(self) -> np.ndarray:
+        return np.flatnonzero(_numpy(pc.is_valid(self._column(DISPERSION_COLUMNS[0])), bool))
+
+    # -- final states ----------------------------------------------------------------------------
+
+    def windows(self) -> dict[str, AccountWindow]:
+        """Every account's `AccountWindow`, as observing its calls in order would leave it."""
+        per_measure: dict[str, list[Any]] = {}
+        for measure in self.plan.measures:
+            reducer = measure.reducer
+            states: list[Any]
+            if isinstance(reducer, Dispersion):
+                rows = self._dispersion_rows()
+                totals = {g: self.totals[a] for g, a in enumerate(self.accounts) if a in self.totals}
+                states = reducer.states_from_rows(self.groups.filtered(rows), self._dispersion(rows), totals)
+            elif isinstance(reducer, FirstValues):
+                rows = self._rows(measure)
+                first, keys, texts = self._values(measure, rows)
+                states = reducer.states(self.groups.filtered(rows[first]), (keys, texts))
+            else:
+                rows = self._rows(measure)
+                states = reducer.states(self.groups.filtered(rows), self._values(measure, rows))
+            per_measure[measure.name] = states
+        signal_names = self.plan.signal_names
+        out = {}
+        for g, account in enumerate(self.accounts):
+            window = AccountWindow.from_states(
+                signal_names, {name: states[g] for name, states in per_measure.items()}
+            )
+            window.trim()
+            out[account] = window
+        return out
+
+    # -- features at prefixes ----------------------------------------------------------------------
+
+    def checkpoint_rows(self) -> np.ndarray:
+        """The rows after which an account is evaluated (`features.checkpoints`)."""
+        return np.flatnonzero(checkpoint_positions(self.position))
+
+    def features_at(self, query_rows: np.ndarray, names: Sequence[str] = FEATURES) -> np.ndarray:
+        """The feature vector after each of ``query_rows`` (ascending): rows × features, float32, in
+        the order of ``names``."""
+        groups = Groups(self.seg, len(self.accounts), query_rows)
+        stats: dict[str, dict[str, np.ndarray]] = {}
+        for measure in self.plan.measures:
+            reducer = measure.reducer
+            if isinstance(reducer, Dispersion):
+                rows = self._dispersion_rows()
+                stats[measure.name] = reducer.prefix_from_rows(groups.filtered(rows), self._dispersion(rows))
+            elif isinstance(reducer, FirstValues):
+                continue
+            else:
+                rows = self._rows(measure)
+                stats[measure.name] = reducer.prefix(groups.filtered(rows), self._values(measure, rows))
+        features = self.plan.finish(stats)
+        out = np.empty((len(query_rows), len(names)), dtype=np.float32)
+        for j, name in enumerate(names):
+            out[:, j] = np.broadcast_to(np.asarray(features[name], dtype=np.float64), len(query_rows))
+        return out
+
+
+def build_windows(
+    calls: Table, signal_names: Iterable[str] = SIGNAL_NAMES
+) -> tuple[AccountColumns, dict[str, AccountWindow]]:
+    """Every account's window from one table of calls in any order (call-store columns, ``fingerprint``,
+    ``signal.<name>`` and, on sampled calls, ``embedding`` vectors): the one-shot bulk path."""
+    names = tuple(signal_names)
+    if _combined(calls.column(ACCOUNT)).null_count:
+        raise ValueError("account_id must not be null")
+    ms = _numpy(EpochMs().column(calls), np.int64)
+    account = pc.dictionary_encode(_combined(calls.column(ACCOUNT)))
+    codes = _numpy(account.indices, np.int64)
+    order = np.lexsort((np.arange(len(ms)), ms, codes))  # time order within each account
+    ordered = calls.take(pa.array(order))
+    dispersion, rows, totals = None, None, {}
+    if EMBEDDING in ordered.schema.names:
+        vectors = _combined(ordered.column(EMBEDDING))
+        rows = np.flatnonzero(_numpy(pc.is_valid(vectors), bool))
+        if len(rows):
+            matrix = np.stack(
+                [np.asarray(v, dtype=np.float32) for v in vectors.take(pa.array(rows)).to_pylist()]
+            )
+            labels = account.dictionary.to_pylist()
+            dispersion, sums = Dispersion.rows(codes[order][rows], matrix)
+            totals = {labels[g]: total for g, total in sums.items()}
+    narrow = measure_columns(
+        ordered.drop_columns([EMBEDDING]) if EMBEDDING in ordered.schema.names else ordered,
+        names,
+        dispersion,
+        rows,
+    )
+    columns = AccountColumns([narrow], names, totals)
+    return columns, columns.windows()
