@@ -121,7 +121,8 @@ class AccountColumns:
     """Narrow measure tables (`measure_columns`) grouped by account, in the order given within each
     account (time order), and every account's position (1-based call number) on each row.
 
-    ``totals`` are the accounts' embedding-vector sums (for their final `Dispersion` states).
+    ``totals`` are the accounts' embedding-vector sums (for their final `Dispersion` states). The
+    account column holds account ids, or integers that index ``labels``.
     """
 
     def __init__(
@@ -129,12 +130,14 @@ class AccountColumns:
         tables: Sequence[pa.Table],
         signal_names: Iterable[str] = SIGNAL_NAMES,
         totals: Mapping[str, np.ndarray] | None = None,
+        labels: Sequence[str] | None = None,
     ) -> None:
         self.plan: Plan = plan_for(tuple(signal_names))
         table = pa.concat_tables(tables) if len(tables) != 1 else tables[0]
         encoded = pc.dictionary_encode(_combined(table.column(ACCOUNT)))
         codes = _numpy(encoded.indices, np.int64)
-        self.accounts: list[str] = encoded.dictionary.to_pylist()
+        accounts = encoded.dictionary.to_pylist()
+        self.accounts: list[str] = [labels[i] for i in accounts] if labels is not None else accounts
         order = np.argsort(codes, kind="stable")
         self.table = table.take(pa.array(order))
         self.seg = codes[order]

@@ -36,6 +36,7 @@ import pyarrow.compute as pc
 
 from distillguard.events.call_view import CallView
 from distillguard.features.reducers import hash_int, hash_ints, hash_text
+from distillguard.signals.base import distinct_codes
 
 SIGNAL_PREFIX = "signal."
 FINGERPRINT = "fingerprint"
@@ -82,24 +83,6 @@ def _array(batch: Table, name: str) -> pa.Array:
 
 def _numpy(array: pa.Array, dtype: Any) -> np.ndarray:
     return np.asarray(array.to_numpy(zero_copy_only=False), dtype=dtype)
-
-
-def distinct_codes(arrays: Sequence[pa.Array]) -> tuple[np.ndarray, np.ndarray]:
-    """One code per row for each distinct tuple of values across ``arrays`` (nulls are a value),
-    and the first row holding each code: the rows a function of those columns must be computed on.
-
-    >>> codes, first = distinct_codes([pa.array(["a", "b", "a", None]), pa.array([1, 1, 1, 1])])
-    >>> codes.tolist(), first.tolist()
-    ([0, 1, 0, 2], [0, 1, 3])
-    """
-    rows = len(arrays[0]) if arrays else 0
-    combined = np.zeros(rows, dtype=np.int64)
-    for array in arrays:
-        encoded = pc.dictionary_encode(array, null_encoding="encode")
-        part = _numpy(encoded.indices, np.int64)
-        combined = combined * (len(encoded.dictionary) + 1) + part
-    _, first, inverse = np.unique(combined, return_index=True, return_inverse=True)
-    return inverse.astype(np.int64).reshape(-1), first
 
 
 class Expr:

@@ -191,6 +191,24 @@ class Count:
         return {"count": _counts(groups)}
 
 
+def _pairs_in_first_seen_order(
+    seg: np.ndarray, keys: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Distinct (group, key) pairs with their counts, by group and then by first row: the order in
+    which observing the rows one by one inserts keys into a dict (linking reads them in that order)."""
+    n = len(seg)
+    if n == 0:
+        return seg[:0], keys[:0], np.zeros(0, dtype=np.int64)
+    order = np.lexsort((np.arange(n), keys, seg))
+    s, k = seg[order], keys[order]
+    new = np.ones(n, dtype=bool)
+    new[1:] = (s[1:] != s[:-1]) | (k[1:] != k[:-1])
+    starts = np.flatnonzero(new)
+    counts = np.diff(np.append(starts, n))
+    by_first = np.lexsort((order[starts], s[starts]))
+    return s[starts][by_first], k[starts][by_first], counts[by_first]
+
+
 class Total:
     """Count and sum.
 
@@ -575,7 +593,7 @@ class HeavyHitters:
         has at most k distinct keys, the Misra–Gries sequence itself past that."""
         seg = np.asarray(seg, dtype=np.int64)
         codes = np.asarray(codes, dtype=np.int64)
-        g, c, counts = _sorted_unique_pairs(seg, codes)
+        g, c, counts = _pairs_in_first_seen_order(seg, codes)
         bounds = _segments(g, n_groups).tolist()
         row_bounds = _segments(seg, n_groups).tolist()
         totals = np.bincount(seg, minlength=n_groups).tolist()

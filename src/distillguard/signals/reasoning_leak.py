@@ -7,6 +7,7 @@ answer, or a visible answer that reads like a raw reasoning trace ("Wait, ...", 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 from distillguard.events.call_view import CallView
 from distillguard.signals.base import Signal, SignalResult
@@ -31,6 +32,12 @@ TRACE_MARKERS: tuple[Pattern, ...] = (
     ),
 )
 _TABLE = PatternTable(TRACE_MARKERS, flags=re.IGNORECASE | re.MULTILINE)
+_NOTHING_FOUND = SignalResult(
+    signal="reasoning_leak",
+    score=0.0,
+    detail="no reasoning found",
+    parts={"reasoning_field": 0.0, "format": 0.0, "trace": 0.0},
+)
 
 
 class ReasoningLeak(Signal):
@@ -47,6 +54,20 @@ class ReasoningLeak(Signal):
     )
     reads = "output"
     inline = True
+    reads_columns = ("response_text", "reasoning_text")
+
+    def analyze_many(self, calls: Sequence[CallView]) -> list[SignalResult | None]:
+        """Most answers carry no marker and no reasoning field: a prefilter scan that finds no
+        candidate row settles them with what `analyze` would build (one shared result, read-only),
+        without the memo and evidence strings; the rest go through `analyze`."""
+        out: list[SignalResult | None] = []
+        for call in calls:
+            unmarked = call.response_text and not call.reasoning_text
+            if unmarked and not _TABLE.candidate_rows(head_and_tail(call.response_text)):
+                out.append(_NOTHING_FOUND)
+            else:
+                out.append(self.analyze(call))
+        return out
 
     def analyze(self, call: CallView) -> SignalResult | None:
         if not call.response_text and not call.reasoning_text:

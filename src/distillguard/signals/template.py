@@ -13,8 +13,10 @@ import hashlib
 import re
 from functools import lru_cache
 
+import pyarrow as pa
+
 from distillguard.events.call_view import CallView
-from distillguard.signals.base import Signal, SignalResult
+from distillguard.signals.base import Signal, SignalResult, distinct_views
 from distillguard.signals.patterns import HEAD_CHARS, TAIL_CHARS
 
 # Removed before looking at lines: spans whose content is a filling wherever they appear (code
@@ -47,6 +49,7 @@ _INLINE_SLOT = re.compile(r"^([^:\n]{1,30}):\s+\S.*$")
 _NOTHING_FIXED = re.compile(r"^[\W#\x01]*$")
 LONG_LINE = 200  # a single line this long is a filling (a pasted paragraph, a problem statement)
 FINGERPRINT_BYTES = 8
+FINGERPRINT_MEMO = 65_536  # distinct (system prompt, prompt) pairs whose fingerprint a batch reader remembers
 
 
 def _cut_outside_fences(text: str) -> str:
@@ -110,6 +113,26 @@ class Template(Signal):
     )
     reads = "input"
     inline = True
+    reads_columns = ("system_prompt", "prompt")
+
+    def __init__(self) -> None:
+        self._fingerprints: dict[tuple[object, ...], str] = {}
+
+    def fingerprints(self, batch: pa.RecordBatch | pa.Table) -> pa.Array:
+        """The fingerprint of every row of a record batch, each distinct (system prompt, prompt) once
+        and remembered across batches (`FINGERPRINT_MEMO` of them)."""
+        calls = distinct_views(batch, self.reads_columns)
+        memo = self._fingerprints
+        if len(memo) + len(calls.views) > FINGERPRINT_MEMO:
+            memo.clear()
+        keys = calls.keys if calls.keys is not None else [(v.system_prompt, v.prompt) for v in calls.views]
+        out = []
+        for view, key in zip(calls.views, keys, strict=True):
+            found = memo.get(key)
+            if found is None:
+                found = memo[key] = self.fingerprint(view)
+            out.append(found)
+        return pa.array(out, pa.string()).take(pa.array(calls.of_row))
 
     def fingerprint(self, call: CallView) -> str:
         """A short stable hex string; equal for calls built from the same template."""
