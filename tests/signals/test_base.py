@@ -102,3 +102,14 @@ def test_reasoning_leak_batch_shortcut_gives_what_analyze_gives() -> None:
     signal = registry.get("reasoning_leak")
     calls = _calls(11)
     assert signal.analyze_many(calls) == [signal.analyze(call) for call in calls]
+
+
+def test_remembered_results_are_the_fresh_ones_and_the_memo_stays_bounded(monkeypatch) -> None:
+    signal = registry.signal_class("grading_request")()
+    monkeypatch.setattr(type(signal), "memo_entries", 5)
+    calls = _calls(12)
+    table = _table(calls)
+    first, index = signal.analyze_columns(table)
+    again, same_index = signal.analyze_columns(table)  # partly from the memo, partly recomputed
+    assert [first[i] for i in index] == [again[i] for i in same_index] == signal.analyze_many(calls)
+    assert len(signal._results_memo) <= 5  # type: ignore[attr-defined]

@@ -35,7 +35,7 @@ from distillguard.features.catalog import (
     plan_for,
 )
 from distillguard.features.checkpoints import checkpoint_positions
-from distillguard.features.columns import EMBEDDING, EpochMs, Table
+from distillguard.features.columns import EMBEDDING, Columns, EpochMs, Table
 from distillguard.features.reducers import (
     Count,
     Dispersion,
@@ -70,21 +70,22 @@ def measure_columns(
     where the measure skips the call. ``dispersion`` holds the embedded calls' `DispersionRows`,
     at the batch rows ``dispersion_rows``."""
     plan = plan_for(tuple(signal_names))
+    evaluated = Columns(batch)
     columns: dict[str, pa.Array] = {
         ACCOUNT: _combined(batch.column(ACCOUNT)),
-        MS: EpochMs().column(batch),
+        MS: EpochMs().column(evaluated),
     }
     if columns[ACCOUNT].null_count:
         raise ValueError("account_id must not be null")
     for measure in plan.measures:
         if isinstance(measure.reducer, Dispersion):
             continue
-        mask = measure.where.column(batch) if measure.where is not None else None
+        mask = measure.where.column(evaluated) if measure.where is not None else None
         if measure.reads is None:
             columns[measure.name] = mask if mask is not None else pa.array(np.ones(len(batch), dtype=bool))
             continue
         for name, expr in _parts(measure):
-            values = expr.column(batch)
+            values = expr.column(evaluated)
             if mask is None:
                 if values.null_count:
                     raise ValueError(
@@ -138,9 +139,11 @@ class AccountColumns:
         codes = _numpy(encoded.indices, np.int64)
         accounts = encoded.dictionary.to_pylist()
         self.accounts: list[str] = [labels[i] for i in accounts] if labels is not None else accounts
-        order = np.argsort(codes, kind="stable")
-        self.table = table.take(pa.array(order))
-        self.seg = codes[order]
+        # the rows are read in account order through ``order`` (a measure takes its column once)
+        self.order = np.argsort(codes, kind="stable")
+        self.table = table
+        self._columns: dict[str, pa.Array] = {}
+        self.seg = codes[self.order]
         self.groups = Groups(self.seg, len(self.accounts))
         self.position = np.arange(len(self.seg)) - self.groups.bounds[self.seg] + 1
         self.totals = totals or {}
@@ -151,20 +154,32 @@ class AccountColumns:
     # -- inputs of each reducer ------------------------------------------------------------------
 
     def _column(self, name: str) -> pa.Array:
-        return _combined(self.table.column(name))
+        """A column in the order of the table as given (one array, combined once)."""
+        column = self._columns.get(name)
+        if column is None:
+            column = self._columns[name] = _combined(self.table.column(name))
+        return column
+
+    def column(self, name: str) -> np.ndarray:
+        """A numeric column in account order."""
+        return _numpy(self._column(name), np.float64 if name != MS else np.int64)[self.order]
+
+    def _taken(self, name: str, rows: np.ndarray) -> pa.Array:
+        """The values at ``rows`` (positions in account order)."""
+        return self._column(name).take(pa.array(self.order[rows]))
 
     def _rows(self, measure: Measure) -> np.ndarray:
+        """The positions (in account order) of the calls the measure keeps."""
         name = _parts(measure)[0][0]
         column = self._column(name)
-        if measure.reads is None:
-            return np.flatnonzero(_numpy(column, bool))
-        return np.flatnonzero(_numpy(pc.is_valid(column), bool))
+        keep = _numpy(column, bool) if measure.reads is None else _numpy(pc.is_valid(column), bool)
+        return np.flatnonzero(keep[self.order])
 
     def _values(self, measure: Measure, rows: np.ndarray) -> Any:
         reducer = measure.reducer
         if isinstance(reducer, Count):
             return None
-        taken = [self._column(name).take(pa.array(rows)) for name, _ in _parts(measure)]
+        taken = [self._taken(name, rows) for name, _ in _parts(measure)]
         if isinstance(reducer, HeavyHitters):
             encoded = pc.dictionary_encode(taken[0])
             return _numpy(encoded.indices, np.int64), encoded.dictionary.to_pylist()
@@ -183,11 +198,11 @@ class AccountColumns:
         return _numpy(taken[0], np.float64)
 
     def _dispersion(self, rows: np.ndarray) -> DispersionRows:
-        sq, cross, bucket = (self._column(name).take(pa.array(rows)) for name in DISPERSION_COLUMNS)
+        sq, cross, bucket = (self._taken(name, rows) for name in DISPERSION_COLUMNS)
         return DispersionRows(_numpy(sq, np.float64), _numpy(cross, np.float64), _numpy(bucket, np.int64))
 
     def _dispersion_rows(self) -> np.ndarray:
-        return np.flatnonzero(_numpy(pc.is_valid(self._column(DISPERSION_COLUMNS[0])), bool))
+        return np.flatnonzero(_numpy(pc.is_valid(self._column(DISPERSION_COLUMNS[0])), bool)[self.order])
 
     # -- final states ----------------------------------------------------------------------------
 

@@ -85,6 +85,16 @@ def _numpy(array: pa.Array, dtype: Any) -> np.ndarray:
     return np.asarray(array.to_numpy(zero_copy_only=False), dtype=dtype)
 
 
+class Columns:
+    """A record batch and the expressions already evaluated over it."""
+
+    __slots__ = ("batch", "memo")
+
+    def __init__(self, batch: Table) -> None:
+        self.batch = batch
+        self.memo: dict[int, pa.Array] = {}
+
+
 class Expr:
     """A column expression: ``compile_row()`` gives a function of a `CallRow`, ``column(batch)`` an
     Arrow array of the batch's rows."""
@@ -92,7 +102,18 @@ class Expr:
     def compile_row(self) -> Callable[[CallRow], Any]:
         raise NotImplementedError
 
-    def column(self, batch: Table) -> pa.Array:
+    def column(self, batch: Table | Columns) -> pa.Array:
+        """The expression over every row of ``batch``."""
+        return self.evaluate(batch if isinstance(batch, Columns) else Columns(batch))
+
+    def evaluate(self, columns: Columns) -> pa.Array:
+        # an expression shared by several measures (a length, "answered") is computed once a batch
+        found = columns.memo.get(id(self))
+        if found is None:
+            found = columns.memo[id(self)] = self._evaluate(columns)
+        return found
+
+    def _evaluate(self, columns: Columns) -> pa.Array:
         raise NotImplementedError
 
     def columns(self) -> set[str]:
@@ -166,8 +187,8 @@ class Col(Expr):
             raise KeyError(f"no call column {name!r}")
         return operator.attrgetter(f"call.{name}")
 
-    def column(self, batch: Table) -> pa.Array:
-        array = _array(batch, self.name)
+    def _evaluate(self, columns: Columns) -> pa.Array:
+        array = _array(columns.batch, self.name)
         if self.default is not None and array.null_count:
             array = pc.fill_null(array, self.default)
         if pa.types.is_timestamp(array.type) and array.type.unit != "ms":
@@ -177,6 +198,9 @@ class Col(Expr):
 
 def col(name: str) -> Col:
     return Col(name)
+
+
+_TS = Col("ts")
 
 
 class EpochMs(Expr):
@@ -191,8 +215,8 @@ class EpochMs(Expr):
     def compile_row(self) -> Callable[[CallRow], Any]:
         return lambda row: epoch_ms(row.call.ts)
 
-    def column(self, batch: Table) -> pa.Array:
-        return pc.cast(Col("ts").column(batch), pa.int64())
+    def _evaluate(self, columns: Columns) -> pa.Array:
+        return pc.cast(_TS.evaluate(columns), pa.int64())
 
 
 class Length(Expr):
@@ -216,8 +240,8 @@ class Length(Expr):
 
         return length_of
 
-    def column(self, batch: Table) -> pa.Array:
-        return pc.fill_null(pc.cast(pc.utf8_length(self.inner.column(batch)), pa.int64()), 0)
+    def _evaluate(self, columns: Columns) -> pa.Array:
+        return pc.fill_null(pc.cast(pc.utf8_length(self.inner.evaluate(columns)), pa.int64()), 0)
 
 
 def length(inner: Expr) -> Expr:
@@ -238,8 +262,8 @@ class Add(Expr):
         left, right = self.left.compile_row(), self.right.compile_row()
         return lambda row: left(row) + right(row)
 
-    def column(self, batch: Table) -> pa.Array:
-        return pc.add(self.left.column(batch), self.right.column(batch))
+    def _evaluate(self, columns: Columns) -> pa.Array:
+        return pc.add(self.left.evaluate(columns), self.right.evaluate(columns))
 
 
 class Div(Expr):
@@ -258,8 +282,8 @@ class Div(Expr):
         inner, divisor = self.inner.compile_row(), self.divisor
         return lambda row: inner(row) / divisor
 
-    def column(self, batch: Table) -> pa.Array:
-        return pc.divide(pc.cast(self.inner.column(batch), pa.float64()), self.divisor)
+    def _evaluate(self, columns: Columns) -> pa.Array:
+        return pc.divide(pc.cast(self.inner.evaluate(columns), pa.float64()), self.divisor)
 
 
 class FloorDiv(Expr):
@@ -278,9 +302,9 @@ class FloorDiv(Expr):
         inner, divisor = self.inner.compile_row(), self.divisor
         return lambda row: inner(row) // divisor
 
-    def column(self, batch: Table) -> pa.Array:
+    def _evaluate(self, columns: Columns) -> pa.Array:
         # numpy floors like Python; Arrow's integer divide truncates towards zero
-        return pa.array(np.floor_divide(_numpy(self.inner.column(batch), np.int64), self.divisor))
+        return pa.array(np.floor_divide(_numpy(self.inner.evaluate(columns), np.int64), self.divisor))
 
 
 class Mod(Expr):
@@ -297,8 +321,8 @@ class Mod(Expr):
         inner, divisor = self.inner.compile_row(), self.divisor
         return lambda row: inner(row) % divisor
 
-    def column(self, batch: Table) -> pa.Array:
-        return pa.array(np.mod(_numpy(self.inner.column(batch), np.int64), self.divisor))
+    def _evaluate(self, columns: Columns) -> pa.Array:
+        return pa.array(np.mod(_numpy(self.inner.evaluate(columns), np.int64), self.divisor))
 
 
 _OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
@@ -338,8 +362,8 @@ class Compare(Expr):
 
         return compared
 
-    def column(self, batch: Table) -> pa.Array:
-        return pc.fill_null(_ARROW_OPERATORS[self.op](self.inner.column(batch), self.value), False)
+    def _evaluate(self, columns: Columns) -> pa.Array:
+        return pc.fill_null(_ARROW_OPERATORS[self.op](self.inner.evaluate(columns), self.value), False)
 
 
 class IsSet(Expr):
@@ -358,8 +382,8 @@ class IsSet(Expr):
             return lambda row: bool(inner(row))
         return lambda row: inner(row) is not None
 
-    def column(self, batch: Table) -> pa.Array:
-        array = self.inner.column(batch)
+    def _evaluate(self, columns: Columns) -> pa.Array:
+        array = self.inner.evaluate(columns)
         valid = pc.is_valid(array)
         if self.nonempty_only and (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
             return pc.and_(valid, pc.fill_null(pc.not_equal(array, ""), False))
@@ -382,8 +406,8 @@ class Truthy(Expr):
         inner = self.inner.compile_row()
         return lambda row: bool(inner(row))
 
-    def column(self, batch: Table) -> pa.Array:
-        return pc.fill_null(pc.cast(self.inner.column(batch), pa.bool_()), False)
+    def _evaluate(self, columns: Columns) -> pa.Array:
+        return pc.fill_null(pc.cast(self.inner.evaluate(columns), pa.bool_()), False)
 
 
 def true(inner: Expr) -> Expr:
@@ -404,10 +428,10 @@ class All(Expr):
         parts = [p.compile_row() for p in self.parts]
         return lambda row: all(part(row) for part in parts)
 
-    def column(self, batch: Table) -> pa.Array:
-        result = self.parts[0].column(batch)
+    def _evaluate(self, columns: Columns) -> pa.Array:
+        result = self.parts[0].evaluate(columns)
         for part in self.parts[1:]:
-            result = pc.and_(result, part.column(batch))
+            result = pc.and_(result, part.evaluate(columns))
         return result
 
 
@@ -425,12 +449,12 @@ class Any_(Expr):
         parts = [p.compile_row() for p in self.parts]
         return lambda row: any(part(row) for part in parts)
 
-    def column(self, batch: Table) -> pa.Array:
+    def _evaluate(self, columns: Columns) -> pa.Array:
         if not self.parts:
-            return pa.array(np.zeros(len(batch), dtype=bool))
-        result = self.parts[0].column(batch)
+            return pa.array(np.zeros(len(columns.batch), dtype=bool))
+        result = self.parts[0].evaluate(columns)
         for part in self.parts[1:]:
-            result = pc.or_(result, part.column(batch))
+            result = pc.or_(result, part.evaluate(columns))
         return result
 
 
@@ -462,9 +486,9 @@ class Apply(Expr):
             return lambda row: fn(only(row))
         return lambda row: fn(*(arg(row) for arg in args))
 
-    def column(self, batch: Table) -> pa.Array:
-        arrays = [a.column(batch) for a in self.args]
-        if not len(batch):
+    def _evaluate(self, columns: Columns) -> pa.Array:
+        arrays = [a.evaluate(columns) for a in self.args]
+        if not len(columns.batch):
             return pa.array([], type=self.out)
         codes, first = distinct_codes(arrays)
         values = [a.take(pa.array(first)).to_pylist() for a in arrays]
@@ -505,8 +529,8 @@ class HashInt(Expr):
 
         return hashed
 
-    def column(self, batch: Table) -> pa.Array:
-        array = self.inner.column(batch)
+    def _evaluate(self, columns: Columns) -> pa.Array:
+        array = self.inner.evaluate(columns)
         valid = _numpy(pc.is_valid(array), bool)
         hashed = hash_ints(_numpy(pc.fill_null(array, 0), np.int64))
         return pa.array(hashed, mask=~valid)

@@ -735,11 +735,15 @@ def gap_bin(gap_s: float) -> int:
 
 
 def gap_bins(gaps: np.ndarray) -> np.ndarray:
-    """`gap_bin` of each gap, computed with the same `math` functions (NumPy's vectorised log may
-    differ in the last bit, which would move a gap that sits on a bin edge)."""
-    unique, inverse = np.unique(gaps, return_inverse=True)
-    bins = np.fromiter((gap_bin(g) for g in unique.tolist()), dtype=np.int64, count=len(unique))
-    return bins[inverse.reshape(-1)]
+    """`gap_bin` of each gap. NumPy's vectorised log may differ from `math.log` in the last bit,
+    which would move a gap that sits on a bin edge: gaps that close to an edge are binned again
+    with `gap_bin` itself."""
+    scaled = np.log(np.maximum(gaps, _GAP_FLOOR_S)) / GAP_BIN
+    bins = np.floor(scaled).astype(np.int64)
+    near_edge = np.flatnonzero(np.abs(scaled - np.round(scaled)) < 1e-9)
+    if len(near_edge):
+        bins[near_edge] = [gap_bin(g) for g in gaps[near_edge].tolist()]
+    return bins
 
 
 # prefixes with at most this many gaps are ranked all at once in a padded matrix

@@ -68,12 +68,17 @@ class FilteredGroups:
     def __init__(self, groups: Groups, rows: np.ndarray) -> None:
         self.parent = groups
         self.rows = rows
-        self.seg = groups.seg[rows]
         self.n_groups = groups.n_groups
-        self.bounds = np.searchsorted(rows, groups.bounds)
-        self.piece_lo = np.searchsorted(rows, groups.piece_lo)
-        self.piece_hi = np.searchsorted(rows, groups.piece_hi)
-        self.group_start = np.searchsorted(rows, groups.group_start)
+        if len(rows) == groups.rows:  # every row: the indices are the parent's
+            self.seg = groups.seg
+            self.bounds, self.piece_lo, self.piece_hi = groups.bounds, groups.piece_lo, groups.piece_hi
+            self.group_start = groups.group_start
+        else:
+            self.seg = groups.seg[rows]
+            self.bounds = np.searchsorted(rows, groups.bounds)
+            self.piece_lo = np.searchsorted(rows, groups.piece_lo)
+            self.piece_hi = np.searchsorted(rows, groups.piece_hi)
+            self.group_start = np.searchsorted(rows, groups.group_start)
         self.query_group = groups.query_group
         self.levels = groups.levels
         self.queries = len(groups.query_rows)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import ctypes
+import gc
 import multiprocessing
 import time
 from collections import Counter
@@ -211,6 +212,9 @@ def replay_store(
             raise RuntimeError(f"account(s) replayed by two workers: {sorted(overlap)[:3]}")
         accounts.update(part)
     calls = sum(r.window.n for r in accounts.values())
+    # the replays live until the scan ends: keep the cyclic collector from rescanning them in every
+    # later stage (linking and the outputs create many objects of their own)
+    gc.freeze()
     return ReplayResult(
         accounts=dict(sorted(accounts.items())),
         calls=calls,

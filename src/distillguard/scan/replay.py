@@ -14,9 +14,10 @@ Workers share nothing; their results are simply concatenated.
 
 from __future__ import annotations
 
+import gc
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -25,6 +26,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from distillguard.events.call_view import CallView, views_of_batch
 from distillguard.features.account_window import AccountWindow
 from distillguard.features.catalog import (
     ACCOUNT_SIGNALS,
@@ -33,10 +35,14 @@ from distillguard.features.catalog import (
     EMBED_EVERY,
     EMBED_FIRST,
     EMBED_MAX,
+    FEATURES,
     FIRES_AT,
     SCORED_SIGNALS,
     call_columns,
+    embedding_sampled,
+    feature_vector,
 )
+from distillguard.features.checkpoints import is_checkpoint
 from distillguard.features.columnar import ACCOUNT, MS, AccountColumns, measure_columns
 from distillguard.features.columns import EMBEDDING, FINGERPRINT, SIGNAL_PREFIX
 from distillguard.features.reducers import Dispersion, DispersionRows
@@ -91,6 +97,8 @@ class AccountReplay:
     examples: list[dict[str, str]] = field(default_factory=list)
     daily_calls: Counter[str] = field(default_factory=Counter)
     embedded: int = 0
+    # checkpoint vectors while a call-by-call replay collects them (stacked when it finishes)
+    checkpoint_rows: list[np.ndarray] = field(default_factory=list, repr=False)
 
 
 def _floats(results: Sequence[SignalResult | None], index: np.ndarray, part: str | None = None) -> np.ndarray:
@@ -318,6 +326,15 @@ class CallStage:
         """Every account's window and checkpoint vectors from the narrow rows of pass 1."""
         if not self._narrow:
             return {}
+        # pass 2 builds a few hundred thousand small objects that live until the worker ends:
+        # the cyclic collector would rescan them all again and again while they are made
+        gc.disable()
+        try:
+            return self._finish()
+        finally:
+            gc.enable()
+
+    def _finish(self) -> dict[str, AccountReplay]:
         totals = {self._labels[i]: total for i, total in self._sums.items()}
         self.start_clock()
         columns = AccountColumns(self._narrow, ACCOUNT_SIGNALS, totals, labels=self._labels)
@@ -329,7 +346,7 @@ class CallStage:
         self._clock("features: checkpoint vectors")
         owners = columns.seg[rows]
         bounds = np.searchsorted(owners, np.arange(len(columns.accounts) + 1))
-        ms = np.asarray(columns.table.column(MS).to_numpy(), dtype=np.int64)[rows]
+        ms = columns.column(MS)[rows]
         positions = columns.position[rows]
         out = {}
         for g, account in enumerate(columns.accounts):
@@ -354,3 +371,60 @@ def replay_batches(batches: Iterator[pa.RecordBatch], stage: CallStage) -> dict[
     for batch in batches:
         stage.observe_batch(batch)
     return stage.finish()
+
+
+class CallByCall:
+    """The reference the columnar stage must equal: every call through the per-call signals one
+    view at a time and into its account's `AccountWindow.observe` (the gateway's path), the feature
+    vector read with `features()` after each checkpoint call. Slow (~100x the columnar stage); the
+    tests and `scan --check-replay` run it on the accounts they choose."""
+
+    def __init__(
+        self,
+        signals: Sequence[Signal] | None = None,
+        *,
+        use_embeddings: bool = True,
+        accounts: Iterable[str] | None = None,
+    ) -> None:
+        chosen = list(signals) if signals is not None else [registry.get(n) for n in SCORED_SIGNALS]
+        self.signals = [s for s in chosen if s.name in SCORED_SIGNALS]
+        self.template: Any = registry.get("template")
+        self.embedder: Any = registry.get("embedding") if use_embeddings else None
+        self.only = None if accounts is None else frozenset(accounts)
+        self.accounts: dict[str, AccountReplay] = {}
+
+    def observe_batch(self, batch: pa.RecordBatch | pa.Table) -> None:
+        for view in views_of_batch(batch):
+            if self.only is None or view.account_id in self.only:
+                self.observe(view)
+
+    def observe(self, view: CallView) -> None:
+        replay = self.accounts.get(view.account_id)
+        if replay is None:
+            replay = self.accounts[view.account_id] = AccountReplay(view.account_id)
+        scores: dict[str, float | None] = {}
+        for signal in self.signals:
+            result = signal.analyze(view)
+            scores[signal.name] = None if result is None else result.score
+            if signal.name == "cot_extraction":
+                for part in COT_PARTS:
+                    scores[f"cot_extraction.{part}"] = None if result is None else result.parts.get(part, 0.0)
+        vector = None
+        if self.embedder is not None and embedding_sampled(replay.window.n + 1, view.prompt, replay.embedded):
+            vector = self.embedder.embed([view.prompt])[0]
+            replay.embedded += 1
+        replay.window.observe(view, scores, self.template.fingerprint(view), vector)
+        if is_checkpoint(replay.window.n):
+            replay.checkpoint_calls.append(replay.window.n)
+            replay.checkpoint_ts.append(view.ts)
+            replay.checkpoint_rows.append(feature_vector(replay.window.features()))
+
+    def finish(self) -> dict[str, AccountReplay]:
+        for replay in self.accounts.values():
+            replay.checkpoint_features = (
+                np.stack(replay.checkpoint_rows)
+                if replay.checkpoint_rows
+                else np.zeros((0, len(FEATURES)), np.float32)
+            )
+            replay.checkpoint_rows = []
+        return self.accounts

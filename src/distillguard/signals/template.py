@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections import OrderedDict
 from functools import lru_cache
 
 import pyarrow as pa
@@ -116,22 +117,24 @@ class Template(Signal):
     reads_columns = ("system_prompt", "prompt")
 
     def __init__(self) -> None:
-        self._fingerprints: dict[tuple[object, ...], str] = {}
+        self._fingerprints: OrderedDict[tuple[object, ...], str] = OrderedDict()
 
     def fingerprints(self, batch: pa.RecordBatch | pa.Table) -> pa.Array:
         """The fingerprint of every row of a record batch, each distinct (system prompt, prompt) once
         and remembered across batches (`FINGERPRINT_MEMO` of them)."""
         calls = distinct_views(batch, self.reads_columns)
         memo = self._fingerprints
-        if len(memo) + len(calls.views) > FINGERPRINT_MEMO:
-            memo.clear()
         keys = calls.keys if calls.keys is not None else [(v.system_prompt, v.prompt) for v in calls.views]
         out = []
         for view, key in zip(calls.views, keys, strict=True):
             found = memo.get(key)
             if found is None:
                 found = memo[key] = self.fingerprint(view)
+            else:
+                memo.move_to_end(key)
             out.append(found)
+        while len(memo) > FINGERPRINT_MEMO:  # least recently used first out
+            memo.popitem(last=False)
         return pa.array(out, pa.string()).take(pa.array(calls.of_row))
 
     def fingerprint(self, call: CallView) -> str:
