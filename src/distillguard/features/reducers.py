@@ -1057,16 +1057,23 @@ class Dispersion:
         new = np.ones(len(s), dtype=bool)
         new[1:] = s[1:] != s[:-1]
         starts = np.flatnonzero(new)
-        before = np.zeros_like(x)  # sum of the group's earlier vectors, for each row
-        totals: dict[int, np.ndarray] = {}
-        for lo, hi in zip(starts.tolist(), [*starts[1:].tolist(), len(s)], strict=True):
-            group = int(s[lo])
-            base = earlier.get(group) if earlier is not None else None
-            running = np.cumsum(x[lo:hi], axis=0)
-            before[lo + 1 : hi] = running[:-1]
-            if base is not None:
-                before[lo:hi] += base
-            totals[group] = running[-1] + base if base is not None else running[-1]
+        rank = np.arange(len(s)) - np.repeat(starts, np.diff(np.append(starts, len(s))))
+        # running sums of the group's earlier vectors, all groups at once, one rank at a time (the
+        # additions a running sum does, in its order)
+        before = np.zeros_like(x)
+        for level in range(1, int(rank.max(initial=0)) + 1):
+            at = np.flatnonzero(rank == level)
+            before[at] = before[at - 1] + x[at - 1]
+        groups = s[starts].tolist()
+        if earlier is not None:
+            with_base = [i for i, g in enumerate(groups) if g in earlier]
+            if with_base:
+                base = np.zeros((len(groups), x.shape[1]))
+                base[with_base] = np.stack([earlier[groups[i]] for i in with_base])
+                before += base[np.repeat(np.arange(len(groups)), np.diff(np.append(starts, len(s))))]
+        last = np.append(starts[1:], len(s)) - 1
+        ends = before[last] + x[last]
+        totals = dict(zip(groups, ends, strict=True))
         sq = np.einsum("ij,ij->i", x, x)
         cross = 2.0 * np.einsum("ij,ij->i", x, before) + sq
         rows = DispersionRows(np.empty_like(sq), np.empty_like(cross), np.empty(len(s), dtype=np.int64))
