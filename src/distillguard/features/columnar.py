@@ -97,6 +97,10 @@ def measure_columns(
                         f"measure {measure.name!r}: {expr!r} is null on calls its condition keeps"
                     )
                 values = pc.if_else(mask, values, pa.scalar(None, values.type))
+            if pa.types.is_string(values.type):
+                # keys repeat (an account's IPs, its parameter profiles): codes and one dictionary
+                # per batch hold them in half the memory of the strings
+                values = pc.dictionary_encode(values)
             columns[name] = values
     rows = len(batch)
     sq, cross, bucket = np.full(rows, np.nan), np.full(rows, np.nan), np.full(rows, -1, dtype=np.int64)
