@@ -8,7 +8,7 @@ OUT ?= out/demo
 PEERS := out/venv-peers
 PEERS_STAMP := $(PEERS)/.installed
 
-.PHONY: demo test lint typecheck unit bench clean install peers
+.PHONY: demo test prepare lint typecheck unit bench clean install peers
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -39,7 +39,12 @@ typecheck: $(STAMP)
 unit: $(STAMP) $(PEERS_STAMP)
 	$(BIN)/pytest -n 2 -q
 
-test: lint typecheck unit
+# The machine's side of the tests (Debian's Chromium, Java, Redis and PostgreSQL running): the
+# same script .ci/run calls; it names what it cannot provide, and fails under CI=true.
+prepare:
+	bash scripts/prepare-test-env.sh
+
+test: prepare lint typecheck unit
 
 # Benchmarks print numbers next to baselines measured in the same run; never part of `make test`.
 bench: $(STAMP) $(PEERS_STAMP)

@@ -4,6 +4,8 @@ runs with rejects that add nothing unless allowed."""
 from __future__ import annotations
 
 import doctest
+import os
+import stat
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -151,3 +153,25 @@ def test_fixture_files_round_trip_through_the_store(tmp_path: Path) -> None:
 
 def test_summary_reasons_group_by_kind() -> None:
     assert doctest.testmod(store_module, raise_on_error=True).attempted >= 1
+
+
+@pytest.mark.parametrize("umask", [0o000, 0o022, 0o077])
+def test_everything_the_store_writes_is_owner_only_whatever_the_umask(tmp_path: Path, umask: int) -> None:
+    items: list[CallEvent | Reject] = [
+        _event(1),
+        Reject(file="f.jsonl", line=2, reason="x"),
+        _event(3, hours=30),
+    ]
+    root = tmp_path / "parent" / "store"
+    previous = os.umask(umask)
+    try:
+        CallStore.ingest(root, items, sources=["f.jsonl"], allow_rejects=True)
+        CallStore.ingest(root, [_event(4, hours=60)], sources=["g.jsonl"])  # into an existing store
+    finally:
+        os.umask(previous)
+    written = [root, *root.rglob("*")]
+    assert {p.name for p in written} >= {"store", "_rejects", "_ingests.jsonl", "day=2026-02-10"}
+    assert any(p.suffix == ".parquet" for p in written) and any(p.parent.name == "_rejects" for p in written)
+    modes = {str(p.relative_to(tmp_path)): stat.S_IMODE(p.stat().st_mode) for p in written}
+    expected = {name: (0o700 if (tmp_path / name).is_dir() else 0o600) for name in modes}
+    assert modes == expected

@@ -90,3 +90,21 @@ def test_truncated_gzip_writes_nothing(tmp_path: Path) -> None:
         and "nothing was written" in result.stderr
     )
     assert not list((tmp_path / "s").glob("day=*"))
+
+
+def test_a_line_over_max_line_bytes_is_a_counted_reject(tmp_path: Path) -> None:
+    lines = (FIXTURES / "canonical.jsonl").read_bytes().splitlines(keepends=True)
+    source = tmp_path / "long.jsonl.gz"
+    source.write_bytes(gzip.compress(lines[0] + b'{"pad": "' + b"q" * 5000 + b'"}\n' + lines[2]))
+    limit = str(max(len(lines[0]), len(lines[2])))
+    blocked = _ingest(source, "--out", tmp_path / "s", "--max-line-bytes", limit)
+    assert blocked.returncode == 1, blocked.stderr
+    assert "rejects: 1" in blocked.stdout and "line too long: N bytes, over the limit of N" in blocked.stdout
+    (rejects_file,) = (tmp_path / "s" / "_rejects").glob("*.jsonl")
+    (reject,) = [json.loads(line) for line in rejects_file.read_text().splitlines()]
+    assert (reject["file"], reject["line"]) == (str(source), 2)
+    assert reject["reason"].startswith(f"line too long: 5011 bytes, over the limit of {limit}")
+    allowed = _ingest(source, "--out", tmp_path / "s", "--max-line-bytes", limit, "--allow-rejects")
+    assert allowed.returncode == 0 and "events: 2" in allowed.stdout
+    nonsense = _ingest(source, "--out", tmp_path / "s", "--max-line-bytes", "0")
+    assert nonsense.returncode == 2 and "--max-line-bytes" in nonsense.stderr

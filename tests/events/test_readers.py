@@ -4,7 +4,10 @@ with file, line and a reason naming the field."""
 from __future__ import annotations
 
 import gzip
+import json
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from importlib.metadata import EntryPoint
@@ -23,7 +26,7 @@ from distillguard.events.readers import (
     known_formats,
     reader_named,
 )
-from distillguard.events.readers.base import UnreadableInput
+from distillguard.events.readers.base import UnreadableInput, open_lines, read_lines
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -267,3 +270,128 @@ def test_truncated_gzip_fails_naming_file_and_last_good_line(tmp_path: Path) -> 
     truncated.write_bytes(packed[: len(packed) // 2])
     with pytest.raises(UnreadableInput, match=r"cut\.jsonl\.gz: cannot read past line \d+"):
         list(iter_events([truncated]))
+
+
+# ---- line length ---------------------------------------------------------------------------------
+
+LONG_LINE_FORMATS = [
+    ("canonical", "canonical.jsonl"),
+    ("litellm", "litellm_payload.jsonl"),
+    ("otel-genai", "otel_flat.jsonl"),
+]
+
+
+@pytest.mark.parametrize("gz", [False, True])
+@pytest.mark.parametrize(("fmt", "fixture"), LONG_LINE_FORMATS)
+def test_a_line_over_the_limit_is_a_reject_and_reading_goes_on(
+    tmp_path: Path, fmt: str, fixture: str, gz: bool
+) -> None:
+    first = (FIXTURES / fixture).read_bytes().splitlines()[0]
+    limit = len(first) + 10
+    long_line = b'{"pad": "' + b"x" * (limit * 3) + b'"}'
+    data = first + b"\n" + long_line + b"\r\n" + first + b"\n"
+    source = tmp_path / ("in.jsonl.gz" if gz else "in.jsonl")
+    source.write_bytes(gzip.compress(data) if gz else data)
+    items = list(iter_events([source], fmt, ReaderOptions(account="acct-x", max_line_bytes=limit)))
+    rejects = [i for i in items if isinstance(i, Reject)]
+    assert [(r.file, r.line) for r in rejects if "too long" in r.reason] == [(str(source), 2)]
+    (reject,) = [r for r in rejects if "too long" in r.reason]
+    assert reject.reason == (
+        f"line too long: {len(long_line)} bytes, over the limit of {limit} (raise it with --max-line-bytes)"
+    )
+    # the lines on either side are read as usual (the third repeats the first)
+    assert [i.event_id for i in items if isinstance(i, CallEvent)] == [
+        i.event_id for i in iter_events([FIXTURES / fixture], fmt, ReaderOptions(account="acct-x"))
+    ][:1] * 2
+
+
+def test_openai_batch_lines_over_the_limit_are_rejects(tmp_path: Path) -> None:
+    inputs = (FIXTURES / "openai_batch_input.jsonl").read_bytes()
+    outputs = (FIXTURES / "openai_batch_output.jsonl").read_bytes()
+    limit = max(len(line) for line in (inputs + outputs).splitlines())
+    padded = tmp_path / "input.jsonl"
+    padded.write_bytes(inputs + b'{"custom_id": "big", "body": "' + b"y" * limit + b'"}\n')
+    items = list(
+        iter_events(
+            [padded, FIXTURES / "openai_batch_output.jsonl"],
+            "openai-batch",
+            ReaderOptions(account="acct-b", max_line_bytes=limit),
+        )
+    )
+    too_long = [i for i in items if isinstance(i, Reject) and "too long" in i.reason]
+    assert [(r.file, r.line) for r in too_long] == [(str(padded), inputs.count(b"\n") + 1)]
+    assert any(isinstance(i, CallEvent) for i in items)
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (b"abcd\nefgh\n", [b"abcd", b"efgh"]),
+        (b"abcd\r\nefgh", [b"abcd", b"efgh"]),  # exactly the limit, with "\r\n" or at the end
+        (b"abcde\nfg\n", [5, b"fg"]),
+        (b"ab\rcd\nfg\n", [5, b"fg"]),  # a lone "\r" is part of the line
+        (b"a" * 5000 + b"\n" + b"b" * 5000 + b"\nok", [5000, 5000, b"ok"]),
+        (b"\n\nx\n", [b"", b"", b"x"]),
+    ],
+)
+def test_read_lines_bounds_each_line(tmp_path: Path, data: bytes, expected: list[bytes | int]) -> None:
+    source = tmp_path / "lines.txt"
+    source.write_bytes(data)
+    got = [line if isinstance(line, bytes) else line.length for _n, line in read_lines(source, 4)]
+    assert got == expected
+    assert [n for n, _line in read_lines(source, 4)] == list(range(1, len(expected) + 1))
+
+
+def test_open_lines_stops_at_a_line_over_the_limit_naming_it(tmp_path: Path) -> None:
+    source = tmp_path / "labels.jsonl"
+    source.write_bytes(b"{}\n" + b"z" * 100 + b"\n")
+    with pytest.raises(UnreadableInput, match=r"labels\.jsonl:2: line too long: 100 bytes"):
+        list(open_lines(source, 10))
+
+
+# Peak RSS is VmHWM: it starts afresh at exec, whereas getrusage's ru_maxrss keeps the high-water
+# mark of the (forked) pytest process the child was started from.
+_MEASURE_GZIP = """
+import json, re, sys, tracemalloc
+from pathlib import Path
+from distillguard.events.readers import Reject, iter_events
+tracemalloc.start()
+items = list(iter_events([Path(sys.argv[1])]))
+peak = tracemalloc.get_traced_memory()[1]
+status = Path("/proc/self/status").read_text()
+print(json.dumps({
+    "traced_peak": peak,
+    "max_rss": int(re.search(r"VmHWM:\\s+(\\d+) kB", status).group(1)) * 1024,
+    "rejects": [[r.line, r.reason] for r in items if isinstance(r, Reject)],
+    "events": sum(not isinstance(i, Reject) for i in items),
+}))
+"""
+
+
+def test_a_gzip_bomb_line_is_read_with_bounded_memory(tmp_path: Path) -> None:
+    """A 150 KB gzip that holds one 150 MiB line (finding 10 of issue 12 measured 430 MiB)."""
+    bomb = tmp_path / "bomb.jsonl.gz"
+    good = (FIXTURES / "canonical.jsonl").read_bytes().splitlines()[0] + b"\n"
+    chunk = b"A" * (1 << 20)
+    opening = b'{"event_id": "'
+    with gzip.open(bomb, "wb", compresslevel=9) as out:
+        out.write(opening)
+        for _ in range(150):
+            out.write(chunk)
+        out.write(b'"}\n' + good)
+    assert bomb.stat().st_size < 400_000
+    run = subprocess.run(
+        [sys.executable, "-c", _MEASURE_GZIP, str(bomb)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    measured = json.loads(run.stdout)
+    assert measured["events"] == 1
+    assert [line for line, _reason in measured["rejects"]] == [1]
+    line_length = len(opening) + 150 * len(chunk) + len(b'"}')
+    assert f"line too long: {line_length} bytes" in measured["rejects"][0][1]
+    assert measured["traced_peak"] < 32 * 2**20  # the default 8 MiB limit, read once, plus small change
+    assert measured["max_rss"] < 100 * 2**20

@@ -29,8 +29,11 @@ class Row:
         return value >= self.target if self.higher_is_better else value <= self.target
 
 
-def _rate(*path: str) -> tuple[Callable[[Report, str], float | None], Callable[[Report, str], str]]:
+def _rate(
+    *path: str, reading_override: str | None = None
+) -> tuple[Callable[[Report, str], float | None], Callable[[Report, str], str]]:
     def block(report: Report, reading: str) -> Any:
+        reading = reading_override or reading
         node: Any = report["readings"][reading] if path[0] != "clusters" else report
         for key in path:
             if not isinstance(node, Mapping) or key not in node:
@@ -52,9 +55,14 @@ def _rate(*path: str) -> tuple[Callable[[Report, str], float | None], Callable[[
 
 
 def _row(
-    title: str, path: tuple[str, ...], higher: bool, target: float | None = None, percent: bool = True
+    title: str,
+    path: tuple[str, ...],
+    higher: bool,
+    target: float | None = None,
+    percent: bool = True,
+    reading: str | None = None,
 ) -> Row:
-    value, counts = _rate(*path)
+    value, counts = _rate(*path, reading_override=reading)
     return Row(title, value, counts, higher, target, percent)
 
 
@@ -79,6 +87,17 @@ def table_rows(report: Report) -> list[Row]:
         rows.append(_row("router recall, mean over shares", ("router_recall_mean_over_shares",), True, 0.97))
     rows += [
         _row(f"  FPR: {p}", ("fpr_by_population", p), False, 0.005) for p in reading["fpr_by_population"]
+    ]
+    # review load: benign accounts a human must look at (suspicious or worse), per population
+    rows += [
+        _row(
+            f"  review load: {p}",
+            ("fpr_by_population", p),
+            False,
+            0.02,
+            reading="distiller_or_suspicious",
+        )
+        for p in reading["fpr_by_population"]
     ]
     rows += [
         _row("calls to flag, median (campaigns)", ("calls_to_flag", "median"), False, 50, percent=False),

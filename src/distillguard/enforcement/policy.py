@@ -87,10 +87,18 @@ class Accounts(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     on_suspicious: Literal["flag", "throttle"] = "flag"
     embeddings: bool = True  # a bounded sample of prompts per account, for prompt diversity
     queue_max: int = 100_000
+    # windows kept per worker: the least recently active are evicted past max_accounts, and any
+    # idle longer than idle_evict_s (their verdicts already acted on; bans live in the ban list)
+    max_accounts: int = 200_000
+    idle_evict_s: float = 3 * 86_400.0
 
     def __post_init__(self) -> None:
         if self.queue_max < 1:
             raise ValueError("queue_max must be >= 1")
+        if self.max_accounts < 1:
+            raise ValueError("max_accounts must be >= 1")
+        if self.idle_evict_s <= 0:
+            raise ValueError("idle_evict_s must be > 0")
 
 
 class Recidivism(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

@@ -8,7 +8,14 @@ from pathlib import Path
 from typing import TypeVar
 
 from distillguard.events.model import Account, Label, account_decoder, label_decoder
-from distillguard.events.readers.base import blank_reason, decode_error_reason, open_lines
+from distillguard.events.readers.base import (
+    DEFAULT_MAX_LINE_BYTES,
+    OverlongLine,
+    blank_reason,
+    decode_error_reason,
+    overlong_reason,
+    read_lines,
+)
 
 LABELS = ("distiller", "benign")
 _MAX_LISTED = 20
@@ -33,7 +40,10 @@ def _read(
     records: dict[str, Record] = {}
     first_line: dict[str, int] = {}
     problems: list[tuple[int, str]] = []
-    for number, line in open_lines(Path(path)):
+    for number, line in read_lines(Path(path)):
+        if isinstance(line, OverlongLine):
+            problems.append((number, overlong_reason(line, DEFAULT_MAX_LINE_BYTES)))
+            continue
         blank = blank_reason(line)
         if blank:
             problems.append((number, blank))

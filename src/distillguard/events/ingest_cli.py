@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from distillguard.events.readers import ReaderOptions, UnknownFormatError, iter_events, known_formats
-from distillguard.events.readers.base import UnreadableInput
+from distillguard.events.readers.base import DEFAULT_MAX_LINE_BYTES, UnreadableInput
 from distillguard.events.store import CallStore, IngestStats, StoreError
 
 _DAYS_LISTED = 14
@@ -65,6 +65,13 @@ def _summary(stats: IngestStats, store: Path) -> str:
     show_default=True,
     help="otel-genai: span or resource attribute that names the account.",
 )
+@click.option(
+    "--max-line-bytes",
+    default=DEFAULT_MAX_LINE_BYTES,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="A longer line is rejected (file, line, length) without being held in memory.",
+)
 def ingest(
     sources: tuple[Path, ...],
     fmt: str,
@@ -72,15 +79,19 @@ def ingest(
     allow_rejects: bool,
     account: str | None,
     account_attribute: str,
+    max_line_bytes: int,
 ) -> None:
     """Add the calls in SOURCES (JSONL, plain or gzip) to the Parquet call store at --out.
 
     Every line either becomes a call or is written, with its file, line number and reason, to
     the store's _rejects/ folder. Without --allow-rejects a run with any reject adds nothing and
-    exits 1. Credentials in requests are removed. A run whose event_ids are already in the store
-    is refused (exit 2) and the store is left unchanged.
+    exits 1. Credentials are removed from every call (by name and by value). A run whose
+    event_ids are already in the store is refused (exit 2) and the store is left unchanged.
+    Everything written is readable by its owner only.
     """
-    options = ReaderOptions(account=account, account_attribute=account_attribute)
+    options = ReaderOptions(
+        account=account, account_attribute=account_attribute, max_line_bytes=max_line_bytes
+    )
     try:
         items = iter_events(sources, fmt, options)
         stats = CallStore.ingest(store, items, sources=[str(s) for s in sources], allow_rejects=allow_rejects)

@@ -10,6 +10,10 @@ Layout of a store directory:
 Re-ingesting never duplicates silently: a run writes into `_staging/<run>/` first, and commits
 (moves its files into the day partitions) only when none of its event_ids is already in the
 store or repeated within the run; otherwise the store is left as it was and the run is refused.
+
+The store holds prompts and answers (personal data): every file it writes is created owner-only
+(0600, folders 0700) whatever the umask, and credentials are removed from each call before it is
+written even when the reader did so already (a third-party reader may not).
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import duckdb
 import msgspec
@@ -33,6 +37,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from distillguard.events.call_view import STORE_SCHEMA, VIEW_SCHEMA, view_of
+from distillguard.events.credentials import may_hold_secret, redact_text, strip_event_credentials
 from distillguard.events.model import CallEvent
 from distillguard.events.readers.base import Reject
 
@@ -44,6 +49,36 @@ DEFAULT_BATCH_ROWS = 8_192
 _ROWS_PER_FILE = 1_000_000
 _VIEW_NAMES = VIEW_SCHEMA.names
 _encode = msgspec.json.Encoder(order="deterministic").encode
+FILE_MODE = 0o600
+DIR_MODE = 0o700
+
+
+def private_dir(path: Path) -> None:
+    """Create `path` and any missing parents below an existing folder with DIR_MODE; the mode is
+    set after creation because the umask would otherwise narrow (or a umask of 0 widen) it."""
+    missing: list[Path] = []
+    folder = path
+    while not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    for folder in reversed(missing):
+        try:
+            folder.mkdir(mode=DIR_MODE)
+        except FileExistsError:  # created meanwhile by a concurrent run: not ours to change
+            continue
+        os.chmod(folder, DIR_MODE)
+
+
+def private_file(path: Path, mode: str = "wb") -> IO[bytes]:
+    """Open `path` for writing ("wb", "ab" or "xb"), created with FILE_MODE and set to it."""
+    flags = {"wb": os.O_TRUNC, "ab": os.O_APPEND, "xb": os.O_EXCL}[mode]
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | flags, FILE_MODE)
+    try:
+        os.fchmod(fd, FILE_MODE)
+        return os.fdopen(fd, mode.replace("x", "w"))
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 class StoreError(RuntimeError):
@@ -125,10 +160,11 @@ class _DayFiles:
             writer = None
         if writer is None:
             folder = self.root / f"{PARTITION}={day}"
-            folder.mkdir(parents=True, exist_ok=True)
+            private_dir(folder)
             name = f"part-{self.run_id}-{self.file_counts[day]}.parquet"
             self.file_counts[day] += 1
             self.rows_in_file[day] = 0
+            private_file(folder / name, "xb").close()  # pyarrow truncates it, keeping the mode
             writer = pq.ParquetWriter(folder / name, _WRITE_SCHEMA, compression="zstd")
             self.writers[day] = writer
         writer.write_batch(_batch_of(rows))
@@ -156,17 +192,18 @@ def _write(
             stats.lines += 1
             if isinstance(item, Reject):
                 stats.rejects += 1
+                # a reason may quote a field of the line (an OTel operation name, say)
+                item = Reject(
+                    file=redact_text(item.file)[0], line=item.line, reason=redact_text(item.reason)[0]
+                )
                 by_reason[_reason_kind(item.reason)] += 1
                 rejects_out.write(_encode(item) + b"\n")
                 continue
+            request_json, response_json = _bodies_without_credentials(item)
             day = item.ts.astimezone(UTC).strftime("%Y-%m-%d")
             files.add(
                 day,
-                (
-                    *msgspec.structs.astuple(view_of(item)),
-                    _encode(item.request).decode(),
-                    _encode(item.response).decode() if item.response is not None else None,
-                ),
+                (*msgspec.structs.astuple(view_of(item)), request_json.decode(), response_json),
             )
             by_day[day] += 1
             stats.events += 1
@@ -174,6 +211,27 @@ def _write(
         files.close()
     stats.rejects_by_reason = dict(by_reason.most_common())
     stats.days = dict(sorted(by_day.items()))
+
+
+def _bodies_without_credentials(event: CallEvent) -> tuple[bytes, str | None]:
+    """The request and response JSON to write. Credentials are removed from the event first when
+    its encoded parts show any hint of one; most calls show none and cost three Hyperscan passes."""
+    request_json = _encode(event.request)
+    response_json = _encode(event.response) if event.response is not None else None
+    client = event.client
+    scalars = _encode(
+        [event.event_id, event.account_id, event.key_id, event.end_user, event.endpoint,
+         client.ip, client.user_agent, client.router]
+    )  # fmt: skip
+    hinted = (
+        may_hold_secret(request_json)
+        or (response_json is not None and may_hold_secret(response_json))
+        or may_hold_secret(scalars)
+    )
+    if hinted and strip_event_credentials(event):
+        request_json = _encode(event.request)
+        response_json = _encode(event.response) if event.response is not None else None
+    return request_json, response_json.decode() if response_json is not None else None
 
 
 def _check_view_order() -> None:
@@ -315,15 +373,16 @@ class CallStore:
         """
         _check_view_order()
         root = Path(path)
-        root.mkdir(parents=True, exist_ok=True)
+        root.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(root)
         run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
         stats = IngestStats(run_id=run_id, files=list(sources))
         staging = root / STAGING_DIR / run_id
-        (root / REJECTS_DIR).mkdir(exist_ok=True)
+        private_dir(root / REJECTS_DIR)
         rejects_path = root / REJECTS_DIR / f"{run_id}.jsonl"
         started = time.perf_counter()
         try:
-            with rejects_path.open("wb") as rejects_out:
+            with private_file(rejects_path) as rejects_out:
                 _write(items, stats, rejects_out, _DayFiles(staging, run_id, batch_rows))
             if stats.rejects:
                 stats.rejects_file = str(rejects_path)
@@ -336,7 +395,7 @@ class CallStore:
                 cls._commit(root, staging)
             stats.committed = True
             stats.seconds = time.perf_counter() - started
-            with (root / MANIFEST).open("ab") as manifest:
+            with private_file(root / MANIFEST, "ab") as manifest:
                 manifest.write(_encode(stats) + b"\n")
             return stats
         finally:
@@ -381,6 +440,6 @@ class CallStore:
     def _commit(root: Path, staging: Path) -> None:
         for part in sorted(staging.glob(f"{PARTITION}=*")):
             target = root / part.name
-            target.mkdir(exist_ok=True)
+            private_dir(target)
             for file in sorted(part.glob("*.parquet")):
                 os.replace(file, target / file.name)

@@ -14,7 +14,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import deque
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,10 +38,17 @@ class _Account:
     risk: float = 0.0
     embedded: int = 0
     reasons: list[Reason] = field(default_factory=list)
+    last_active: float = 0.0
 
 
 class AccountMonitor:
-    def __init__(self, engine: LiveEngine, policy: Accounts, interval_s: float = 0.2) -> None:
+    def __init__(
+        self,
+        engine: LiveEngine,
+        policy: Accounts,
+        interval_s: float = 0.2,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         from distillguard.features.account_window import AccountWindow
         from distillguard.features.catalog import ACCOUNT_SIGNALS, COT_PARTS, FEATURES, SCORED_SIGNALS
         from distillguard.scoring.scorer import AccountScorer
@@ -66,7 +75,10 @@ class AccountMonitor:
             self.scorer = AccountScorer.load(FEATURES, with_model=False)
         self.template: Any = registry.get("template")
         self.embedder: Any = registry.get("embedding") if policy.embeddings else None
-        self.accounts: dict[str, _Account] = {}
+        # least recently active first, so eviction pops from the front
+        self.accounts: OrderedDict[str, _Account] = OrderedDict()
+        self.evicted = 0
+        self._clock = clock
         self._queue: deque[tuple[CallEvent, Caller, Any]] = deque(maxlen=policy.queue_max)
         self._task: asyncio.Task[None] | None = None
         self.processed = 0
@@ -130,10 +142,14 @@ class AccountMonitor:
         subjects = [ban_subject("account", caller.account_id)]
         if caller.actor:
             subjects.append(ban_subject("actor", caller.actor))
+        now = self._clock()
         for subject in subjects:
             account = self.accounts.get(subject)
             if account is None:
                 account = self.accounts[subject] = _Account(self._window_type(self._account_signals))
+            else:
+                self.accounts.move_to_end(subject)
+            account.last_active = now
             n = account.window.n + 1
             vector = None
             sampled = n <= EMBED_FIRST or n % EMBED_EVERY == 0
@@ -143,6 +159,18 @@ class AccountMonitor:
             account.window.observe(view, scores, fingerprint, vector)
             if is_checkpoint(account.window.n):
                 await self._score(subject, caller, account)
+        self._evict(now)
+
+    def _evict(self, now: float) -> None:
+        """Drop the windows of accounts idle past `idle_evict_s`, and the least recently active past
+        `max_accounts`, so a worker's memory is bounded however many accounts it has served."""
+        while self.accounts:
+            subject, oldest = next(iter(self.accounts.items()))
+            idle = now - oldest.last_active > self.policy.idle_evict_s
+            if not idle and len(self.accounts) <= self.policy.max_accounts:
+                break
+            del self.accounts[subject]
+            self.evicted += 1
 
     async def _score(self, subject: str, caller: Caller, account: _Account) -> None:
         features = account.window.features()

@@ -15,6 +15,10 @@ import msgspec
 T = TypeVar("T")
 
 GZIP_MAGIC = b"\x1f\x8b"
+# A call with a long conversation and a few images is a few MB of JSON; a line far past that is a
+# broken or hostile file. The cap bounds what one line may hold in memory (gzip included).
+DEFAULT_MAX_LINE_BYTES = 8 * 1024 * 1024
+_DISCARD_CHUNK = 1024 * 1024
 
 
 class Reject(msgspec.Struct, kw_only=True, frozen=True):
@@ -32,31 +36,77 @@ class ReaderOptions(msgspec.Struct, kw_only=True, frozen=True):
     account: the account every call belongs to, for sources that do not record one (an OpenAI
         Batch file is uploaded by one organisation) or as the fallback for those that may not.
     account_attribute: the span or resource attribute that names the account in OTel spans.
+    max_line_bytes: the longest line (without its line break) read; a longer one is a reject.
     """
 
     account: str | None = None
     account_attribute: str = "distillguard.account_id"
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
+
+    def __post_init__(self) -> None:
+        if self.max_line_bytes < 1:
+            raise ValueError(f"max_line_bytes must be at least 1, got {self.max_line_bytes}")
 
 
-def open_lines(path: Path) -> Iterator[tuple[int, bytes]]:
-    """(line number from 1, line without its newline) for each line; blank trailing line dropped."""
+class OverlongLine(msgspec.Struct, frozen=True):
+    """Stands for a line longer than the limit, which was skipped without being held whole."""
+
+    length: int
+
+
+def read_lines(
+    path: Path, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
+) -> Iterator[tuple[int, bytes | OverlongLine]]:
+    """(line number from 1, line without its line break) for each line; blank trailing line dropped.
+
+    Lines are read with `readline(limit)`, so memory holds at most `max_line_bytes` of one line
+    (a gzip of one endless line included): a longer line comes as an `OverlongLine`, the rest of
+    it read and dropped in bounded chunks.
+    """
     with path.open("rb") as probe:
         gzipped = probe.read(2) == GZIP_MAGIC
     opener: Any = gzip.open if gzipped else open
     number = 0
+    # room for the longest allowed line and its "\r\n"; one byte more proves a line too long
+    limit = max_line_bytes + 2
     try:
         with opener(path, "rb") as handle:
-            for number, raw in enumerate(handle, start=1):
-                yield number, raw.rstrip(b"\r\n")
+            while chunk := handle.readline(limit):
+                number += 1
+                if chunk.endswith(b"\n") or len(chunk) < limit:  # the whole line (or the last one)
+                    line = chunk.rstrip(b"\r\n")
+                    yield number, (line if len(line) <= max_line_bytes else OverlongLine(length=len(line)))
+                    continue
+                length = len(chunk)
+                while rest := handle.readline(_DISCARD_CHUNK):
+                    if rest.endswith(b"\n"):
+                        length += len(rest.rstrip(b"\r\n"))
+                        break
+                    length += len(rest)
+                yield number, OverlongLine(length=length)
     except (EOFError, OSError, zlib.error) as error:  # truncated or corrupt gzip stream
         raise UnreadableInput(f"{path}: cannot read past line {number}: {error}") from error
 
 
-def decoded_lines(path: Path, decode: Callable[[bytes], T]) -> Iterator[tuple[int, bytes, T] | Reject]:
+def open_lines(path: Path, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> Iterator[tuple[int, bytes]]:
+    """`read_lines` for files where a line too long ends the read: `UnreadableInput` names it."""
+    for number, line in read_lines(path, max_line_bytes):
+        if isinstance(line, OverlongLine):
+            raise UnreadableInput(f"{path}:{number}: {overlong_reason(line, max_line_bytes)}")
+        yield number, line
+
+
+def decoded_lines(
+    path: Path, decode: Callable[[bytes], T], max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
+) -> Iterator[tuple[int, bytes, T] | Reject]:
     """(line number, raw line, decoded value) for each line, or a Reject naming why it is unusable
-    (blank, invalid UTF-8, not the expected JSON shape): the loop every line-based reader shares."""
+    (too long, blank, invalid UTF-8, not the expected JSON shape): the loop every line-based
+    reader shares."""
     file = str(path)
-    for number, line in open_lines(path):
+    for number, line in read_lines(path, max_line_bytes):
+        if isinstance(line, OverlongLine):
+            yield Reject(file=file, line=number, reason=overlong_reason(line, max_line_bytes))
+            continue
         blank = blank_reason(line)
         if blank:
             yield Reject(file=file, line=number, reason=blank)
@@ -70,6 +120,13 @@ def decoded_lines(path: Path, decode: Callable[[bytes], T]) -> Iterator[tuple[in
             yield Reject(file=file, line=number, reason=decode_error_reason(error))
             continue
         yield number, line, value
+
+
+def overlong_reason(line: OverlongLine, max_line_bytes: int) -> str:
+    return (
+        f"line too long: {line.length} bytes, over the limit of {max_line_bytes} "
+        "(raise it with --max-line-bytes)"
+    )
 
 
 class UnreadableInput(ValueError):

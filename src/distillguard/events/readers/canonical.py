@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from distillguard.events.credentials import may_hold_secret, strip_credentials
+from distillguard.events.credentials import may_hold_secret, strip_event_credentials
 from distillguard.events.model import CallEvent, event_decoder
 from distillguard.events.readers.base import (
     ReaderOptions,
@@ -20,17 +20,15 @@ class CanonicalReader:
 
     def read(self, paths: Sequence[Path], options: ReaderOptions) -> Iterator[CallEvent | Reject]:
         for path in paths:
-            yield from self._read_one(path)
+            yield from self._read_one(path, options)
 
-    def _read_one(self, path: Path) -> Iterator[CallEvent | Reject]:
-        for item in decoded_lines(path, event_decoder.decode):
+    def _read_one(self, path: Path, options: ReaderOptions) -> Iterator[CallEvent | Reject]:
+        for item in decoded_lines(path, event_decoder.decode, options.max_line_bytes):
             if isinstance(item, Reject):
                 yield item
                 continue
             _number, line, event = item
             # The spec says producers remove credentials; a reader cannot take that on trust.
             if may_hold_secret(line):
-                strip_credentials(event.request)
-                if event.response is not None:
-                    strip_credentials(event.response)
+                strip_event_credentials(event)
             yield event

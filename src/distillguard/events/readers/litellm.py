@@ -29,7 +29,7 @@ from typing import Any
 
 import msgspec
 
-from distillguard.events.credentials import strip_credentials
+from distillguard.events.credentials import may_hold_secret, strip_event_credentials
 from distillguard.events.model import CallEvent, Client
 from distillguard.events.readers.base import (
     ReaderOptions,
@@ -190,13 +190,11 @@ def event_of_row(row: dict[str, Any], options: ReaderOptions) -> CallEvent:
     if isinstance(logged, dict) and isinstance(logged.get("headers"), dict):
         rest["proxy_server_request"] = {"headers": logged["headers"]}  # the body is `request` already
     request["_litellm"] = rest
-    strip_credentials(request)
     response = _response_body(row.get("response"))
     if response is not None:
         tokens = {k: row[k] for k in ("prompt_tokens", "completion_tokens", "total_tokens") if k in row}
         if tokens and not isinstance(response.get("usage"), dict):
             response["usage"] = tokens
-        strip_credentials(response)
     return CallEvent(
         event_id=event_id,
         ts=start,
@@ -219,16 +217,20 @@ class LiteLLMReader:
     def read(self, paths: Sequence[Path], options: ReaderOptions) -> Iterator[CallEvent | Reject]:
         for path in paths:
             file = str(path)
-            for item in decoded_lines(path, _line_decoder.decode):
+            for item in decoded_lines(path, _line_decoder.decode, options.max_line_bytes):
                 if isinstance(item, Reject):
                     yield item
                     continue
-                number, _line, row = item
+                number, line, row = item
                 # A payload logged by a JSON logger may be wrapped: {"standard_logging_object": {...}}
                 inner = row.get("standard_logging_object")
                 if isinstance(inner, dict):
                     row = inner
                 try:
-                    yield event_of_row(row, options)
+                    event = event_of_row(row, options)
                 except ValueError as error:  # LineError, bad times and CallEvent checks
                     yield Reject(file=file, line=number, reason=str(error))
+                    continue
+                if may_hold_secret(line):  # the event holds nothing that was not on the line
+                    strip_event_credentials(event)
+                yield event

@@ -25,13 +25,14 @@ from typing import Any
 
 import msgspec
 
-from distillguard.events.credentials import strip_credentials
+from distillguard.events.credentials import may_hold_secret, strip_event_credentials
 from distillguard.events.model import CallEvent, Client
 from distillguard.events.readers.base import (
+    OverlongLine,
     ReaderOptions,
     Reject,
     decoded_lines,
-    open_lines,
+    read_lines,
     ts_from_epoch,
 )
 
@@ -66,10 +67,10 @@ class _BatchClock:
     last: datetime | None = None
 
 
-def _kind_of(path: Path) -> str | None:
+def _kind_of(path: Path, max_line_bytes: int) -> str | None:
     """'input' or 'output' from the first non-blank line that is a JSON object, else None."""
-    for _number, line in open_lines(path):
-        if not line.strip():
+    for _number, line in read_lines(path, max_line_bytes):
+        if isinstance(line, OverlongLine) or not line.strip():
             continue
         try:
             first = msgspec.json.decode(line)
@@ -99,7 +100,7 @@ class OpenAIBatchReader:
         inputs: list[Path] = []
         outputs: list[Path] = []
         for path in paths:
-            kind = _kind_of(path)
+            kind = _kind_of(path, options.max_line_bytes)
             if kind == "input":
                 inputs.append(path)
             elif kind == "output":
@@ -114,16 +115,18 @@ class OpenAIBatchReader:
         # custom_id -> (file, line, raw request line); consumed as outputs are joined to it.
         pending: dict[str, tuple[str, int, bytes]] = {}
         for path in inputs:
-            yield from self._index_inputs(path, pending)
+            yield from self._index_inputs(path, pending, options.max_line_bytes)
         clock = _BatchClock()
         for path in outputs:
-            yield from self._join_outputs(path, pending, options.account, clock)
+            yield from self._join_outputs(path, pending, options.account, options.max_line_bytes, clock)
         for file, number, _raw in pending.values():
             yield Reject(file=file, line=number, reason="no output line for this custom_id")
 
-    def _index_inputs(self, path: Path, pending: dict[str, tuple[str, int, bytes]]) -> Iterator[Reject]:
+    def _index_inputs(
+        self, path: Path, pending: dict[str, tuple[str, int, bytes]], max_line_bytes: int
+    ) -> Iterator[Reject]:
         file = str(path)
-        for item in decoded_lines(path, _request_decoder.decode):
+        for item in decoded_lines(path, _request_decoder.decode, max_line_bytes):
             if isinstance(item, Reject):
                 yield item
                 continue
@@ -137,14 +140,19 @@ class OpenAIBatchReader:
             pending[request.custom_id] = (file, number, line)
 
     def _join_outputs(
-        self, path: Path, pending: dict[str, tuple[str, int, bytes]], account: str, clock: _BatchClock
+        self,
+        path: Path,
+        pending: dict[str, tuple[str, int, bytes]],
+        account: str,
+        max_line_bytes: int,
+        clock: _BatchClock,
     ) -> Iterator[CallEvent | Reject]:
         file = str(path)
-        for item in decoded_lines(path, _output_decoder.decode):
+        for item in decoded_lines(path, _output_decoder.decode, max_line_bytes):
             if isinstance(item, Reject):
                 yield item
                 continue
-            number, _line, output = item
+            number, line, output = item
             source = pending.pop(output.custom_id, None)
             if source is None:
                 yield Reject(file=file, line=number, reason="custom_id has no request in the input files")
@@ -161,10 +169,7 @@ class OpenAIBatchReader:
                     reason="no time: $.response.body.created is missing and no earlier line has one",
                 )
                 continue
-            strip_credentials(request.body)
-            if body is not None:
-                strip_credentials(body)
-            yield CallEvent(
+            event = CallEvent(
                 event_id=output.id or f"batch:{output.custom_id}",
                 ts=clock.last,
                 account_id=account,
@@ -174,3 +179,6 @@ class OpenAIBatchReader:
                 response=body,
                 status=output.response.status_code if output.response is not None else 0,
             )
+            if may_hold_secret(source[2]) or may_hold_secret(line):
+                strip_event_credentials(event)
+            yield event

@@ -21,7 +21,7 @@ from typing import Any
 
 import msgspec
 
-from distillguard.events.credentials import strip_credentials
+from distillguard.events.credentials import may_hold_secret, strip_event_credentials
 from distillguard.events.model import CallEvent, Client
 from distillguard.events.readers.base import (
     ReaderOptions,
@@ -244,9 +244,6 @@ def event_of_span(span: dict[str, Any], resource: dict[str, Any], options: Reade
     span_status: dict[str, Any] = raw_status if isinstance(raw_status, dict) else {}
     failed = span_status.get("code") in (2, "STATUS_CODE_ERROR", "ERROR") or "error.type" in attrs
     status = int(status_code) if isinstance(status_code, int) else (500 if failed else 200)
-    strip_credentials(request)
-    if response is not None:
-        strip_credentials(response)
     end_user = attrs.get("enduser.id") or attrs.get("user.id")
     user_agent = attrs.get("user_agent.original")
     return CallEvent(
@@ -290,11 +287,12 @@ class OtelGenAIReader:
     def read(self, paths: Sequence[Path], options: ReaderOptions) -> Iterator[CallEvent | Reject]:
         for path in paths:
             file = str(path)
-            for item in decoded_lines(path, _line_decoder.decode):
+            for item in decoded_lines(path, _line_decoder.decode, options.max_line_bytes):
                 if isinstance(item, Reject):
                     yield item
                     continue
-                number, _line, document = item
+                number, line, document = item
+                secret_hint = may_hold_secret(line)  # the spans hold nothing that was not on the line
                 try:
                     spans = list(_spans_of(document))
                 except (ValueError, AttributeError, TypeError) as error:
@@ -304,6 +302,10 @@ class OtelGenAIReader:
                     try:
                         if not isinstance(span, dict):
                             raise SpanError("expected a span object")
-                        yield event_of_span(span, resource, options)
+                        event = event_of_span(span, resource, options)
                     except (ValueError, TypeError) as error:
                         yield Reject(file=file, line=number, reason=f"{where}: {error}")
+                        continue
+                    if secret_hint:
+                        strip_event_credentials(event)
+                    yield event
