@@ -167,3 +167,22 @@ def test_small_preset_verdicts_equal_the_full_call_by_call_replay(tmp_path: Path
     flagged = [v for v in expected if v["verdict"] == "distiller"]
     assert flagged and all(v["calls_to_flag"] for v in flagged)
     assert got == expected
+
+
+def test_spilling_narrow_rows_to_buckets_of_accounts_gives_the_same_replays(
+    store: CallStore, tmp_path: Path
+) -> None:
+    whole, spilled = (
+        CallStage(use_embeddings=False),
+        CallStage(use_embeddings=False, buckets=3, spill_dir=tmp_path),
+    )
+    for batch in _batches(store, size=500):
+        whole.observe_batch(batch)
+        spilled.observe_batch(batch)
+    expected, got = whole.finish(), spilled.finish()
+    assert sorted(got) == sorted(expected) and not list(tmp_path.iterdir())  # buckets read and removed
+    for account, want in expected.items():
+        np.testing.assert_array_equal(got[account].checkpoint_features, want.checkpoint_features)
+        assert got[account].window.features() == want.window.features()
+    with pytest.raises(ValueError, match="spill_dir"):
+        CallStage(buckets=2)

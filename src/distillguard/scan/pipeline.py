@@ -11,7 +11,9 @@ from __future__ import annotations
 import copy
 import ctypes
 import gc
+import math
 import multiprocessing
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -37,6 +39,9 @@ from distillguard.scoring.scorer import AccountScorer
 from distillguard.signals import registry
 
 BATCH_ROWS = 8192
+# calls a worker groups by account at once; beyond this it spills its narrow rows (~300 bytes a
+# call) to buckets of accounts on disk and takes them one bucket at a time
+BUCKET_CALLS = 1_500_000
 # what the signals were built for; other endpoints are scanned on their text alone
 KNOWN_ENDPOINTS = ("/v1/chat/completions", "/v1/completions", "/v1/responses")
 
@@ -151,13 +156,24 @@ def warm_up_signals() -> None:
 
 
 def _replay_partition(
-    args: tuple[str, int, int, bool, bool],
+    args: tuple[str, int, int, bool, bool, int],
 ) -> tuple[dict[str, AccountReplay], Counter[str], dict[str, float]]:
-    store_path, worker, workers, use_embeddings, progress = args
+    store_path, worker, workers, use_embeddings, progress, buckets = args
     started = time.process_time()
     keep_freed_memory()
     store = CallStore.open(store_path)
-    stage = CallStage(use_embeddings=use_embeddings)
+    with tempfile.TemporaryDirectory(prefix="distillguard-scan-") as spill:
+        stage = CallStage(use_embeddings=use_embeddings, buckets=buckets, spill_dir=Path(spill))
+        gaps = _read_partition(store, stage, worker, workers, progress)
+        accounts = stage.finish()
+    seconds = dict(stage.seconds)
+    seconds["read store, notices, start-up"] = time.process_time() - started - sum(seconds.values())
+    return accounts, gaps, seconds
+
+
+def _read_partition(
+    store: CallStore, stage: CallStage, worker: int, workers: int, progress: bool
+) -> Counter[str]:
     columns = read_columns()
     partition = f" AND hash(account_id) % {workers} = {worker}" if workers > 1 else ""
     bar = tqdm(
@@ -180,10 +196,7 @@ def _replay_partition(
             gaps.update(input_gaps(batch))
             bar.update(len(batch))
     bar.close()
-    accounts = stage.finish()
-    seconds = dict(stage.seconds)
-    seconds["read store, notices, start-up"] = time.process_time() - started - sum(seconds.values())
-    return accounts, gaps, seconds
+    return gaps
 
 
 def replay_store(
@@ -191,7 +204,8 @@ def replay_store(
 ) -> ReplayResult:
     """Every account's calls replayed in time order; accounts are split over `workers` processes."""
     started = time.perf_counter()
-    jobs = [(str(store.path), w, workers, use_embeddings, progress) for w in range(workers)]
+    buckets = max(1, math.ceil(store.count() / workers / BUCKET_CALLS))
+    jobs = [(str(store.path), w, workers, use_embeddings, progress, buckets) for w in range(workers)]
     warm_up_signals()
     if workers == 1:
         parts = [_replay_partition(jobs[0])]

@@ -20,6 +20,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -150,7 +151,21 @@ def _fired(
 class CallStage:
     """One worker's calls, batch by batch in time order, into narrow measure rows and evidence."""
 
-    def __init__(self, signals: Sequence[Signal] | None = None, *, use_embeddings: bool = True) -> None:
+    def __init__(
+        self,
+        signals: Sequence[Signal] | None = None,
+        *,
+        use_embeddings: bool = True,
+        buckets: int = 1,
+        spill_dir: Path | None = None,
+    ) -> None:
+        """``buckets`` > 1 spills the narrow rows to ``spill_dir``, one Arrow IPC stream per bucket
+        of accounts, and the second pass holds one bucket at a time (memory for a store of any size)."""
+        if buckets > 1 and spill_dir is None:
+            raise ValueError("spilling narrow rows into buckets needs a spill_dir")
+        self._buckets = buckets
+        self._spill_dir = spill_dir
+        self._writers: dict[int, Any] = {}
         chosen = list(signals) if signals is not None else [registry.get(n) for n in SCORED_SIGNALS]
         self.signals = [s for s in chosen if s.name in SCORED_SIGNALS]
         self.template: Any = registry.get("template")  # a Template: fingerprints over columns
@@ -193,13 +208,16 @@ class CallStage:
         derived: dict[str, pa.Array] = {}
         fired: list[_Fired] = []
         shared: dict[tuple[str, ...], DistinctCalls] = {}
+        readers = Counter(signal.reads_columns for signal in self.signals)
         for order, signal in enumerate(self.signals):
-            # signals that read the same columns share the distinct calls of the batch
-            distinct = shared.get(signal.reads_columns)
-            if distinct is None:
-                distinct = shared[signal.reads_columns] = distinct_views(batch, signal.reads_columns)
-            results = signal.analyze_distinct(distinct)
-            index = distinct.of_row
+            if readers[signal.reads_columns] == 1:  # its own columns: its own batch entry point
+                results, index = signal.analyze_columns(batch)
+            else:  # signals that read the same columns share the distinct calls of the batch
+                distinct = shared.get(signal.reads_columns)
+                if distinct is None:
+                    distinct = shared[signal.reads_columns] = distinct_views(batch, signal.reads_columns)
+                results = signal.analyze_distinct(distinct)
+                index = distinct.of_row
             derived[SIGNAL_PREFIX + signal.name] = pa.array(_floats(results, index), from_pandas=True)
             fired += _fired(order, signal.name, results, index, ids)
             if signal.name == "cot_extraction":
@@ -219,7 +237,7 @@ class CallStage:
         clock("embeddings")
         narrow = measure_columns(table, ACCOUNT_SIGNALS, dispersion, embedded_rows)
         narrow = narrow.set_column(0, ACCOUNT, pa.array(ids.astype(np.int32)))
-        self._narrow.append(narrow)
+        self._keep_narrow(narrow, ids)
         clock("features: measure columns")
         self._keep_examples(batch, ids, position)
         self._count_days(narrow.column(MS), ids)
@@ -320,25 +338,53 @@ class CallStage:
                 name = self._day_names[number] = (date(1970, 1, 1) + timedelta(days=number)).isoformat()
             self._daily.setdefault(account, Counter())[name] += count
 
+    def _keep_narrow(self, narrow: pa.Table, ids: np.ndarray) -> None:
+        if self._buckets == 1:
+            self._narrow.append(narrow)
+            return
+        bucket = ids % self._buckets
+        for b in np.unique(bucket).tolist():
+            writer = self._writers.get(b)
+            if writer is None:
+                sink = pa.OSFile(str(self._spill_path(b)), "wb")
+                writer = self._writers[b] = (sink, pa.ipc.new_stream(sink, narrow.schema))
+            writer[1].write_table(narrow.filter(pa.array(bucket == b)))
+
     # -- pass 2 -----------------------------------------------------------------------------------
 
     def finish(self) -> dict[str, AccountReplay]:
         """Every account's window and checkpoint vectors from the narrow rows of pass 1."""
-        if not self._narrow:
-            return {}
         # pass 2 builds a few hundred thousand small objects that live until the worker ends:
         # the cyclic collector would rescan them all again and again while they are made
         gc.disable()
         try:
-            return self._finish()
+            if self._buckets == 1:
+                tables, self._narrow = self._narrow, []
+                return self._replays(tables) if tables else {}
+            out: dict[str, AccountReplay] = {}
+            for b, (sink, writer) in sorted(self._writers.items()):
+                writer.close()
+                sink.close()
+                path = self._spill_path(b)
+                with pa.OSFile(str(path), "rb") as source:
+                    table = pa.ipc.open_stream(source).read_all()
+                path.unlink()
+                out.update(self._replays([table]))
+            self._writers = {}
+            return out
         finally:
             gc.enable()
 
-    def _finish(self) -> dict[str, AccountReplay]:
+    def _spill_path(self, bucket: int) -> Path:
+        if self._spill_dir is None:  # __init__ refuses buckets without a folder
+            raise RuntimeError("no spill folder")
+        return self._spill_dir / f"accounts-{bucket}.arrow"
+
+    def _replays(self, tables: list[pa.Table]) -> dict[str, AccountReplay]:
         totals = {self._labels[i]: total for i, total in self._sums.items()}
         self.start_clock()
-        columns = AccountColumns(self._narrow, ACCOUNT_SIGNALS, totals, labels=self._labels)
-        self._narrow = []  # the grouped copy is all pass 2 needs
+        columns = AccountColumns(tables, ACCOUNT_SIGNALS, totals, labels=self._labels)
+        tables.clear()  # the grouped copy is all pass 2 needs
         windows = columns.windows()
         self._clock("features: final windows")
         rows = columns.checkpoint_rows()

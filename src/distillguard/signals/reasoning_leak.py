@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import numpy as np
+import pyarrow as pa
 
 from distillguard.events.call_view import CallView
 from distillguard.signals.base import Signal, SignalResult
@@ -32,6 +36,7 @@ TRACE_MARKERS: tuple[Pattern, ...] = (
     ),
 )
 _TABLE = PatternTable(TRACE_MARKERS, flags=re.IGNORECASE | re.MULTILINE)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _NOTHING_FOUND = SignalResult(
     signal="reasoning_leak",
     score=0.0,
@@ -68,6 +73,31 @@ class ReasoningLeak(Signal):
             else:
                 out.append(self.analyze(call))
         return out
+
+    def analyze_columns(
+        self, batch: pa.RecordBatch | pa.Table
+    ) -> tuple[list[SignalResult | None], np.ndarray]:
+        """Answers are mostly distinct, so grouping them saves little: each row's answer is read
+        straight from the column, and only answers the prefilter flags (or that come with a
+        reasoning field) become calls for `analyze`."""
+        answers = batch.column("response_text").to_pylist()
+        reasoning = batch.column("reasoning_text").to_pylist()
+        results: list[SignalResult | None] = [_NOTHING_FOUND, None]  # shared: index 0 and 1
+        index = np.zeros(len(answers), dtype=np.int64)
+        for i, (answer, thought) in enumerate(zip(answers, reasoning, strict=True)):
+            if not answer and not thought:
+                index[i] = 1
+            elif thought or _TABLE.candidate_rows(head_and_tail(answer)):
+                call = CallView(
+                    event_id="",
+                    ts=_EPOCH,
+                    account_id="",
+                    response_text=answer or "",
+                    reasoning_text=thought or "",
+                )
+                index[i] = len(results)
+                results.append(self.analyze(call))
+        return results, index
 
     def analyze(self, call: CallView) -> SignalResult | None:
         if not call.response_text and not call.reasoning_text:
