@@ -136,7 +136,8 @@ def keep_freed_memory() -> None:
         return
     m_trim_threshold, m_mmap_threshold = -1, -3
     mallopt(m_mmap_threshold, 1 << 30)
-    mallopt(m_trim_threshold, 1 << 31)
+    # up to this much free memory stays mapped for the next batch; beyond it goes back
+    mallopt(m_trim_threshold, 256 << 20)
 
 
 def warm_up_signals() -> None:

@@ -354,6 +354,11 @@ class CallStage:
 
     def finish(self) -> dict[str, AccountReplay]:
         """Every account's window and checkpoint vectors from the narrow rows of pass 1."""
+        # what pass 1 remembered across batches (results, fingerprints, vectors of repeated prompts)
+        # is of no use to pass 2, which needs the memory
+        for signal in (*self.signals, self.template):
+            signal.forget()
+        self._vectors.clear()
         # pass 2 builds a few hundred thousand small objects that live until the worker ends:
         # the cyclic collector would rescan them all again and again while they are made
         gc.disable()

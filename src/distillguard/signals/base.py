@@ -78,6 +78,12 @@ class Signal:
         calls = distinct_views(batch, self.reads_columns)
         return self.analyze_distinct(calls), calls.of_row
 
+    def forget(self) -> None:
+        """Drop the remembered results (a batch reader that has read its last batch)."""
+        memo = getattr(self, "_results_memo", None)
+        if memo is not None:
+            memo.clear()
+
     def analyze_distinct(self, calls: DistinctCalls) -> list[SignalResult | None]:
         """The result of each distinct call, remembered for `memo_entries` inputs (pure in them)."""
         if not self.memo_entries or calls.keys is None:

@@ -119,6 +119,9 @@ class Template(Signal):
     def __init__(self) -> None:
         self._fingerprints: OrderedDict[tuple[object, ...], str] = OrderedDict()
 
+    def forget(self) -> None:
+        self._fingerprints.clear()
+
     def fingerprints(self, batch: pa.RecordBatch | pa.Table) -> pa.Array:
         """The fingerprint of every row of a record batch, each distinct (system prompt, prompt) once
         and remembered across batches (`FINGERPRINT_MEMO` of them)."""
