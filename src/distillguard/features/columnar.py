@@ -145,7 +145,7 @@ class AccountColumns:
         self.accounts: list[str] = [labels[i] for i in accounts] if labels is not None else accounts
         # the rows are read in account order through ``order`` (a measure takes its column once)
         self.order = np.argsort(codes, kind="stable")
-        self.table = table
+        self._chunks = {name: table.column(name).chunks for name in table.schema.names}
         self._columns: dict[str, pa.Array] = {}
         self.seg = codes[self.order]
         self.groups = Groups(self.seg, len(self.accounts))
@@ -161,8 +161,20 @@ class AccountColumns:
         """A column in the order of the table as given (one array, combined once)."""
         column = self._columns.get(name)
         if column is None:
-            column = self._columns[name] = _combined(self.table.column(name))
+            chunks = self._chunks.get(name)
+            if chunks is None:
+                raise KeyError(f"no narrow column {name!r} (released, or not measured)")
+            column = self._columns[name] = _combined(pa.chunked_array(chunks))
         return column
+
+    def _release(self, measure: Measure) -> None:
+        """Forget a measure's columns (`build` reads each once: memory falls as it goes)."""
+        names = (
+            DISPERSION_COLUMNS if isinstance(measure.reducer, Dispersion) else [n for n, _ in _parts(measure)]
+        )
+        for name in names:
+            self._columns.pop(name, None)
+            self._chunks.pop(name, None)
 
     def column(self, name: str) -> np.ndarray:
         """A numeric column in account order."""
@@ -212,22 +224,36 @@ class AccountColumns:
 
     def windows(self) -> dict[str, AccountWindow]:
         """Every account's `AccountWindow`, as observing its calls in order would leave it."""
+        return self._windows({m.name: self._states(m) for m in self.plan.measures})
+
+    def build(
+        self, query_rows: np.ndarray, names: Sequence[str] = FEATURES
+    ) -> tuple[dict[str, AccountWindow], np.ndarray]:
+        """`windows` and `features_at(query_rows)` in one sweep over the measures, each measure's
+        columns released as soon as both are done (the scan's second pass)."""
+        groups = Groups(self.seg, len(self.accounts), query_rows)
         per_measure: dict[str, list[Any]] = {}
+        stats: dict[str, dict[str, np.ndarray]] = {}
         for measure in self.plan.measures:
-            reducer = measure.reducer
-            states: list[Any]
-            if isinstance(reducer, Dispersion):
-                rows = self._dispersion_rows()
-                totals = {g: self.totals[a] for g, a in enumerate(self.accounts) if a in self.totals}
-                states = reducer.states_from_rows(self.groups.filtered(rows), self._dispersion(rows), totals)
-            elif isinstance(reducer, FirstValues):
-                rows = self._rows(measure)
-                first, keys, texts = self._values(measure, rows)
-                states = reducer.states(self.groups.filtered(rows[first]), (keys, texts))
-            else:
-                rows = self._rows(measure)
-                states = reducer.states(self.groups.filtered(rows), self._values(measure, rows))
-            per_measure[measure.name] = states
+            per_measure[measure.name] = self._states(measure)
+            if not isinstance(measure.reducer, FirstValues):
+                stats[measure.name] = self._prefix(measure, groups)
+            self._release(measure)
+        return self._windows(per_measure), self._finish(stats, len(query_rows), names)
+
+    def _states(self, measure: Measure) -> list[Any]:
+        reducer = measure.reducer
+        if isinstance(reducer, Dispersion):
+            rows = self._dispersion_rows()
+            totals = {g: self.totals[a] for g, a in enumerate(self.accounts) if a in self.totals}
+            return reducer.states_from_rows(self.groups.filtered(rows), self._dispersion(rows), totals)
+        rows = self._rows(measure)
+        if isinstance(reducer, FirstValues):
+            first, keys, texts = self._values(measure, rows)
+            return reducer.states(self.groups.filtered(rows[first]), (keys, texts))
+        return reducer.states(self.groups.filtered(rows), self._values(measure, rows))
+
+    def _windows(self, per_measure: dict[str, list[Any]]) -> dict[str, AccountWindow]:
         signal_names = self.plan.signal_names
         out = {}
         for g, account in enumerate(self.accounts):
@@ -248,21 +274,30 @@ class AccountColumns:
         """The feature vector after each of ``query_rows`` (ascending): rows × features, float32, in
         the order of ``names``."""
         groups = Groups(self.seg, len(self.accounts), query_rows)
-        stats: dict[str, dict[str, np.ndarray]] = {}
-        for measure in self.plan.measures:
-            reducer = measure.reducer
-            if isinstance(reducer, Dispersion):
-                rows = self._dispersion_rows()
-                stats[measure.name] = reducer.prefix_from_rows(groups.filtered(rows), self._dispersion(rows))
-            elif isinstance(reducer, FirstValues):
-                continue
-            else:
-                rows = self._rows(measure)
-                stats[measure.name] = reducer.prefix(groups.filtered(rows), self._values(measure, rows))
+        stats = {
+            m.name: self._prefix(m, groups)
+            for m in self.plan.measures
+            if not isinstance(m.reducer, FirstValues)
+        }
+        return self._finish(stats, len(query_rows), names)
+
+    def _prefix(self, measure: Measure, groups: Groups) -> dict[str, np.ndarray]:
+        reducer = measure.reducer
+        if isinstance(reducer, Dispersion):
+            rows = self._dispersion_rows()
+            return reducer.prefix_from_rows(groups.filtered(rows), self._dispersion(rows))
+        if isinstance(reducer, FirstValues):
+            return {}
+        rows = self._rows(measure)
+        return reducer.prefix(groups.filtered(rows), self._values(measure, rows))
+
+    def _finish(
+        self, stats: dict[str, dict[str, np.ndarray]], queries: int, names: Sequence[str]
+    ) -> np.ndarray:
         features = self.plan.finish(stats)
-        out = np.empty((len(query_rows), len(names)), dtype=np.float32)
+        out = np.empty((queries, len(names)), dtype=np.float32)
         for j, name in enumerate(names):
-            out[:, j] = np.broadcast_to(np.asarray(features[name], dtype=np.float64), len(query_rows))
+            out[:, j] = np.broadcast_to(np.asarray(features[name], dtype=np.float64), queries)
         return out
 
 

@@ -390,14 +390,12 @@ class CallStage:
         self.start_clock()
         columns = AccountColumns(tables, ACCOUNT_SIGNALS, totals, labels=self._labels)
         tables.clear()  # the grouped copy is all pass 2 needs
-        windows = columns.windows()
-        self._clock("features: final windows")
         rows = columns.checkpoint_rows()
-        matrix = columns.features_at(rows)
-        self._clock("features: checkpoint vectors")
+        ms = columns.column(MS)[rows]
+        windows, matrix = columns.build(rows)
+        self._clock("features: final windows and checkpoint vectors")
         owners = columns.seg[rows]
         bounds = np.searchsorted(owners, np.arange(len(columns.accounts) + 1))
-        ms = columns.column(MS)[rows]
         positions = columns.position[rows]
         out = {}
         for g, account in enumerate(columns.accounts):
@@ -414,7 +412,7 @@ class CallStage:
                 daily_calls=self._daily.get(index, Counter()),
                 embedded=int(self._embedded[index]),
             )
-        self._clock("features: final windows")
+        self._clock("features: final windows and checkpoint vectors")
         return out
 
 
