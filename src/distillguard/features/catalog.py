@@ -224,16 +224,21 @@ def set_share(name: str, provenance: str, measure: str) -> Feature:
 
 # -- what the features read ----------------------------------------------------------------------
 
-MS = EpochMs()
-PROMPT_CHARS = length(col("prompt")) + length(col("system_prompt"))
-RESPONSE_CHARS = length(col("response_text")) + length(col("reasoning_text"))
+MS = EpochMs().shared()
+PROMPT_CHARS = (length(col("prompt")) + length(col("system_prompt"))).shared()
+RESPONSE_CHARS = (length(col("response_text")) + length(col("reasoning_text"))).shared()
 # output lengths only over calls that were answered: a failed or empty call abstains instead of
 # counting as a zero-length answer
-ANSWERED = (RESPONSE_CHARS > 0) & (col("status") < 400)
+ANSWERED = ((RESPONSE_CHARS > 0) & (col("status") < 400)).shared()
+SYSTEM_PROMPT_KEY = apply("system_prompt_key", system_prompt_key, col("system_prompt")).shared()
+_NONEMPTY = {
+    name: col(name).nonempty().shared()
+    for name in (FINGERPRINT, "system_prompt", "end_user", "client_ip", "client_tls_fingerprint")
+}
 
 
 def _nonempty(name: str) -> Expr:
-    return col(name).nonempty()
+    return _NONEMPTY.get(name) or col(name).nonempty()
 
 
 MEASURES: tuple[Measure, ...] = (
@@ -255,7 +260,7 @@ MEASURES: tuple[Measure, ...] = (
     Measure(
         "system_prompts",
         HeavyHitters(HH_SYSTEM),
-        reads=apply("system_prompt_key", system_prompt_key, col("system_prompt")),
+        reads=SYSTEM_PROMPT_KEY,
         where=_nonempty("system_prompt"),
     ),
     Measure(
@@ -267,10 +272,7 @@ MEASURES: tuple[Measure, ...] = (
     Measure(
         "system_previews",
         FirstValues(limit=2 * HH_SYSTEM),
-        reads=(
-            apply("system_prompt_key", system_prompt_key, col("system_prompt")),
-            first_chars(col("system_prompt"), PREVIEW_CHARS),
-        ),
+        reads=(SYSTEM_PROMPT_KEY, first_chars(col("system_prompt"), PREVIEW_CHARS)),
         where=_nonempty("system_prompt"),
         keys_of="system_prompts",
     ),

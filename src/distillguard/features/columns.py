@@ -54,7 +54,7 @@ Table: TypeAlias = pa.Table | pa.RecordBatch
 class CallRow:
     """One call and what the per-call stage derived from it, as the streaming path reads it."""
 
-    __slots__ = ("call", "embedding", "fingerprint", "signals")
+    __slots__ = ("call", "embedding", "fingerprint", "memo", "signals")
 
     def __init__(
         self,
@@ -67,6 +67,7 @@ class CallRow:
         self.signals = signals if signals is not None else {}
         self.fingerprint = fingerprint
         self.embedding = embedding
+        self.memo: dict[int, Any] = {}  # values of `shared` expressions for this call
 
 
 def epoch_ms(ts: datetime) -> int:
@@ -154,6 +155,10 @@ class Expr:
     def __and__(self, other: Expr) -> Expr:
         return All((self, other))
 
+    def shared(self) -> Expr:
+        """The same expression, computed once per call however many measures read it."""
+        return Shared(self)
+
     def is_set(self) -> Expr:
         """Not null (an empty string is set)."""
         return IsSet(self, nonempty=False)
@@ -161,6 +166,35 @@ class Expr:
     def nonempty(self) -> Expr:
         """Not null and not the empty string (how the window has always tested text fields)."""
         return IsSet(self, nonempty=True)
+
+
+class Shared(Expr):
+    """An expression several measures read (the call's time, its prompt length): the streaming
+    path computes it once per call; the bulk path computes every expression once per batch anyway."""
+
+    def __init__(self, inner: Expr) -> None:
+        self.inner = inner
+
+    def __repr__(self) -> str:
+        return repr(self.inner)
+
+    def columns(self) -> set[str]:
+        return self.inner.columns()
+
+    def compile_row(self) -> Callable[[CallRow], Any]:
+        inner, key = self.inner.compile_row(), id(self)
+
+        def once(row: CallRow) -> Any:
+            memo = row.memo
+            if key in memo:
+                return memo[key]
+            value = memo[key] = inner(row)
+            return value
+
+        return once
+
+    def _evaluate(self, columns: Columns) -> pa.Array:
+        return self.inner.evaluate(columns)
 
 
 class Col(Expr):
