@@ -425,8 +425,8 @@ def replay_batches(batches: Iterator[pa.RecordBatch], stage: CallStage) -> dict[
 class CallByCall:
     """The reference the columnar stage must equal: every call through the per-call signals one
     view at a time and into its account's `AccountWindow.observe` (the gateway's path), the feature
-    vector read with `features()` after each checkpoint call. Slow (~100x the columnar stage); the
-    tests and `scan --check-replay` run it on the accounts they choose."""
+    vector read with `features()` after each checkpoint call. Slow (~100x the columnar stage): the
+    tests run it (on the accounts they choose) to hold `CallStage` to it."""
 
     def __init__(
         self,
