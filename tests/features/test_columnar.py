@@ -73,6 +73,10 @@ def assert_same_windows(bulk: dict, stream: dict) -> None:
         assert {k: v for k, v in bulk[account].system_previews.items() if k in held} == {
             k: v for k, v in window.system_previews.items() if k in held
         }
+        kept = window.templates.counts
+        assert {k: v for k, v in bulk[account].template_frames.items() if k in kept} == {
+            k: v for k, v in window.template_frames.items() if k in kept
+        }
         centroid, expected = bulk[account].embeddings.centroid(), window.embeddings.centroid()
         assert (centroid is None) == (expected is None)
         if expected is not None:

@@ -41,6 +41,7 @@ from distillguard.features.catalog import (
     param_key,
     plan_for,
     system_prompt_key,
+    template_frame,
     tls_asn_key,
 )
 from distillguard.features.columns import SIGNAL_PREFIX, CallRow, epoch_ms
@@ -72,6 +73,7 @@ __all__ = [
     "hash_identifier",
     "param_key",
     "system_prompt_key",
+    "template_frame",
     "tls_asn_key",
 ]
 
@@ -190,6 +192,11 @@ class AccountWindow:
         return int(self.states["calls"].count)
 
     @property
+    def any_fired(self) -> int:
+        """Calls on which any signal fired (a count, as linking pools it over a cluster)."""
+        return int(self.states["any_fired"].count)
+
+    @property
     def signals(self) -> dict[str, SignalStats]:
         """Per signal: how often it scored and fired, and its mean score."""
         return {name: self.states[SIGNAL_PREFIX + name] for name in self.signal_names}
@@ -199,6 +206,12 @@ class AccountWindow:
         """Readable previews of the system prompts still in the heavy-hitter summary."""
         previews: dict[str, str] = self.states["system_previews"].values
         return previews
+
+    @property
+    def template_frames(self) -> dict[str, str]:
+        """Each heavy-hitter template's fixed frame, by fingerprint (`catalog.template_frame`)."""
+        frames: dict[str, str] = self.states["template_frames"].values
+        return frames
 
     @property
     def first_seen(self) -> datetime | None:

@@ -58,6 +58,7 @@ from distillguard.features.reducers import (
     SignalStats,
     hash_text,
 )
+from distillguard.signals.template import skeleton
 
 # The per-call signals whose scores are aggregated, in feature-vector order.
 SIGNAL_NAMES: tuple[str, ...] = (
@@ -97,6 +98,7 @@ HH_IPS = 16
 HH_TLS = 16
 HH_PARAMS = 8
 PREVIEW_CHARS = 120
+FRAME_CHARS = 400  # of a template's fixed frame, kept so linking can match paraphrased templates
 
 # Identifiers repeat across an account's calls (its IPs, SDK, templates, end users): hashing each
 # distinct one once keeps per-call observe cheap. Prompts are mostly unique and are not cached.
@@ -131,6 +133,15 @@ def system_prompt_key(system_prompt: str) -> str:
 
 def tls_asn_key(tls_fingerprint: str, asn: int | None) -> str:
     return f"{tls_fingerprint}@AS{asn if asn is not None else '?'}"
+
+
+def template_frame(prompt: str) -> str:
+    """The fixed frame of a prompt (the template signal's skeleton; the normalised prompt when
+    nothing fixed is left), cut to `FRAME_CHARS`: what accounts running one template share."""
+    frame = skeleton(prompt)[0]
+    if not frame.replace("\x01", "").strip():
+        frame = " ".join(prompt.split()).lower()
+    return frame[:FRAME_CHARS]
 
 
 Reducer = (
@@ -275,6 +286,13 @@ MEASURES: tuple[Measure, ...] = (
         reads=(SYSTEM_PROMPT_KEY, first_chars(col("system_prompt"), PREVIEW_CHARS)),
         where=_nonempty("system_prompt"),
         keys_of="system_prompts",
+    ),
+    Measure(  # each heavy-hitter template's fixed frame, so linking can match paraphrased templates
+        "template_frames",
+        FirstValues(limit=2 * HH_TEMPLATES),
+        reads=(col(FINGERPRINT), apply("template_frame", template_frame, col("prompt"), cached=False)),
+        where=_nonempty(FINGERPRINT),
+        keys_of="templates",
     ),
     Measure("temperature", MeanVar(), reads=col("temperature"), where=col("temperature").is_set()),
     Measure("n_choices", MeanVar(), reads=col("n"), where=col("n").is_set()),
@@ -514,11 +532,16 @@ class Plan:
         return {feature.name: feature.finish(s) for feature in self.features}
 
 
-def _compile(expr: Expr | tuple[Expr, ...] | None) -> Callable[[Any], Any] | None:
+def _compile(measure: Measure) -> Callable[[Any], Any] | None:
+    expr = measure.reads
     if expr is None:
         return None
     if isinstance(expr, tuple):
         parts = [e.compile_row() for e in expr]
+        if isinstance(measure.reducer, FirstValues):
+            # (key, value): the value (a parse of the prompt) is worked out only for a new key
+            key_of, value_of = parts
+            return lambda row: (key_of(row), lambda: value_of(row))
         return lambda row: tuple(part(row) for part in parts)
     return expr.compile_row()
 
@@ -538,7 +561,7 @@ def plan_for(signal_names: tuple[str, ...]) -> Plan:
     feature_names = [f.name for f in features]
     if len(set(feature_names)) != len(feature_names):
         raise ValueError("a feature is declared twice")
-    functions = tuple((_compile(m.where), _compile(m.reads)) for m in measures)
+    functions = tuple((None if m.where is None else m.where.compile_row(), _compile(m)) for m in measures)
     return Plan(tuple(signal_names), measures, features, functions)
 
 

@@ -84,7 +84,18 @@ def measure_columns(
         if measure.reads is None:
             columns[measure.name] = mask if mask is not None else pa.array(np.ones(len(batch), dtype=bool))
             continue
-        for name, expr in _parts(measure):
+        parts = _parts(measure)
+        if isinstance(measure.reducer, FirstValues):
+            # only an account's first call with a key can set its value (a parse of the prompt for
+            # template frames): the value is worked out on those calls alone
+            (key_name, key_expr), (value_name, value_expr) = parts
+            keys = key_expr.column(evaluated)
+            if mask is not None:
+                keys = pc.if_else(mask, keys, pa.scalar(None, keys.type))
+            columns[key_name] = pc.dictionary_encode(keys)
+            columns[value_name] = _first_values(batch, keys, value_expr)
+            continue
+        for name, expr in parts:
             values = expr.column(evaluated)
             if mask is None:
                 if values.null_count:
@@ -112,6 +123,19 @@ def measure_columns(
     columns["embeddings.cross"] = pa.array(cross, mask=~valid)
     columns["embeddings.bucket"] = pa.array(bucket, mask=~valid)
     return pa.table(columns)
+
+
+def _first_values(batch: Table, keys: pa.Array, value: Any) -> pa.Array:
+    """``value`` on the first call of each (account, key) in the batch, null elsewhere."""
+    valid = _numpy(pc.is_valid(keys), bool)
+    account = _numpy(pc.dictionary_encode(_combined(batch.column(ACCOUNT))).indices, np.int64)
+    key_codes = _numpy(pc.dictionary_encode(keys).indices.fill_null(-1), np.int64)
+    first = np.flatnonzero(valid & (rank_in_run(account, key_codes) == 0))
+    found = value.column(Columns(batch.take(pa.array(first)))).to_pylist() if len(first) else []
+    values: list[Any] = [None] * len(batch)
+    for row, text in zip(first.tolist(), found, strict=True):
+        values[row] = text
+    return pc.dictionary_encode(pa.array(values, pa.string()))
 
 
 def _combined(array: pa.Array | pa.ChunkedArray) -> pa.Array:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import NamedTuple, Self
 
 import numpy as np
@@ -1175,10 +1175,11 @@ class FirstValues:
     def fresh(self) -> FirstValues:
         return FirstValues(self.limit)
 
-    def observe(self, item: tuple[str, str]) -> None:
+    def observe(self, item: tuple[str, str | Callable[[], str]]) -> None:
+        """``item`` is (key, value); the value may be a function, called only for a new key."""
         key, value = item
         if key not in self.values:
-            self.values[key] = value
+            self.values[key] = value() if callable(value) else value
 
     def merge(self, other: FirstValues) -> None:
         for key, value in other.values.items():
