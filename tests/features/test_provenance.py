@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from distillguard.features import feature_names
+from distillguard.features.catalog import ACCOUNT_SIGNALS, FEATURES, Feature
 from distillguard.features.provenance import (
     FAKEABLE,
     PROVENANCES,
@@ -12,7 +13,6 @@ from distillguard.features.provenance import (
     provenance_of,
     without,
 )
-from distillguard.scan.replay import ACCOUNT_SIGNALS, FEATURES
 
 
 def test_every_feature_the_build_computes_has_a_provenance() -> None:
@@ -53,3 +53,8 @@ def test_content_behaviour_features_leave_out_every_fakeable_one() -> None:
     assert "top_ip_share" not in kept and "response_chars_mean" in kept
     with pytest.raises(ValueError, match="unknown provenance"):
         without(FEATURES, ["network"])
+
+
+def test_a_declaration_without_a_known_provenance_does_not_construct() -> None:
+    with pytest.raises(ValueError, match=r"new_feature.*provenance 'network'"):
+        Feature("new_feature", "network", lambda s: 0.0)

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from distillguard.scan.replay import FEATURES
+from distillguard.features.catalog import FEATURES
 from distillguard.scoring.rules import RuleError, load_rules
 
 

@@ -52,7 +52,7 @@ def run_preset(
     from distillguard.bench import baselines as bl
     from distillguard.bench.detection import evaluate
     from distillguard.bench.records import read_labels
-    from distillguard.scan.replay import FEATURES
+    from distillguard.features.catalog import FEATURES
     from distillguard.scoring.scorer import AccountScorer
     from distillguard.scoring.training import replay_cached, simulate
 

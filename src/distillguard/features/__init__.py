@@ -1,13 +1,14 @@
-"""Per-account features: mergeable reducers and the `AccountWindow` built from them."""
+"""Per-account features: declared once (`catalog`), kept as mergeable state one call at a time
+(`AccountWindow`, the gateway) or built in bulk from Arrow columns (`columnar`, the scan)."""
 
 from distillguard.features.account_window import SIGNAL_NAMES, AccountWindow, feature_names
-from distillguard.features.bulk import build_daily_windows, build_windows, merge_windows
+from distillguard.features.columnar import AccountColumns, build_windows, measure_columns
 
 __all__ = [
     "SIGNAL_NAMES",
+    "AccountColumns",
     "AccountWindow",
-    "build_daily_windows",
     "build_windows",
     "feature_names",
-    "merge_windows",
+    "measure_columns",
 ]

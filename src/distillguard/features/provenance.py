@@ -1,6 +1,7 @@
 """Where each account feature comes from, so a model can be trained without what an adversary fakes.
 
-Every feature of `AccountWindow.features()` carries exactly one provenance:
+Every feature of `AccountWindow.features()` carries exactly one provenance, declared with the
+feature in `distillguard.features.catalog`:
 
 - ``content``: what the account asks and what comes back (signal rates, templates, prompt and
   answer lengths, topic spread): what distillation is, and what a careful distiller cannot hide;
@@ -12,11 +13,12 @@ Every feature of `AccountWindow.features()` carries exactly one provenance:
 
 `bench detect` compares the full model with one trained on content and behaviour alone; a test
 checks that every feature the build computes has a provenance, so a new one cannot slip in
-untagged.
+untagged (a declaration without one does not construct).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from typing import Final
 
@@ -28,79 +30,19 @@ PROVENANCES: Final = (CONTENT, BEHAVIOUR, METADATA, REQUEST_PARAMS)
 # what a careful adversary controls at no cost: left out of the content+behaviour model
 FAKEABLE: Final = (METADATA, REQUEST_PARAMS)
 
-_FIXED: Final[dict[str, str]] = {
-    # volume and timing
-    "n_calls": BEHAVIOUR,
-    "active_hours": BEHAVIOUR,
-    "active_days": BEHAVIOUR,
-    "calls_per_active_hour": BEHAVIOUR,
-    "span_hours": BEHAVIOUR,
-    "hour_of_day_entropy": BEHAVIOUR,
-    "gap_median_s": BEHAVIOUR,
-    "gap_cv": BEHAVIOUR,
-    "gap_regular_share": BEHAVIOUR,
-    "gap_burstiness": BEHAVIOUR,
-    "error_share": BEHAVIOUR,
-    # diversity and reuse of what is asked
-    "distinct_prompts": BEHAVIOUR,
-    "distinct_prompt_ratio": BEHAVIOUR,
-    "distinct_templates": BEHAVIOUR,
-    "distinct_template_ratio": BEHAVIOUR,
-    "top_template_share": BEHAVIOUR,
-    "template_refill_share": BEHAVIOUR,
-    "embedded_calls": BEHAVIOUR,
-    "embedding_dispersion": CONTENT,
-    "topic_buckets": CONTENT,
-    "topic_coverage": CONTENT,
-    "topic_novelty": CONTENT,
-    "system_prompt_share": CONTENT,
-    "distinct_system_prompts": CONTENT,
-    "top_system_prompt_share": CONTENT,
-    "any_signal_fire_rate": CONTENT,
-    "single_turn_share": CONTENT,
-    "user_turns_mean": CONTENT,
-    "prompt_chars_mean": CONTENT,
-    "prompt_chars_cv": CONTENT,
-    "response_chars_mean": CONTENT,
-    "output_input_ratio": CONTENT,
-    "answered_share": BEHAVIOUR,
-    # free request parameters
-    "temperature_set_share": REQUEST_PARAMS,
-    "temperature_mean": REQUEST_PARAMS,
-    "temperature_std": REQUEST_PARAMS,
-    "temperature_zero_share": REQUEST_PARAMS,
-    "top_p_set_share": REQUEST_PARAMS,
-    "n_mean": REQUEST_PARAMS,
-    "n_multi_share": REQUEST_PARAMS,
-    "max_tokens_set_share": REQUEST_PARAMS,
-    "max_tokens_mean": REQUEST_PARAMS,
-    "param_profile_top_share": REQUEST_PARAMS,
-    "logprobs_share": REQUEST_PARAMS,
-    "top_logprobs_mean": REQUEST_PARAMS,
-    "logit_bias_share": REQUEST_PARAMS,
-    "logit_bias_size_mean": REQUEST_PARAMS,
-    "stream_share": REQUEST_PARAMS,
-    # a reasoning trace comes back when the caller picks a reasoning model
-    "reasoning_returned_share": REQUEST_PARAMS,
-    # client and account
-    "end_user_share": METADATA,
-    "distinct_end_users": METADATA,
-    "top_end_user_share": METADATA,
-    "distinct_ips": METADATA,
-    "top_ip_share": METADATA,
-    "distinct_asns": METADATA,
-    "distinct_user_agents": METADATA,
-    "distinct_tls_fingerprints": METADATA,
-    "router_share": METADATA,
-}
 # per-signal features: the signal reads the request's text, except logit_probe, which reads only
 # its parameters (logprobs, logit_bias, max_tokens, n)
 _PARAMETER_SIGNALS: Final = frozenset({"logit_probe"})
 _SIGNAL_SUFFIXES: Final = ("_fire_rate", "_mean")
 
 
+def signal_provenance(signal: str) -> str:
+    """The provenance of a per-signal feature (``cot_extraction.reveal_hidden`` is cot_extraction's)."""
+    return REQUEST_PARAMS if signal.split(".", 1)[0] in _PARAMETER_SIGNALS else CONTENT
+
+
 class UnknownFeature(KeyError):
-    """A feature without a declared provenance: declare it in `distillguard.features.provenance`."""
+    """A feature without a declared provenance: declare it in `distillguard.features.catalog`."""
 
 
 def provenance_of(name: str) -> str:
@@ -111,14 +53,21 @@ def provenance_of(name: str) -> str:
     >>> provenance_of("logit_probe_mean"), provenance_of("cot_extraction.reveal_hidden_fire_rate")
     ('request_params', 'content')
     """
-    fixed = _FIXED.get(name)
+    fixed = _declared().get(name)
     if fixed is not None:
         return fixed
     for suffix in _SIGNAL_SUFFIXES:
         if name.endswith(suffix):
-            signal = name[: -len(suffix)].split(".", 1)[0]
-            return REQUEST_PARAMS if signal in _PARAMETER_SIGNALS else CONTENT
-    raise UnknownFeature(f"feature {name!r} has no provenance; declare it in {__name__}")
+            return signal_provenance(name[: -len(suffix)])
+    raise UnknownFeature(f"feature {name!r} has no provenance; declare it in distillguard.features.catalog")
+
+
+@functools.cache
+def _declared() -> dict[str, str]:
+    # the features that do not depend on the signal set, each with the provenance it was declared with
+    from distillguard.features.catalog import feature_declarations  # the catalog imports this module
+
+    return {f.name: f.provenance for f in feature_declarations(())}
 
 
 def without(names: Iterable[str], provenances: Sequence[str]) -> tuple[str, ...]:

@@ -1,8 +1,16 @@
 """Mergeable reducers (Zeek sumstats / river style): observe one item, merge two states, read a value.
 
-Every reducer has three faces that must agree: ``observe`` (the gateway, one call at a time),
-``merge`` (workers and time chunks combined), and ``grouped`` (the batch scan: all accounts' states
-from NumPy columns at once). Items are grouped by a ``seg`` array of group ids (0..G-1).
+Every reducer has faces that must agree:
+
+- ``observe`` (the gateway, one call at a time) and ``merge`` (time chunks, linked accounts);
+- ``read()``: its statistics by name (what a feature is finished from);
+- ``states(groups, values)``: every group's final state from NumPy columns at once (the scan);
+- ``prefix(groups, values)``: the same statistics as ``read()``, for many prefixes of every group at
+  once (the scan's checkpoints), without building a state per prefix.
+
+An instance with no items doubles as the specification of its kind (its ``k``, its bins):
+``fresh()`` gives a new empty state of the same specification. Items are grouped by a ``seg``
+array of group ids (0..G-1), rows in time order within a group (`distillguard.features.segments`).
 Memory is bounded per state: sketches switch from exact to approximate past a fixed size.
 """
 
@@ -11,10 +19,12 @@ from __future__ import annotations
 import hashlib
 import itertools
 import math
-from collections.abc import Sequence
-from typing import Self
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import NamedTuple, Self
 
 import numpy as np
+
+from distillguard.features.segments import FilteredGroups, fold, fold_max, fold_sum, piece_reduce, rank_in_run
 
 _MASK64 = (1 << 64) - 1
 
@@ -106,6 +116,99 @@ def _sorted_unique_pairs(seg: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray,
     return s[starts], k[starts], counts
 
 
+def _meanvar_pieces(groups: FilteredGroups, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(n, mean, M2) of each query's piece, two-pass within the piece."""
+    lo, hi = groups.piece_lo, groups.piece_hi
+    n = (hi - lo).astype(np.float64)
+    sums = piece_reduce(np.add, x, lo, hi, 0.0)
+    mean = np.divide(sums, n, out=np.zeros(len(n)), where=n > 0)
+    piece = piece_of_row(lo, hi, len(x))
+    inside = piece >= 0
+    dev = np.zeros(len(x))
+    dev[inside] = (x[inside] - mean[piece[inside]]) ** 2
+    return n, mean, piece_reduce(np.add, dev, lo, hi, 0.0)
+
+
+def _chan(a: tuple[np.ndarray, ...], b: tuple[np.ndarray, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`MeanVar.merge` for many pairs at once."""
+    na, ma, m2a = a
+    nb, mb, m2b = b
+    n = na + nb
+    delta = mb - ma
+    safe = np.where(n > 0, n, 1.0)
+    mean = np.where(nb > 0, ma + delta * nb / safe, ma)
+    m2 = np.where(nb > 0, m2a + m2b + delta * delta * na * nb / safe, m2a)
+    return n, mean, m2
+
+
+def _meanvar_prefix(groups: FilteredGroups, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return fold(groups, _meanvar_pieces(groups, np.asarray(x, dtype=np.float64)), _chan)  # type: ignore[return-value]
+
+
+def _meanvar_stats(n: np.ndarray, mean: np.ndarray, m2: np.ndarray) -> dict[str, np.ndarray]:
+    variance = np.divide(m2, n, out=np.zeros(len(n)), where=n > 0)
+    return {
+        "n": n,
+        "mean": np.where(n > 0, mean, 0.0),
+        "std": np.sqrt(np.maximum(variance, 0.0)),
+        "total": mean * n,
+    }
+
+
+def _counts(groups: FilteredGroups) -> np.ndarray:
+    return fold_sum(groups, (groups.piece_hi - groups.piece_lo).astype(np.float64))
+
+
+class Count:
+    """How many items (calls that satisfy a measure's condition).
+
+    >>> c = Count(); c.observe(None); c.observe(None); d = Count(); d.observe(None); c.merge(d); c.count
+    3
+    """
+
+    __slots__ = ("count",)
+
+    def __init__(self, count: int = 0) -> None:
+        self.count = count
+
+    def fresh(self) -> Count:
+        return Count()
+
+    def observe(self, value: object = None) -> None:
+        self.count += 1
+
+    def merge(self, other: Count) -> None:
+        self.count += other.count
+
+    def read(self) -> dict[str, float]:
+        return {"count": float(self.count)}
+
+    def states(self, groups: FilteredGroups, values: object) -> list[Count]:
+        counts = np.diff(groups.bounds).tolist()
+        return [Count(c) for c in counts]
+
+    def prefix(self, groups: FilteredGroups, values: object) -> dict[str, np.ndarray]:
+        return {"count": _counts(groups)}
+
+
+def _pairs_in_first_seen_order(
+    seg: np.ndarray, keys: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Distinct (group, key) pairs with their counts, by group and then by first row: the order in
+    which observing the rows one by one inserts keys into a dict (linking reads them in that order)."""
+    n = len(seg)
+    if n == 0:
+        return seg[:0], keys[:0], np.zeros(0, dtype=np.int64)
+    order = np.lexsort((np.arange(n), keys, seg))
+    s, k = seg[order], keys[order]
+    new = np.ones(n, dtype=bool)
+    new[1:] = (s[1:] != s[:-1]) | (k[1:] != k[:-1])
+    starts = np.flatnonzero(new)
+    counts = np.diff(np.append(starts, n))
+    by_first = np.lexsort((order[starts], s[starts]))
+    return s[starts][by_first], k[starts][by_first], counts[by_first]
+
+
 class Total:
     """Count and sum.
 
@@ -121,6 +224,9 @@ class Total:
         self.count = count
         self.total = total
 
+    def fresh(self) -> Total:
+        return Total()
+
     def observe(self, value: float = 1.0) -> None:
         self.count += 1
         self.total += value
@@ -129,11 +235,22 @@ class Total:
         self.count += other.count
         self.total += other.total
 
+    def read(self) -> dict[str, float]:
+        return {"count": float(self.count), "total": self.total}
+
     @classmethod
     def grouped(cls, seg: np.ndarray, values: np.ndarray, n_groups: int) -> list[Self]:
         counts = np.bincount(seg, minlength=n_groups)
         totals = np.bincount(seg, weights=values.astype(np.float64), minlength=n_groups)
         return [cls(int(c), float(t)) for c, t in zip(counts, totals, strict=True)]
+
+    def states(self, groups: FilteredGroups, values: np.ndarray) -> list[Total]:
+        return Total.grouped(groups.seg, np.asarray(values, dtype=np.float64), groups.n_groups)
+
+    def prefix(self, groups: FilteredGroups, values: np.ndarray) -> dict[str, np.ndarray]:
+        x = np.asarray(values, dtype=np.float64)
+        pieces = piece_reduce(np.add, x, groups.piece_lo, groups.piece_hi, 0.0)
+        return {"count": _counts(groups), "total": fold_sum(groups, pieces)}
 
 
 class MeanVar:
@@ -151,6 +268,9 @@ class MeanVar:
         self.n = n
         self.mean = mean
         self.m2 = m2
+
+    def fresh(self) -> MeanVar:
+        return MeanVar()
 
     def observe(self, value: float) -> None:
         self.n += 1
@@ -179,6 +299,9 @@ class MeanVar:
     def total(self) -> float:
         return self.mean * self.n
 
+    def read(self) -> dict[str, float]:
+        return {"n": float(self.n), "mean": self.mean, "std": self.std, "total": self.total}
+
     @classmethod
     def grouped(cls, seg: np.ndarray, values: np.ndarray, n_groups: int) -> list[Self]:
         """Two-pass per group (the same numbers as Welford, up to rounding)."""
@@ -188,6 +311,12 @@ class MeanVar:
         means = np.divide(sums, counts, out=np.zeros(n_groups), where=counts > 0)
         m2 = np.bincount(seg, weights=(x - means[seg]) ** 2, minlength=n_groups)
         return [cls(int(c), float(m), float(v)) for c, m, v in zip(counts, means, m2, strict=True)]
+
+    def states(self, groups: FilteredGroups, values: np.ndarray) -> list[MeanVar]:
+        return MeanVar.grouped(groups.seg, np.asarray(values, dtype=np.float64), groups.n_groups)
+
+    def prefix(self, groups: FilteredGroups, values: np.ndarray) -> dict[str, np.ndarray]:
+        return _meanvar_stats(*_meanvar_prefix(groups, values))
 
 
 class MinMax:
@@ -203,6 +332,9 @@ class MinMax:
         self.lo = lo
         self.hi = hi
 
+    def fresh(self) -> MinMax:
+        return MinMax()
+
     def observe(self, value: float) -> None:
         if value < self.lo:
             self.lo = value
@@ -217,6 +349,9 @@ class MinMax:
     def empty(self) -> bool:
         return self.lo > self.hi
 
+    def read(self) -> dict[str, float]:
+        return {"lo": self.lo, "hi": self.hi, "span": 0.0 if self.empty else float(self.hi - self.lo)}
+
     @classmethod
     def grouped(cls, seg: np.ndarray, values: np.ndarray, n_groups: int) -> list[Self]:
         lo = np.full(n_groups, np.inf)
@@ -224,6 +359,17 @@ class MinMax:
         np.minimum.at(lo, seg, values.astype(np.float64))
         np.maximum.at(hi, seg, values.astype(np.float64))
         return [cls(float(a), float(b)) for a, b in zip(lo, hi, strict=True)]
+
+    def states(self, groups: FilteredGroups, values: np.ndarray) -> list[MinMax]:
+        return MinMax.grouped(groups.seg, np.asarray(values, dtype=np.float64), groups.n_groups)
+
+    def prefix(self, groups: FilteredGroups, values: np.ndarray) -> dict[str, np.ndarray]:
+        x = np.asarray(values, dtype=np.float64)
+        lo = piece_reduce(np.minimum, x, groups.piece_lo, groups.piece_hi, math.inf)
+        hi = piece_reduce(np.maximum, x, groups.piece_lo, groups.piece_hi, -math.inf)
+        lo, hi = fold(groups, (lo, hi), lambda a, b: (np.minimum(a[0], b[0]), np.maximum(a[1], b[1])))
+        span = np.where(lo <= hi, hi - lo, 0.0)
+        return {"lo": lo, "hi": hi, "span": span}
 
 
 class Distinct:
@@ -252,6 +398,9 @@ class Distinct:
         self._kept: set[int] = set()
         self._cut = _MASK64 + 1  # hashes above it cannot be among the k+1 smallest
         self._smallest: list[int] | None = []
+
+    def fresh(self) -> Distinct:
+        return Distinct(self.k)
 
     def observe(self, item_hash: int) -> None:
         if item_hash >= self._cut or item_hash in self._kept:
@@ -295,7 +444,10 @@ class Distinct:
         if len(self._kept) <= self.k:
             return float(len(self._kept))
         s = self.smallest()
-        return (self.k - 1) / ((s[self.k - 1] + 1) / float(_MASK64 + 1))
+        return _kmv_estimate(self.k, s[self.k - 1])
+
+    def read(self) -> dict[str, float]:
+        return {"estimate": self.estimate()}
 
     @staticmethod
     def jaccard(a: Distinct, b: Distinct) -> float:
@@ -337,6 +489,41 @@ class Distinct:
             out.append(state)
         return out
 
+    def states(self, groups: FilteredGroups, values: np.ndarray) -> list[Distinct]:
+        return Distinct.grouped(groups.seg, np.asarray(values, dtype=np.uint64), groups.n_groups, self.k)
+
+    def prefix(self, groups: FilteredGroups, values: np.ndarray) -> dict[str, np.ndarray]:
+        """Exact counts are running sums of first occurrences; a prefix with more than k distinct
+        items takes the k-th smallest of them, as the sketch does (the sketch's state is a function
+        of the set of items, so this is the sketch's own estimate)."""
+        h = np.asarray(values, dtype=np.uint64)
+        first = rank_in_run(groups.seg, h) == 0
+        pieces = piece_reduce(np.add, first.astype(np.float64), groups.piece_lo, groups.piece_hi, 0.0)
+        estimate = fold_sum(groups, pieces)
+        for j in np.flatnonzero(estimate > self.k).tolist():
+            lo, hi = int(groups.group_start[j]), int(groups.piece_hi[j])
+            seen = h[lo:hi][first[lo:hi]]
+            kth = int(np.partition(seen, self.k - 1)[self.k - 1])
+            estimate[j] = _kmv_estimate(self.k, kth)
+        return {"estimate": estimate}
+
+
+def _kmv_estimate(k: int, kth_smallest: int) -> float:
+    return (k - 1) / ((kth_smallest + 1) / float(_MASK64 + 1))
+
+
+def _misra_gries(keys: Sequence[int], k: int, counts: dict[int, int] | None = None) -> dict[int, int]:
+    """`HeavyHitters.observe` over a sequence of keys (the reference the bulk path must equal)."""
+    counts = {} if counts is None else counts
+    for key in keys:
+        if key in counts:
+            counts[key] += 1
+        elif len(counts) < k:
+            counts[key] = 1
+        else:
+            counts = {key_: c - 1 for key_, c in counts.items() if c > 1}
+    return counts
+
 
 class HeavyHitters:
     """Misra–Gries summary of the most frequent keys; mergeable (Agarwal et al. 2012).
@@ -356,6 +543,9 @@ class HeavyHitters:
         self.k = k
         self.n = 0
         self.counts: dict[str, int] = {}
+
+    def fresh(self) -> HeavyHitters:
+        return HeavyHitters(self.k)
 
     def observe(self, key: str) -> None:
         self.n += 1
@@ -392,26 +582,68 @@ class HeavyHitters:
     def share(self, key: str) -> float:
         return self.counts.get(key, 0) / self.n if self.n else 0.0
 
+    def read(self) -> dict[str, float]:
+        return {"n": float(self.n), "top_share": self.top_share()}
+
     @classmethod
     def grouped(
         cls, seg: np.ndarray, codes: np.ndarray, labels: Sequence[str], n_groups: int, k: int = 16
     ) -> list[Self]:
-        """States from exact per-group counts of ``labels[codes]``, reduced like a merge when > k keys."""
-        g, c, counts = _sorted_unique_pairs(seg, codes)
+        """Each group's state as observing its keys in row order gives: exact counts while a group
+        has at most k distinct keys, the Misra–Gries sequence itself past that."""
+        seg = np.asarray(seg, dtype=np.int64)
+        codes = np.asarray(codes, dtype=np.int64)
+        g, c, counts = _pairs_in_first_seen_order(seg, codes)
         bounds = _segments(g, n_groups).tolist()
+        row_bounds = _segments(seg, n_groups).tolist()
         totals = np.bincount(seg, minlength=n_groups).tolist()
         out = []
-        keys = [labels[code] for code in c.tolist()]
-        counts_list = counts.tolist()
+        code_list, counts_list = c.tolist(), counts.tolist()
         new = cls.__new__
         for i, (lo, hi) in enumerate(itertools.pairwise(bounds)):
             state = new(cls)
             state.k = k
             state.n = totals[i]
-            exact = dict(zip(keys[lo:hi], counts_list[lo:hi], strict=True))
-            state.counts = cls._reduce(exact, k) if hi - lo > k else exact
+            exact: Iterable[tuple[int, int]]
+            if hi - lo <= k:
+                exact = zip(code_list[lo:hi], counts_list[lo:hi], strict=True)
+            else:  # past k keys the summary depends on the order: replay the group's keys
+                exact = _misra_gries(codes[row_bounds[i] : row_bounds[i + 1]].tolist(), k).items()
+            state.counts = {labels[code]: count for code, count in exact}
             out.append(state)
         return out
+
+    def states(self, groups: FilteredGroups, values: tuple[np.ndarray, Sequence[str]]) -> list[HeavyHitters]:
+        codes, labels = values
+        return HeavyHitters.grouped(groups.seg, codes, labels, groups.n_groups, self.k)
+
+    def prefix(
+        self, groups: FilteredGroups, values: tuple[np.ndarray, Sequence[str]]
+    ) -> dict[str, np.ndarray]:
+        """While a group has at most k distinct keys its top count is the running maximum of each
+        key's running count; past that the group's keys are replayed through Misra–Gries."""
+        codes = np.asarray(values[0], dtype=np.int64)
+        seg = groups.seg
+        rank = rank_in_run(seg, codes)
+        n = _counts(groups)
+        pieces = piece_reduce(
+            np.maximum, (rank + 1).astype(np.float64), groups.piece_lo, groups.piece_hi, 0.0
+        )
+        top = fold_max(groups, pieces)
+        keys_per_group = np.bincount(seg[rank == 0], minlength=groups.n_groups)
+        for group in np.flatnonzero(keys_per_group > self.k).tolist():
+            queries = np.flatnonzero(groups.query_group == group)
+            if not len(queries):
+                continue
+            lo = int(groups.bounds[group])
+            counts: dict[int, int] = {}
+            done = lo
+            for j in queries.tolist():
+                end = int(groups.piece_hi[j])
+                counts = _misra_gries(codes[done:end].tolist(), self.k, counts)
+                done = end
+                top[j] = max(counts.values()) if counts else 0.0
+        return {"n": n, "top_share": np.divide(top, n, out=np.zeros(len(n)), where=n > 0)}
 
 
 class Histogram:
@@ -425,6 +657,9 @@ class Histogram:
 
     def __init__(self, bins: int) -> None:
         self.counts = np.zeros(bins, dtype=np.int64)
+
+    def fresh(self) -> Histogram:
+        return Histogram(len(self.counts))
 
     def observe(self, index: int) -> None:
         self.counts[index] += 1
@@ -444,6 +679,9 @@ class Histogram:
         total = int(self.counts.sum())
         return float(self.counts.max() / total) if total else 0.0
 
+    def read(self) -> dict[str, float]:
+        return {"entropy": self.entropy(), "nonzero": float(np.count_nonzero(self.counts))}
+
     @classmethod
     def grouped(cls, seg: np.ndarray, index: np.ndarray, n_groups: int, bins: int) -> list[Self]:
         flat = np.bincount(seg.astype(np.int64) * bins + index, minlength=n_groups * bins)
@@ -455,6 +693,36 @@ class Histogram:
             out.append(state)
         return out
 
+    def states(self, groups: FilteredGroups, values: np.ndarray) -> list[Histogram]:
+        bins = len(self.counts)
+        return Histogram.grouped(groups.seg, np.asarray(values, dtype=np.int64), groups.n_groups, bins)
+
+    def prefix(self, groups: FilteredGroups, values: np.ndarray) -> dict[str, np.ndarray]:
+        return histogram_stats(
+            prefix_histograms(groups, np.asarray(values, dtype=np.int64), len(self.counts))
+        )
+
+
+def prefix_histograms(groups: FilteredGroups, index: np.ndarray, bins: int) -> np.ndarray:
+    """The bin counts of every query's prefix (queries × bins)."""
+    queries = len(groups.piece_lo)
+    piece = piece_of_row(groups.piece_lo, groups.piece_hi, len(index))
+    inside = piece >= 0
+    flat = np.bincount(piece[inside] * bins + index[inside], minlength=queries * bins)
+    return fold_sum(groups, flat.reshape(queries, bins).astype(np.float64))
+
+
+def histogram_stats(counts: np.ndarray) -> dict[str, np.ndarray]:
+    """`Histogram.entropy` and the number of non-empty bins, row by row."""
+    total = counts.sum(axis=1)
+    p = np.divide(counts, total[:, None], out=np.zeros_like(counts), where=total[:, None] > 0)
+    logs = np.log(p, out=np.zeros_like(p), where=p > 0)
+    entropy = -(p * logs).sum(axis=1) / math.log(counts.shape[1])
+    return {
+        "entropy": np.where(total > 0, entropy, 0.0),
+        "nonzero": np.count_nonzero(counts, axis=1).astype(np.float64),
+    }
+
 
 # Gaps are binned on a log scale with 5% wide bins, so "within a few % of the median" is a
 # mergeable count of one bin either side of the median bin.
@@ -464,6 +732,22 @@ _GAP_FLOOR_S = 1e-3
 
 def gap_bin(gap_s: float) -> int:
     return math.floor(math.log(max(gap_s, _GAP_FLOOR_S)) / GAP_BIN)
+
+
+def gap_bins(gaps: np.ndarray) -> np.ndarray:
+    """`gap_bin` of each gap. NumPy's vectorised log may differ from `math.log` in the last bit,
+    which would move a gap that sits on a bin edge: gaps that close to an edge are binned again
+    with `gap_bin` itself."""
+    scaled = np.log(np.maximum(gaps, _GAP_FLOOR_S)) / GAP_BIN
+    bins = np.floor(scaled).astype(np.int64)
+    near_edge = np.flatnonzero(np.abs(scaled - np.round(scaled)) < 1e-9)
+    if len(near_edge):
+        bins[near_edge] = [gap_bin(g) for g in gaps[near_edge].tolist()]
+    return bins
+
+
+# prefixes with at most this many gaps are ranked all at once in a padded matrix
+_SMALL_PREFIX = 32
 
 
 class Gaps:
@@ -488,6 +772,9 @@ class Gaps:
         self.bins: dict[int, int] = {}
         self.out_of_order = 0
         self.overlaps = 0
+
+    def fresh(self) -> Gaps:
+        return Gaps()
 
     def _add_gap(self, gap: float) -> None:
         self.gaps.observe(gap)
@@ -563,6 +850,15 @@ class Gaps:
         median = self._median_bin()
         return 0.0 if median is None else math.exp((median + 0.5) * GAP_BIN)
 
+    def read(self) -> dict[str, float]:
+        return {
+            "n": float(self.gaps.n),
+            "median": self.median(),
+            "cv": self.cv(),
+            "regular_share": self.regular_share(),
+            "burstiness": self.burstiness(),
+        }
+
     @classmethod
     def grouped(cls, seg: np.ndarray, t: np.ndarray, n_groups: int) -> list[Self]:
         """``seg`` and ``t`` must be sorted by (group, time), as the batch path sorts them."""
@@ -571,7 +867,7 @@ class Gaps:
         gap_seg = seg[1:][same]
         gaps = (t[1:] - t[:-1])[same]
         stats = MeanVar.grouped(gap_seg, gaps, n_groups)
-        gbins = np.floor(np.log(np.maximum(gaps, _GAP_FLOOR_S)) / GAP_BIN).astype(np.int64)
+        gbins = gap_bins(gaps)
         g, b, c = _sorted_unique_pairs(gap_seg, gbins)
         bin_bounds = _segments(g, n_groups)
         b_list, c_list = b.tolist(), c.tolist()
@@ -591,6 +887,59 @@ class Gaps:
             )
             out.append(state)
         return out
+
+    def states(self, groups: FilteredGroups, values: np.ndarray) -> list[Gaps]:
+        return Gaps.grouped(groups.seg, np.asarray(values, dtype=np.float64), groups.n_groups)
+
+    def prefix(self, groups: FilteredGroups, values: np.ndarray) -> dict[str, np.ndarray]:
+        t = np.asarray(values, dtype=np.float64)
+        rows = len(t)
+        has_gap = np.zeros(rows, dtype=bool)  # a row's gap is to the row before it in its group
+        has_gap[1:] = groups.seg[1:] == groups.seg[:-1]
+        gap_rows = np.flatnonzero(has_gap)
+        gaps = t[gap_rows] - t[gap_rows - 1]
+        gap_groups = groups.filtered(gap_rows)
+        n, mean, m2 = _meanvar_prefix(gap_groups, gaps)
+        stats = _meanvar_stats(n, mean, m2)
+        bins = gap_bins(gaps)
+        median, near = _median_and_near(gap_groups, bins)
+        std, avg = stats["std"], stats["mean"]
+        return {
+            "n": n,
+            "median": np.where(n > 0, np.exp((median + 0.5) * GAP_BIN), 0.0),
+            "cv": np.divide(std, avg, out=np.zeros(len(n)), where=avg > 0),
+            "regular_share": np.divide(near, n, out=np.zeros(len(n)), where=n > 0),
+            "burstiness": np.divide(std - avg, std + avg, out=np.zeros(len(n)), where=std + avg > 0),
+        }
+
+
+def _median_and_near(groups: FilteredGroups, bins: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For every query: the median gap bin of its prefix (the bin of rank ceil(m/2), as
+    `Gaps._median_bin` finds it) and how many of its gaps sit within one bin of it."""
+    lo, hi = groups.group_start, groups.piece_hi
+    sizes = hi - lo
+    median = np.zeros(len(lo), dtype=np.float64)
+    near = np.zeros(len(lo), dtype=np.float64)
+    small = np.flatnonzero((sizes > 0) & (sizes <= _SMALL_PREFIX))
+    if len(small):
+        width = int(sizes[small].max())
+        offsets = np.arange(width)
+        index = lo[small, None] + offsets[None, :]
+        valid = offsets[None, :] < sizes[small, None]
+        big = np.iinfo(np.int64).max
+        matrix = np.where(valid, bins[np.minimum(index, len(bins) - 1)], big)
+        matrix.sort(axis=1)
+        rank = (sizes[small] + 1) // 2 - 1
+        m = matrix[np.arange(len(small)), rank]
+        median[small] = m
+        near[small] = (valid & (np.abs(np.where(valid, matrix, 0) - m[:, None]) <= 1)).sum(axis=1)
+    for j in np.flatnonzero(sizes > _SMALL_PREFIX).tolist():
+        part = bins[lo[j] : hi[j]]
+        at = (len(part) + 1) // 2 - 1
+        middle = int(np.partition(part, at)[at])
+        median[j] = middle
+        near[j] = np.count_nonzero(np.abs(part - middle) <= 1)
+    return median, near
 
 
 TOPIC_PLANES = 6  # 2**6 = 64 topic buckets from random hyperplanes (SimHash)
@@ -613,6 +962,16 @@ def topic_buckets(vectors: np.ndarray) -> np.ndarray:
     return (bits * (1 << np.arange(TOPIC_PLANES))).sum(axis=1).astype(np.int64)
 
 
+class DispersionRows(NamedTuple):
+    """What the bulk path keeps of each embedded call, in time order within its account: ‖v‖², how
+    much the call adds to ‖Σv‖² (2 v·Σ(earlier) + ‖v‖²), and its topic bucket. Vectors are 256
+    floats; these are three numbers, and everything the features need is a running sum of them."""
+
+    sq: np.ndarray
+    cross: np.ndarray
+    bucket: np.ndarray
+
+
 class Dispersion:
     """Spread of embedding vectors: running sum and mean squared norm give the mean squared
     distance to the centroid exactly and mergeably; SimHash buckets give topic coverage.
@@ -630,6 +989,9 @@ class Dispersion:
         self.total: np.ndarray | None = None
         self.sq = 0.0
         self.topics = Histogram(1 << TOPIC_PLANES)
+
+    def fresh(self) -> Dispersion:
+        return Dispersion()
 
     def observe(self, vector: np.ndarray) -> None:
         v = np.asarray(vector, dtype=np.float64)
@@ -654,6 +1016,15 @@ class Dispersion:
         c = self.centroid()
         return 0.0 if c is None else max(self.sq / self.n - float(c @ c), 0.0)
 
+    def read(self) -> dict[str, float]:
+        topics = self.topics.read()
+        return {
+            "n": float(self.n),
+            "mean_sq_distance": self.mean_sq_distance(),
+            "topics": topics["nonzero"],
+            "topic_entropy": topics["entropy"],
+        }
+
     @classmethod
     def grouped(cls, seg: np.ndarray, vectors: np.ndarray, n_groups: int) -> list[Self]:
         out = [cls() for _ in range(n_groups)]
@@ -671,3 +1042,179 @@ class Dispersion:
             state = out[i]
             state.n, state.total, state.sq, state.topics = int(counts[i]), totals[i], float(sq[i]), topics[i]
         return out
+
+    @staticmethod
+    def rows(
+        seg: np.ndarray, vectors: np.ndarray, earlier: Mapping[int, np.ndarray] | None = None
+    ) -> tuple[DispersionRows, dict[int, np.ndarray]]:
+        """`DispersionRows` of vectors in time order within their groups, after the sums
+        ``earlier[group]`` of vectors seen before (a stream read in batches), and each group's sum
+        after them."""
+        seg = np.asarray(seg, dtype=np.int64)
+        v = np.asarray(vectors, dtype=np.float64)
+        order = np.argsort(seg, kind="stable")
+        s, x = seg[order], v[order]
+        new = np.ones(len(s), dtype=bool)
+        new[1:] = s[1:] != s[:-1]
+        starts = np.flatnonzero(new)
+        rank = np.arange(len(s)) - np.repeat(starts, np.diff(np.append(starts, len(s))))
+        # running sums of the group's earlier vectors, all groups at once, one rank at a time (the
+        # additions a running sum does, in its order)
+        before = np.zeros_like(x)
+        for level in range(1, int(rank.max(initial=0)) + 1):
+            at = np.flatnonzero(rank == level)
+            before[at] = before[at - 1] + x[at - 1]
+        groups = s[starts].tolist()
+        if earlier is not None:
+            with_base = [i for i, g in enumerate(groups) if g in earlier]
+            if with_base:
+                base = np.zeros((len(groups), x.shape[1]))
+                base[with_base] = np.stack([earlier[groups[i]] for i in with_base])
+                before += base[np.repeat(np.arange(len(groups)), np.diff(np.append(starts, len(s))))]
+        last = np.append(starts[1:], len(s)) - 1
+        ends = before[last] + x[last]
+        totals = dict(zip(groups, ends, strict=True))
+        sq = np.einsum("ij,ij->i", x, x)
+        cross = 2.0 * np.einsum("ij,ij->i", x, before) + sq
+        rows = DispersionRows(np.empty_like(sq), np.empty_like(cross), np.empty(len(s), dtype=np.int64))
+        rows.sq[order], rows.cross[order] = sq, cross
+        rows.bucket[order] = topic_buckets(np.asarray(vectors, dtype=np.float32)[order])
+        return rows, totals
+
+    def states_from_rows(
+        self, groups: FilteredGroups, rows: DispersionRows, totals: Mapping[int, np.ndarray]
+    ) -> list[Dispersion]:
+        """Final states from the per-call rows and each group's vector sum."""
+        n = np.diff(groups.bounds)
+        sq = np.bincount(groups.seg, weights=rows.sq, minlength=groups.n_groups)
+        topics = Histogram.grouped(groups.seg, rows.bucket, groups.n_groups, 1 << TOPIC_PLANES)
+        out = [Dispersion() for _ in range(groups.n_groups)]
+        for i in np.flatnonzero(n).tolist():
+            state = out[i]
+            state.n, state.total, state.sq, state.topics = int(n[i]), totals[i], float(sq[i]), topics[i]
+        return out
+
+    def prefix_from_rows(self, groups: FilteredGroups, rows: DispersionRows) -> dict[str, np.ndarray]:
+        lo, hi = groups.piece_lo, groups.piece_hi
+        n = _counts(groups)
+        sq = fold_sum(groups, piece_reduce(np.add, rows.sq, lo, hi, 0.0))
+        cross = fold_sum(groups, piece_reduce(np.add, rows.cross, lo, hi, 0.0))
+        safe = np.where(n > 0, n, 1.0)
+        spread = np.where(n > 0, np.maximum(sq / safe - cross / (safe * safe), 0.0), 0.0)
+        topics = histogram_stats(prefix_histograms(groups, rows.bucket, 1 << TOPIC_PLANES))
+        return {
+            "n": n,
+            "mean_sq_distance": spread,
+            "topics": topics["nonzero"],
+            "topic_entropy": topics["entropy"],
+        }
+
+
+class SignalStats:
+    """How often one signal scored, fired (score ≥ 0.5), and its mean score when it scored.
+
+    >>> s = SignalStats(); s.observe(0.9); s.observe(0.2); s.fired, round(s.scores.mean, 2)
+    (1, 0.55)
+    """
+
+    __slots__ = ("fired", "scores")
+    FIRES_AT = 0.5
+
+    def __init__(self) -> None:
+        self.scores = MeanVar()
+        self.fired = 0
+
+    def fresh(self) -> SignalStats:
+        return SignalStats()
+
+    def observe(self, score: float) -> None:
+        self.scores.observe(score)
+        if score >= self.FIRES_AT:
+            self.fired += 1
+
+    def merge(self, other: SignalStats) -> None:
+        self.scores.merge(other.scores)
+        self.fired += other.fired
+
+    def read(self) -> dict[str, float]:
+        return {"n": float(self.scores.n), "mean": self.scores.mean, "fired": float(self.fired)}
+
+    def states(self, groups: FilteredGroups, values: np.ndarray) -> list[SignalStats]:
+        x = np.asarray(values, dtype=np.float64)
+        scores = MeanVar.grouped(groups.seg, x, groups.n_groups)
+        fired = np.bincount(groups.seg[x >= self.FIRES_AT], minlength=groups.n_groups).tolist()
+        out = []
+        for state_scores, state_fired in zip(scores, fired, strict=True):
+            state = SignalStats()
+            state.scores, state.fired = state_scores, state_fired
+            out.append(state)
+        return out
+
+    def prefix(self, groups: FilteredGroups, values: np.ndarray) -> dict[str, np.ndarray]:
+        x = np.asarray(values, dtype=np.float64)
+        stats = _meanvar_stats(*_meanvar_prefix(groups, x))
+        fires = (x >= self.FIRES_AT).astype(np.float64)
+        fired = fold_sum(groups, piece_reduce(np.add, fires, groups.piece_lo, groups.piece_hi, 0.0))
+        return {"n": stats["n"], "mean": stats["mean"], "fired": fired}
+
+
+class FirstValues:
+    """The first value seen for each key, for at most ``limit`` keys (readable previews of hashed
+    keys such as system prompts). Evidence, not a statistic: ``read()`` is empty.
+
+    >>> p = FirstValues(limit=2); p.observe(("k1", "first")); p.observe(("k1", "later")); p.values
+    {'k1': 'first'}
+    """
+
+    __slots__ = ("limit", "values")
+
+    def __init__(self, limit: int = 32) -> None:
+        self.limit = limit
+        self.values: dict[str, str] = {}
+
+    def fresh(self) -> FirstValues:
+        return FirstValues(self.limit)
+
+    def observe(self, item: tuple[str, str | Callable[[], str]]) -> None:
+        """``item`` is (key, value); the value may be a function, called only for a new key."""
+        key, value = item
+        if key not in self.values:
+            self.values[key] = value() if callable(value) else value
+
+    def merge(self, other: FirstValues) -> None:
+        for key, value in other.values.items():
+            self.values.setdefault(key, value)
+
+    def keep_only(self, keys: Iterable[str]) -> None:
+        """Forget the keys not in ``keys`` once more than ``limit`` are held (memory stays bounded)."""
+        if len(self.values) > self.limit:
+            wanted = set(keys)
+            self.values = {k: v for k, v in self.values.items() if k in wanted}
+
+    def read(self) -> dict[str, float]:
+        return {}
+
+    def states(
+        self, groups: FilteredGroups, values: tuple[Sequence[str], Sequence[str]]
+    ) -> list[FirstValues]:
+        keys, texts = values
+        out = [FirstValues(self.limit) for _ in range(groups.n_groups)]
+        for group, key, text in zip(groups.seg.tolist(), keys, texts, strict=True):
+            out[group].values.setdefault(key, text)
+        return out
+
+    def prefix(self, groups: FilteredGroups, values: object) -> dict[str, np.ndarray]:
+        return {}
+
+
+def piece_of_row(lo: np.ndarray, hi: np.ndarray, rows: int) -> np.ndarray:
+    """For each row, the query whose piece [lo, hi) holds it, or -1 (pieces are disjoint)."""
+    out = np.full(rows, -1, dtype=np.int64)
+    lengths = hi - lo
+    total = int(lengths.sum())
+    if total == 0:
+        return out
+    query = np.repeat(np.arange(len(lo)), lengths)
+    offsets = np.repeat(lo - (np.cumsum(lengths) - lengths), lengths)
+    out[np.arange(total) + offsets] = query
+    return out

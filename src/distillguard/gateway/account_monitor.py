@@ -50,7 +50,7 @@ class AccountMonitor:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         from distillguard.features.account_window import AccountWindow
-        from distillguard.scan.replay import ACCOUNT_SIGNALS, COT_PARTS, FEATURES, SCORED_SIGNALS
+        from distillguard.features.catalog import ACCOUNT_SIGNALS, COT_PARTS, FEATURES, SCORED_SIGNALS
         from distillguard.scoring.scorer import AccountScorer
         from distillguard.signals import registry
 
@@ -131,8 +131,8 @@ class AccountMonitor:
         return scores
 
     async def _observe_one(self, call: CallEvent, caller: Caller, decision: Any) -> None:
-        from distillguard.scan.checkpoints import is_checkpoint
-        from distillguard.scan.replay import EMBED_EVERY, EMBED_FIRST, EMBED_MAX
+        from distillguard.features.catalog import EMBED_EVERY, EMBED_FIRST, EMBED_MAX
+        from distillguard.features.checkpoints import is_checkpoint
 
         view = view_of(call)
         scores = self._scores(decision)

@@ -77,9 +77,9 @@ def scan(
 ) -> None:
     """Scan SOURCES (one call store from `distillguard ingest`, or event files) and write
     accounts_out.jsonl, clusters.jsonl, report.html and scan_summary.json to --out."""
+    from distillguard.features.catalog import FEATURES
     from distillguard.scan.outputs import write_outputs
     from distillguard.scan.pipeline import ScanSource, decide, load_account_records, replay_store
-    from distillguard.scan.replay import FEATURES
     from distillguard.scoring.scorer import AccountScorer
 
     if len(sources) == 1 and sources[0].is_dir():

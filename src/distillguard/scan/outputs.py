@@ -90,6 +90,10 @@ def scan_summary(result: ScanResult, source: str) -> dict[str, Any]:
         "calls_per_second": round(replay.calls / replay.seconds, 1) if replay.seconds else None,
         "thresholds": dict(result.thresholds.__dict__),
         "notices": result.notices,
+        # where the time went: the replay's stages summed over its workers, then the parent's
+        "cpu_seconds_by_stage": {
+            name: round(value, 3) for name, value in {**replay.stage_seconds, **result.stage_seconds}.items()
+        },
     }
 
 

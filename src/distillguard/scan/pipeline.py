@@ -9,12 +9,16 @@ linking into actor clusters, propagation of actor evidence, verdicts and the out
 from __future__ import annotations
 
 import copy
+import ctypes
+import gc
+import math
 import multiprocessing
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,14 +28,20 @@ import pyarrow.compute as pc
 from tqdm import tqdm
 
 from distillguard.events.accounts import read_accounts
+from distillguard.events.call_view import CallView
 from distillguard.events.model import Account, AccountVerdict, Reason, to_json_line
 from distillguard.events.readers import ReaderOptions, iter_events
 from distillguard.events.store import PARTITION, CallStore
+from distillguard.features.catalog import FEATURES, SCORED_SIGNALS, feature_vector
 from distillguard.linking.actor_cluster import ActorCluster, KnownActor, link
-from distillguard.scan.replay import FEATURES, READ_COLUMNS, AccountReplay, Replayer, feature_vector
+from distillguard.scan.replay import AccountReplay, CallStage, read_columns
 from distillguard.scoring.scorer import AccountScorer
+from distillguard.signals import registry
 
 BATCH_ROWS = 8192
+# calls a worker groups by account at once; beyond this it spills its narrow rows (~300 bytes a
+# call) to buckets of accounts on disk and takes them one bucket at a time
+BUCKET_CALLS = 1_500_000
 # what the signals were built for; other endpoints are scanned on their text alone
 KNOWN_ENDPOINTS = ("/v1/chat/completions", "/v1/completions", "/v1/responses")
 
@@ -107,14 +117,65 @@ class ReplayResult:
     calls: int
     seconds: float
     notices: list[str] = field(default_factory=list)
+    # CPU seconds by stage, summed over the workers (reading the store included)
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+
+def keep_freed_memory() -> None:
+    """Ask glibc to keep freed memory for reuse instead of returning it to the system.
+
+    Each batch allocates the same large NumPy temporaries (hashed n-grams of thousands of prompts,
+    tens of MB); by default glibc maps blocks that large afresh and unmaps them on free, so every
+    batch pays its page faults again (measured here at ~4 µs per 4 KiB page, which made first-touch
+    memory the largest cost of some stages). No effect where the C library is not glibc.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    mallopt(m_mmap_threshold, 1 << 30)
+    # up to this much free memory stays mapped for the next batch; beyond it goes back
+    mallopt(m_trim_threshold, 256 << 20)
+
+
+def warm_up_signals() -> None:
+    """Compile the pattern tables and load the text models once, before the workers fork (they
+    share the result copy-on-write instead of each paying ~1 s of start-up)."""
+    probe = CallView(
+        event_id="warm-up",
+        ts=datetime(2026, 1, 1, tzinfo=UTC),
+        account_id="warm-up",
+        prompt="warm up",
+        n_user_turns=1,
+        response_text="warm up",
+    )
+    for name in SCORED_SIGNALS:
+        registry.get(name).analyze_many([probe])
+    registry.get("template").analyze(probe)
 
 
 def _replay_partition(
-    args: tuple[str, int, int, bool, bool],
-) -> tuple[dict[str, AccountReplay], Counter[str]]:
-    store_path, worker, workers, use_embeddings, progress = args
+    args: tuple[str, int, int, bool, bool, int],
+) -> tuple[dict[str, AccountReplay], Counter[str], dict[str, float]]:
+    store_path, worker, workers, use_embeddings, progress, buckets = args
+    started = time.process_time()
+    keep_freed_memory()
     store = CallStore.open(store_path)
-    replayer = Replayer(use_embeddings=use_embeddings)
+    with tempfile.TemporaryDirectory(prefix="distillguard-scan-") as spill:
+        stage = CallStage(use_embeddings=use_embeddings, buckets=buckets, spill_dir=Path(spill))
+        gaps = _read_partition(store, stage, worker, workers, progress)
+        accounts = stage.finish()
+    seconds = dict(stage.seconds)
+    seconds["read store, notices, start-up"] = time.process_time() - started - sum(seconds.values())
+    return accounts, gaps, seconds
+
+
+def _read_partition(
+    store: CallStore, stage: CallStage, worker: int, workers: int, progress: bool
+) -> Counter[str]:
+    columns = read_columns()
     partition = f" AND hash(account_id) % {workers} = {worker}" if workers > 1 else ""
     bar = tqdm(
         desc=f"replay {worker + 1}/{workers}",
@@ -129,13 +190,14 @@ def _replay_partition(
     for day in store.days():
         where = f"{PARTITION} = '{day}'{partition}"
         for batch in store.iter_batches(
-            columns=READ_COLUMNS, batch_size=BATCH_ROWS, order_by="ts, event_id", where=where
+            columns=columns, batch_size=BATCH_ROWS, order_by="ts, event_id", where=where
         ):
-            replayer.observe_batch(batch)
+            stage.start_clock()
+            stage.observe_batch(batch)
             gaps.update(input_gaps(batch))
             bar.update(len(batch))
     bar.close()
-    return replayer.accounts, gaps
+    return gaps
 
 
 def replay_store(
@@ -143,34 +205,48 @@ def replay_store(
 ) -> ReplayResult:
     """Every account's calls replayed in time order; accounts are split over `workers` processes."""
     started = time.perf_counter()
-    jobs = [(str(store.path), w, workers, use_embeddings, progress) for w in range(workers)]
+    buckets = max(1, math.ceil(store.count() / workers / BUCKET_CALLS))
+    jobs = [(str(store.path), w, workers, use_embeddings, progress, buckets) for w in range(workers)]
+    warm_up_signals()
     if workers == 1:
         parts = [_replay_partition(jobs[0])]
     else:
-        # fork keeps start-up cheap; nothing heavy (models, thread pools) is loaded before this point
+        # fork keeps start-up cheap: the workers inherit the compiled pattern tables and text models;
+        # no thread pool (DuckDB, the embedding tokenizer) is started before this point
         with multiprocessing.get_context("fork").Pool(workers) as pool:
             parts = pool.map(_replay_partition, jobs)
     accounts: dict[str, AccountReplay] = {}
     gaps: Counter[str] = Counter()
-    for part, part_gaps in parts:
+    seconds: dict[str, float] = {}
+    for part, part_gaps, part_seconds in parts:
         gaps.update(part_gaps)
+        for name, value in part_seconds.items():
+            seconds[name] = seconds.get(name, 0.0) + value
         overlap = accounts.keys() & part.keys()
         if overlap:  # the hash partition guarantees disjoint accounts; anything else is a bug
             raise RuntimeError(f"account(s) replayed by two workers: {sorted(overlap)[:3]}")
         accounts.update(part)
     calls = sum(r.window.n for r in accounts.values())
+    # the replays live until the scan ends: keep the cyclic collector from rescanning them in every
+    # later stage (linking and the outputs create many objects of their own)
+    gc.freeze()
     return ReplayResult(
         accounts=dict(sorted(accounts.items())),
         calls=calls,
         seconds=time.perf_counter() - started,
         notices=gap_notices(gaps, calls),
+        stage_seconds=dict(seconds),
     )
 
 
 def checkpoint_matrix(replays: Sequence[AccountReplay]) -> tuple[np.ndarray, np.ndarray]:
     """All checkpoint feature vectors stacked, and the account index of each row."""
-    rows = [np.stack(r.checkpoint_features) for r in replays if r.checkpoint_features]
-    owners = [np.full(len(r.checkpoint_features), i) for i, r in enumerate(replays) if r.checkpoint_features]
+    rows = [
+        np.asarray(r.checkpoint_features, dtype=np.float32) for r in replays if len(r.checkpoint_features)
+    ]
+    owners = [
+        np.full(len(r.checkpoint_features), i) for i, r in enumerate(replays) if len(r.checkpoint_features)
+    ]
     if not rows:
         return np.zeros((0, len(FEATURES)), dtype=np.float32), np.zeros(0, dtype=int)
     return np.concatenate(rows), np.concatenate(owners)
@@ -380,6 +456,8 @@ class ScanResult:
     notices: list[str]
     thresholds: Any
     accounts: dict[str, Account]
+    # CPU seconds of the stages after the replay (in the parent process)
+    stage_seconds: dict[str, float] = field(default_factory=dict)
 
 
 def decide(
@@ -392,19 +470,26 @@ def decide(
 ) -> ScanResult:
     """Score, link, propagate actor evidence and give every account its verdict."""
     notices = (notices if notices is not None else []) + replay.notices
+    seconds: dict[str, float] = {}
+    started = time.process_time()
     replays = list(replay.accounts.values())
     scored = score_replays(replays, scorer)
+    seconds["score checkpoints"] = time.process_time() - started
     windows = {r.account_id: r.window for r in replays}
     clusters = link(windows, accounts, known_actors=known_actors)
+    seconds["link accounts"] = time.process_time() - started - sum(seconds.values())
     outcomes = cluster_outcomes(clusters, replay.accounts, scored, scorer)
     cluster_of = {aid: outcome for outcome in outcomes for aid in outcome.cluster.accounts}
+    seconds["actor evidence"] = time.process_time() - started - sum(seconds.values())
+    explained = _worst_checkpoint_reasons(replays, scored, scorer)
+    seconds["model reasons (SHAP)"] = time.process_time() - started - sum(seconds.values())
     t = scorer.thresholds
     verdicts = []
     for i, r in enumerate(replays):
         own = float(scored.own_risk[i])
         outcome = cluster_of.get(r.account_id)
         risk = max(own, outcome.risk) if outcome else own
-        reasons = _reasons_for(r, scored.checkpoint_risks[i], scorer, outcome, own)
+        reasons = _reasons_for(r, explained.get(i, []), outcome, own)
         flagged = None
         first = first_at_or_above(scored.checkpoint_risks[i], t.distiller)
         if first is not None:
@@ -429,21 +514,33 @@ def decide(
             flagged = None
         cluster_id = outcome.cluster.cluster_id if outcome else None
         verdicts.append(account_verdict(r.account_id, risk, verdict, cluster_id, flagged, reasons))
-    return ScanResult(verdicts, outcomes, replay, scored, notices, t, accounts)
+    seconds["verdicts"] = time.process_time() - started - sum(seconds.values())
+    return ScanResult(verdicts, outcomes, replay, scored, notices, t, accounts, seconds)
+
+
+def _worst_checkpoint_reasons(
+    replays: Sequence[AccountReplay], scored: ScoredAccounts, scorer: AccountScorer
+) -> dict[int, list[Reason]]:
+    """The scorer's reasons at the checkpoint where each account looked worst (accounts whose own
+    risk is above 0.05), all rows explained in one call to the model."""
+    wanted = [
+        i
+        for i, r in enumerate(replays)
+        if float(scored.own_risk[i]) > 0.05 and len(r.checkpoint_features) and len(scored.checkpoint_risks[i])
+    ]
+    if not wanted:
+        return {}
+    rows = np.stack(
+        [replays[i].checkpoint_features[int(np.argmax(scored.checkpoint_risks[i]))] for i in wanted]
+    ).astype(np.float64)
+    return dict(zip(wanted, scorer.reasons_many(rows), strict=True))
 
 
 def _reasons_for(
-    replay: AccountReplay,
-    risks: np.ndarray,
-    scorer: AccountScorer,
-    outcome: ClusterOutcome | None,
-    own: float,
+    replay: AccountReplay, explained: list[Reason], outcome: ClusterOutcome | None, own: float
 ) -> list[Reason]:
     # the evidence at the checkpoint where the account looked worst
-    worst = int(np.argmax(risks)) if len(risks) else 0
-    reasons: list[Reason] = []
-    if replay.checkpoint_features:
-        reasons += scorer.reasons(replay.checkpoint_features[worst].astype(np.float64)) if own > 0.05 else []
+    reasons: list[Reason] = list(explained)
     if outcome is not None and outcome.risk > own:
         reasons = outcome.reasons + reasons
     reasons += account_summary_reasons(replay)

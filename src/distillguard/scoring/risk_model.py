@@ -109,7 +109,16 @@ class RiskModel:
 
     def explain(self, row: np.ndarray, top: int = 3) -> list[Reason]:
         """The features that pushed this account's risk up most, as reasons."""
-        contributions = self.booster.predict(row.reshape(1, -1), pred_contrib=True)[0][:-1]
+        return self.explain_many(row.reshape(1, -1), top)[0]
+
+    def explain_many(self, rows: np.ndarray, top: int = 3) -> list[list[Reason]]:
+        """`explain` of each row, with one call into the booster (a call costs ~1 ms on its own)."""
+        if len(rows) == 0:
+            return []
+        contributions = np.asarray(self.booster.predict(rows, pred_contrib=True))[:, :-1]
+        return [self._reasons(row, c, top) for row, c in zip(rows, contributions, strict=True)]
+
+    def _reasons(self, row: np.ndarray, contributions: np.ndarray, top: int) -> list[Reason]:
         order = np.argsort(-contributions)[:top]
         reasons = []
         for j in order:

@@ -123,19 +123,27 @@ class AccountScorer:
 
     def reasons(self, row: np.ndarray) -> list[Reason]:
         """Why this feature vector scores as it does: firing rules, then the model's top features."""
-        features = {name: float(row[j]) for name, j in self._index.items()}
-        fired = [reason for rule in self.rules if (reason := rule.evaluate(features)) is not None]
-        fired.sort(key=lambda r: -r.score)
-        if self.model is not None:
-            probability = float(self.model_risk(row.reshape(1, -1).astype(np.float64))[0])
-            explained = self.model.explain(row[self._model_columns].astype(np.float64))
-            if explained:
+        return self.reasons_many(row.reshape(1, -1))[0]
+
+    def reasons_many(self, rows: np.ndarray) -> list[list[Reason]]:
+        """`reasons` of each row, the model consulted once for all of them."""
+        x = np.asarray(rows, dtype=np.float64).reshape(len(rows), -1)
+        probabilities = self.model_risk(x) if self.model is not None else None
+        explanations = self.model.explain_many(x[:, self._model_columns]) if self.model is not None else None
+        out = []
+        for i, row in enumerate(x):
+            features = {name: float(row[j]) for name, j in self._index.items()}
+            fired = [reason for rule in self.rules if (reason := rule.evaluate(features)) is not None]
+            fired.sort(key=lambda r: -r.score)
+            if probabilities is not None and explanations is not None and explanations[i]:
+                probability = float(probabilities[i])
                 fired.append(
                     Reason(
                         signal="model:risk",
                         score=probability,
                         detail=f"learned model gives risk {probability:.3f}; "
-                        + "; ".join(r.detail for r in explained),
+                        + "; ".join(r.detail for r in explanations[i]),
                     )
                 )
-        return fired
+            out.append(fired)
+        return out

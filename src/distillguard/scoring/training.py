@@ -28,9 +28,9 @@ from distillguard.events.accounts import read_accounts, read_labels
 from distillguard.events.model import Label
 from distillguard.events.readers import ReaderOptions, iter_events
 from distillguard.events.store import CallStore
+from distillguard.features.catalog import FEATURES
 from distillguard.features.provenance import FAKEABLE, without
 from distillguard.scan.pipeline import ReplayResult, checkpoint_matrix, decide, replay_store
-from distillguard.scan.replay import FEATURES
 from distillguard.scoring.risk_model import (
     DISTILLER_RISK,
     MODEL_META,

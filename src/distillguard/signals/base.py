@@ -7,11 +7,15 @@ to say about this call, e.g. an output signal on a call without a response).
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from collections.abc import Sequence
-from typing import ClassVar
+from datetime import UTC, datetime
+from typing import ClassVar, NamedTuple
 
 import msgspec
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from distillguard.events.call_view import CallView, views_of_batch
 
@@ -55,6 +59,12 @@ class Signal:
     reads: ClassVar[str] = "input"
     # True when the signal is cheap enough (tens of microseconds) for the gateway's request path.
     inline: ClassVar[bool] = False
+    # The call columns (VIEW_SCHEMA names) the result depends on: calls that agree on them get the
+    # same result, so a batch is analysed once per distinct combination. Empty: every column.
+    reads_columns: ClassVar[tuple[str, ...]] = ()
+    # Distinct inputs (values of `reads_columns`) whose results the signal remembers across batches
+    # (0: none). Templated traffic repeats prompts across days, not only within a batch.
+    memo_entries: ClassVar[int] = 0
 
     def analyze(self, call: CallView) -> SignalResult | None:
         raise NotImplementedError
@@ -66,3 +76,95 @@ class Signal:
     def analyze_batch(self, batch: pa.RecordBatch | pa.Table) -> list[SignalResult | None]:
         """Batch form over an Arrow record batch of the call store (columns as in VIEW_SCHEMA)."""
         return self.analyze_many(views_of_batch(batch))
+
+    def analyze_columns(
+        self, batch: pa.RecordBatch | pa.Table
+    ) -> tuple[list[SignalResult | None], np.ndarray]:
+        """The results of a record batch as (distinct results, for each row the index of its result):
+        each distinct combination of `reads_columns` is analysed once. Templated and harvesting
+        traffic repeats its prompts, and parameters repeat far more."""
+        calls = distinct_views(batch, self.reads_columns)
+        return self.analyze_distinct(calls), calls.of_row
+
+    def forget(self) -> None:
+        """Drop the remembered results (a batch reader that has read its last batch)."""
+        memo = getattr(self, "_results_memo", None)
+        if memo is not None:
+            memo.clear()
+
+    def analyze_distinct(self, calls: DistinctCalls) -> list[SignalResult | None]:
+        """The result of each distinct call, remembered for `memo_entries` inputs (pure in them)."""
+        if not self.memo_entries or calls.keys is None:
+            return self.analyze_many(calls.views)
+        memo: OrderedDict[tuple[object, ...], SignalResult | None] | None = getattr(
+            self, "_results_memo", None
+        )
+        if memo is None:
+            memo = OrderedDict()
+            self._results_memo = memo
+        results: list[SignalResult | None] = [None] * len(calls.views)
+        missing = []
+        for i, key in enumerate(calls.keys):
+            if key in memo:
+                results[i] = memo[key]
+                memo.move_to_end(key)
+            else:
+                missing.append(i)
+        if missing:
+            fresh = self.analyze_many([calls.views[i] for i in missing])
+            for i, result in zip(missing, fresh, strict=True):
+                results[i] = memo[calls.keys[i]] = result
+            # least recently used first out: measured on the default preset's prompts, this keeps
+            # all but 1% of the repeats a memo of unbounded size would catch (clearing when full, 18%)
+            while len(memo) > self.memo_entries:
+                memo.popitem(last=False)
+        return results
+
+
+class DistinctCalls(NamedTuple):
+    """The distinct calls of a batch as a signal reads them: one view per distinct combination of
+    the columns (``keys``: those values), and for each row the index of its view."""
+
+    views: list[CallView]
+    of_row: np.ndarray
+    keys: list[tuple[object, ...]] | None
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def distinct_codes(arrays: Sequence[pa.Array | pa.ChunkedArray]) -> tuple[np.ndarray, np.ndarray]:
+    """One code per row for each distinct tuple of values across ``arrays`` (null is a value of its
+    own), and the first row holding each code.
+
+    >>> codes, first = distinct_codes([pa.array(["a", "b", "a", None]), pa.array([1, 1, 1, 1])])
+    >>> codes.tolist(), first.tolist()
+    ([0, 1, 0, 2], [0, 1, 3])
+    """
+    rows = len(arrays[0]) if arrays else 0
+    combined = np.zeros(rows, dtype=np.int64)
+    for array in arrays:
+        if isinstance(array, pa.ChunkedArray):
+            array = array.combine_chunks()
+        encoded = pc.dictionary_encode(array, null_encoding="encode")
+        part = np.asarray(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
+        combined = combined * (len(encoded.dictionary) + 1) + part
+    _, first, inverse = np.unique(combined, return_index=True, return_inverse=True)
+    return inverse.astype(np.int64).reshape(-1), first
+
+
+def distinct_views(batch: pa.RecordBatch | pa.Table, columns: Sequence[str]) -> DistinctCalls:
+    """One view per distinct combination of ``columns`` in the batch (only those fields filled in),
+    and for each row the index of its view. With no columns: every row's full view."""
+    if not columns:
+        return DistinctCalls(views_of_batch(batch), np.arange(len(batch)), None)
+    missing = [name for name in columns if name not in batch.schema.names]
+    if missing:
+        raise KeyError(f"the batch lacks the columns {missing} a signal reads")
+    codes, first = distinct_codes([batch.column(name) for name in columns])
+    taken = {name: batch.column(name).take(pa.array(first)).to_pylist() for name in columns}
+    views = [
+        CallView(event_id="", ts=_EPOCH, account_id="", **{name: values[i] for name, values in taken.items()})
+        for i in range(len(first))
+    ]
+    return DistinctCalls(views, codes, list(zip(*taken.values(), strict=True)))

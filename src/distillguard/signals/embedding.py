@@ -69,6 +69,7 @@ class Embedding(Signal):
     known_false_positives = ()
     reads = "input"
     inline = False  # ~0.1 ms per prompt: embed a sample per account off the request path
+    reads_columns = ("prompt",)
 
     def __init__(self, *, cache_dir: Path | None = None) -> None:
         self._cache_dir = cache_dir

@@ -154,6 +154,8 @@ class LogitProbe(Signal):
     )
     reads = "input"
     inline = True
+    reads_columns = ("logprobs", "top_logprobs", "logit_bias_size", "max_tokens", "n", "temperature")
+    memo_entries = 4096
 
     def analyze(self, call: CallView) -> SignalResult:
         fired = _fired(call)

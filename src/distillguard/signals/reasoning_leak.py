@@ -79,6 +79,7 @@ class ReasoningLeak(Signal):
     )
     reads = "output"
     inline = True
+    reads_columns = ("response_text", "reasoning_text")
     table = PATTERN_FILE.table()
 
     def __init__(self, *, mode: str = "rules+model") -> None:

@@ -26,6 +26,9 @@ class RulesAndModelSignal(Signal):
 
     table: ClassVar[PatternTable]
     inline = True
+    # prompt_text reads the first two; rule_score may read the turn count (generation_request)
+    reads_columns = ("system_prompt", "prompt", "n_user_turns")
+    memo_entries = 65_536
 
     def __init__(self, *, mode: str = "rules+model") -> None:
         if mode not in MODES:

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections import OrderedDict
 from functools import lru_cache
 
+import pyarrow as pa
+
 from distillguard.events.call_view import CallView
-from distillguard.signals.base import Signal, SignalResult
+from distillguard.signals.base import Signal, SignalResult, distinct_views
 from distillguard.signals.patterns import HEAD_CHARS, TAIL_CHARS
 
 # Removed before looking at lines: spans whose content is a filling wherever they appear (code
@@ -47,6 +50,7 @@ _INLINE_SLOT = re.compile(r"^([^:\n]{1,30}):\s+\S.*$")
 _NOTHING_FIXED = re.compile(r"^[\W#\x01]*$")
 LONG_LINE = 200  # a single line this long is a filling (a pasted paragraph, a problem statement)
 FINGERPRINT_BYTES = 8
+FINGERPRINT_MEMO = 65_536  # distinct (system prompt, prompt) pairs whose fingerprint a batch reader remembers
 
 
 def _cut_outside_fences(text: str) -> str:
@@ -110,6 +114,31 @@ class Template(Signal):
     )
     reads = "input"
     inline = True
+    reads_columns = ("system_prompt", "prompt")
+
+    def __init__(self) -> None:
+        self._fingerprints: OrderedDict[tuple[object, ...], str] = OrderedDict()
+
+    def forget(self) -> None:
+        self._fingerprints.clear()
+
+    def fingerprints(self, batch: pa.RecordBatch | pa.Table) -> pa.Array:
+        """The fingerprint of every row of a record batch, each distinct (system prompt, prompt) once
+        and remembered across batches (`FINGERPRINT_MEMO` of them)."""
+        calls = distinct_views(batch, self.reads_columns)
+        memo = self._fingerprints
+        keys = calls.keys if calls.keys is not None else [(v.system_prompt, v.prompt) for v in calls.views]
+        out = []
+        for view, key in zip(calls.views, keys, strict=True):
+            found = memo.get(key)
+            if found is None:
+                found = memo[key] = self.fingerprint(view)
+            else:
+                memo.move_to_end(key)
+            out.append(found)
+        while len(memo) > FINGERPRINT_MEMO:  # least recently used first out
+            memo.popitem(last=False)
+        return pa.array(out, pa.string()).take(pa.array(calls.of_row))
 
     def fingerprint(self, call: CallView) -> str:
         """A short stable hex string; equal for calls built from the same template."""

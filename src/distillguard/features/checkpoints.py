@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from functools import cache
 
+import numpy as np
+
 
 @cache
 def _ladder(limit: int = 10_000_000) -> frozenset[int]:
@@ -28,3 +30,13 @@ def is_checkpoint(n_calls: int) -> bool:
     [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 16, 18, 20, 22, 25, 28, 31, 35, 39, 44, 49, 55]
     """
     return n_calls in _ladder()
+
+
+def checkpoint_positions(n_calls: np.ndarray) -> np.ndarray:
+    """`is_checkpoint` of each element of an integer array.
+
+    >>> checkpoint_positions(np.array([1, 10, 11, 12, 13])).tolist()
+    [True, True, True, False, True]
+    """
+    ladder = np.array(sorted(_ladder()), dtype=np.int64)
+    return np.isin(np.asarray(n_calls, dtype=np.int64), ladder)
