@@ -626,3 +626,60 @@ def test_nul_bytes_long_fields_and_nan_are_stored_alike(store: CaseStore) -> Non
 def test_non_ascii_user_names_log_in(store: CaseStore) -> None:
     store.add_user("josé", "correct horse battery", "viewer")
     assert store.authenticate("josé", "correct horse battery") == "viewer"
+
+
+# ---- sharing (intel) -------------------------------------------------------------------------
+def test_v3_adds_the_sharing_columns_to_an_existing_database(url: str) -> None:
+    from distillguard.cases.schema import MIGRATIONS
+
+    store = CaseStore(url)
+    try:
+        with store.engine.begin() as conn:  # a database as the code before v3 left it
+            schema_version.create(conn)
+            for number, migration in enumerate(MIGRATIONS[:2], 1):
+                if number == 1:
+                    conn.execute(
+                        sa.text(
+                            "CREATE TABLE cases (case_id INTEGER PRIMARY KEY, kind VARCHAR(16) NOT NULL, "
+                            "cluster_id VARCHAR(64), title VARCHAR(300) NOT NULL, status VARCHAR(16) NOT NULL, "
+                            "risk FLOAT NOT NULL, verdict VARCHAR(16) NOT NULL, source VARCHAR(32) NOT NULL, "
+                            "n_accounts INTEGER NOT NULL, n_calls INTEGER NOT NULL, reasons JSON NOT NULL, "
+                            "indicators JSON NOT NULL, edges JSON NOT NULL, linked_case_id INTEGER, "
+                            "revision INTEGER NOT NULL, created_at TIMESTAMP NOT NULL, updated_at TIMESTAMP NOT NULL)"
+                        )
+                    )
+                    conn.execute(
+                        sa.text(
+                            "INSERT INTO cases VALUES (1, 'actor', NULL, 'old', 'banned', 0.9, 'distiller', 'scan', "
+                            "1, 1, '[]', '{}', '[]', NULL, 1, '2026-01-01 00:00:00', '2026-01-01 00:00:00')"
+                        )
+                    )
+                    for table in ("case_accounts", "samples", "audit_log", "users"):
+                        from distillguard.cases import schema
+
+                        getattr(schema, table).create(conn)
+                else:
+                    migration(conn)
+                conn.execute(sa.insert(schema_version).values(version=number, applied_at=datetime.now(UTC)))
+        assert store.migrate() == SCHEMA_VERSION - 2
+        old = store.case(1)
+        assert old["withhold"] is False and old["peer"] is None and old["title"] == "old"
+    finally:
+        store.close()
+
+
+def test_withhold_from_sharing_and_peer_cases(store: CaseStore) -> None:
+    decided = store.upsert(actor_case(["a1", "a2"])).case_id
+    assert store.case(decided)["withhold"] is False
+    assert store.set_withhold(decided, "ivy", True) == {"case_id": decided, "withhold": True}
+    assert store.case(decided)["withhold"] is True
+    store.set_withhold(decided, "ivy", False)
+    actions = [e["action"] for e in store.audit(decided)]
+    assert actions[:2] == ["share", "withhold"] and store.audit(decided)[1]["actor_user"] == "ivy"
+    with pytest.raises(CaseStoreError, match="no open or decided case 999"):
+        store.set_withhold(999, "ivy", True)
+    incoming = IncomingCase(
+        kind="account", source="intel", title="b1 held", accounts=[account("b1")], peer="lab-a"
+    )
+    held = store.upsert(incoming).case_id
+    assert store.case(held)["peer"] == "lab-a"
