@@ -48,6 +48,10 @@ class Ban(msgspec.Struct, kw_only=True, omit_defaults=True):
     actor: str | None = None  # the actor (case) whose decision this entry carries
     case_id: int | None = None
     hold: bool = False
+    # a peer's watch entry (`watch:<peer>:<kind>:<key id>:<keyed hash>:<actor>`, written by
+    # `distillguard intel pull`): never matched after this time (epoch seconds)
+    expires: float | None = None
+    confidence: int | None = None  # a peer's watch entry: the peer's confidence in it (0-100)
 
 
 ACCOUNT_KINDS = ("account", "actor")
