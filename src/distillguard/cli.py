@@ -19,6 +19,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "replay": ("distillguard.gateway.cli:replay", "Run the live gateway engine over recorded calls."),
     "cases": ("distillguard.cases.cli:cases", "Cases from scans and gateway flags; review users."),
     "ui": ("distillguard.cases.cli:ui", "Serve the investigators' review UI."),
+    "intel": (
+        "distillguard.intel.cli:intel",
+        "Share actors' indicators with peers (STIX/TAXII), hold matches.",
+    ),
     "train": (
         "distillguard.train_cli:train",
         "Train the shipped models from the development corpora.",
