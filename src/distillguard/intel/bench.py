@@ -75,6 +75,7 @@ async def _replay_b(
     policy = msgspec.structs.replace(default_policy(), rules=[])
     watch = PeerWatch(state, keys, refresh_s=3600.0) if with_intel else None
     engine = LiveEngine(policy, state, [], peer_watch=watch)
+    engine.peer_watch = watch  # B alone: no peer watch even if the environment names a key
     first: dict[str, bool] = {}
     held_at: dict[str, int] = {}
     kinds: dict[str, list[str]] = {}
