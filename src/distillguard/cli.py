@@ -23,6 +23,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "distillguard.intel.cli:intel",
         "Share actors' indicators with peers (STIX/TAXII), hold matches.",
     ),
+    "audit": (
+        "distillguard.audit.cli:audit",
+        "Audit a model's refusals, framing bias and withdrawn answers.",
+    ),
     "train": (
         "distillguard.train_cli:train",
         "Train the shipped models from the development corpora.",

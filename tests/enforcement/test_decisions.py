@@ -1,15 +1,28 @@
-"""A reviewer's decision as enforcement entries: plan(), deliver() to a shared bans file, feedback labels."""
+"""A reviewer's decision as enforcement entries: plan(), deliver() to a shared bans file, feedback
+labels, and delivery from the case store's outbox with retries."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from distillguard.enforcement.decisions import Plan, actor_id, deliver, plan, write_feedback
-from distillguard.enforcement.state import INDICATOR_KINDS, Ban, MemoryState
+from distillguard.cases.store import CaseStore, IncomingAccount, IncomingCase
+from distillguard.enforcement.decisions import (
+    Plan,
+    actor_id,
+    deliver,
+    deliver_outbox,
+    operations,
+    plan,
+    with_pending,
+    write_feedback,
+)
+from distillguard.enforcement.state import INDICATOR_KINDS, Ban, MemoryState, RedisState, ban_from_json
 from distillguard.events.accounts import read_labels
 
 CASE: dict[str, Any] = {
@@ -208,3 +221,117 @@ def test_write_feedback_writes_spec_labels(tmp_path: Path) -> None:
         assert label.label == "benign"
         assert label.actor is None
         assert label.tactic == "cleared_by_review"
+
+
+# ---- delivery from the case store's outbox ------------------------------------------------------
+def test_operations_lift_before_they_put_and_carry_feedback(tmp_path: Path) -> None:
+    current = [owned("template:old-fp")]
+    decided = plan(CASE, "ban", current, REASON)
+    ops = operations(decided)
+    assert ops[0] == {"kind": "lift", "subject": "template:old-fp"}
+    assert [op["kind"] for op in ops] == ["lift"] + ["put"] * len(decided.put)
+    assert ops[1]["entry"]["subject"] == "account:a1" and ops[1]["entry"]["case_id"] == 7
+    cleared = operations(plan(CASE, "clear", [], REASON), feedback=(tmp_path / "labels.jsonl", CASE))
+    assert cleared[-1] == {
+        "kind": "feedback",
+        "path": str(tmp_path / "labels.jsonl"),
+        "case_id": 7,
+        "accounts": ["a1", "a2"],
+    }
+
+
+def test_pending_operations_count_as_written_when_planning() -> None:
+    ops = operations(plan(CASE, "ban", [], REASON))
+    later = [*ops, {"kind": "lift", "subject": "template:old-fp"}]
+    current = with_pending([owned("template:old-fp"), owned("account:zz", case_id=9)], later)
+    subjects = {e.subject for e in current}
+    assert "account:a1" in subjects and "payment:pf-x" in subjects and "account:zz" in subjects
+    assert "template:old-fp" not in subjects
+    # so clearing right after a ban that is still undelivered lifts the ban's indicator entries
+    assert "payment:pf-x" in plan(CASE, "clear", current, REASON).lift
+
+
+def _decided_store(tmp_path: Path, action: str = "ban") -> tuple[CaseStore, int, int]:
+    store = CaseStore.open(str(tmp_path / "cases.db"))
+    case_id = store.upsert(
+        IncomingCase(
+            kind="actor",
+            source="scan",
+            title="actor",
+            accounts=[IncomingAccount("a1"), IncomingAccount("a2")],
+            indicators={"payment": ["pf-x"]},
+        )
+    ).case_id
+    case = store.case(case_id)
+    ops = operations(plan(case, action, [], REASON))
+    store.decide(case_id, "ivy", action, "one card behind both accounts", {}, enforcement=ops)
+    return store, case_id, len(ops)
+
+
+def test_a_failed_delivery_is_retried_and_the_entries_arrive_once(tmp_path: Path) -> None:
+    store, _case_id, n = _decided_store(tmp_path)
+    bans = tmp_path / "shared" / "bans.jsonl"  # its folder is not mounted yet: every write fails
+
+    async def scenario() -> None:
+        failing = MemoryState(bans_file=bans)
+        first = await deliver_outbox(store, failing)
+        assert (first.delivered, first.pending) == (0, n)
+        assert first.error is not None and "bans.jsonl" in first.error
+        [head, *_] = store.pending_enforcement()
+        assert head.attempts == 1 and head.last_error is not None
+        assert len(store.pending_enforcement()) == n  # nothing skipped: order is kept
+
+        bans.parent.mkdir()
+        working = MemoryState(bans_file=bans)
+        await working.start()
+        second = await deliver_outbox(store, working)
+        assert (second.delivered, second.pending, second.error) == (n, 0, None)
+        third = await deliver_outbox(store, working)
+        assert (third.delivered, third.pending) == (0, 0)
+        await working.close()
+
+    asyncio.run(scenario())
+    lines = bans.read_text().splitlines()
+    assert len(lines) == n and len({json.loads(line)["subject"] for line in lines}) == n
+    reader = MemoryState(bans_file=bans)
+    reader._reload()
+    found = reader.banned("a1", None)
+    assert found is not None and found.action == "ban"
+    assert store.pending_enforcement() == []
+    store.close()
+
+
+def test_a_crash_between_commit_and_delivery_loses_nothing(tmp_path: Path, redis_url: str) -> None:
+    """The process that committed the decision died before delivering it (here: it never tried).
+    The next process's deliverer finds the entries in the outbox and sends them, once."""
+    store, case_id, n = _decided_store(tmp_path)
+    store.close()
+    prefix = f"dg-test-{uuid.uuid4().hex}:"
+
+    async def scenario() -> None:
+        restarted = CaseStore.open(str(tmp_path / "cases.db"))
+        down = RedisState("redis://127.0.0.1:1/0", prefix=prefix, timeout_s=0.2)
+        refused = await deliver_outbox(restarted, down)
+        assert refused.delivered == 0 and refused.pending == n and refused.error
+        await down.close()
+        up = RedisState(redis_url, prefix=prefix)
+        await up.start()
+        try:
+            done = await deliver_outbox(restarted, up)
+            assert (done.delivered, done.pending) == (n, 0)
+            assert (await deliver_outbox(restarted, up)).delivered == 0
+            import redis.asyncio as redis_asyncio
+
+            client = redis_asyncio.from_url(redis_url)
+            stored = await client.hgetall(prefix + "bans")
+            assert {k.decode() for k in stored} == {"account:a1", "account:a2", "payment:pf-x"}
+            for raw in stored.values():
+                entry = ban_from_json(raw)
+                assert entry.case_id == case_id and entry.action == "ban"
+            await client.delete(prefix + "bans")
+            await client.aclose()
+        finally:
+            await up.close()
+            restarted.close()
+
+    asyncio.run(scenario())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -27,10 +28,18 @@ T0 = datetime(2026, 2, 9, tzinfo=UTC)
 WEEK_S = 7 * 86400
 
 
+def template_text(name: str) -> str:
+    """A template's fixed text, as long as real ones and unlike any other name's (letters only: the
+    template signal treats digits as a filling)."""
+    digest = hashlib.sha256(name.encode()).hexdigest().translate(str.maketrans("0123456789", "ghijklmnop"))
+    return " ".join(digest[i : i + 6] for i in range(0, 60, 6))
+
+
 def window_of(
     times: list[datetime],
     *,
     template: str | None = None,
+    template_share: float = 1.0,
     system: str = "",
     ip: str | None = None,
     asn: int | None = None,
@@ -40,6 +49,7 @@ def window_of(
     window = AccountWindow()
     rng = random.Random(len(times))
     for i, ts in enumerate(sorted(times)):
+        own = template if template and rng.random() < template_share else None
         view = CallView(
             event_id=str(i),
             ts=ts,
@@ -48,9 +58,9 @@ def window_of(
             client_asn=asn,
             client_tls_fingerprint=tls,
             system_prompt=system,
-            prompt=f"prompt {rng.random()}",
+            prompt=f"{template_text(own)}\n\nInput:\n{rng.random()}" if own else f"prompt {rng.random()}",
         )
-        window.observe(view, {"generation_request": fires}, template or f"tpl-{rng.random()}")
+        window.observe(view, {"generation_request": fires}, own or f"tpl-{rng.random()}")
     return window
 
 
@@ -101,10 +111,18 @@ def test_popular_sdk_fingerprint_and_corporate_nat_do_not_link() -> None:
 
 
 def test_public_eval_template_and_system_prompt_do_not_link() -> None:
-    windows = background()
+    """Customers of a public evaluation send its judge template among their own prompts, and so
+    do many other accounts of the run: neither how much they share nor how rare it is links them."""
+    windows = {
+        f"benign-{i}": window_of(random_times(1000 + i), template="tpl-mtbench-judge", template_share=0.2)
+        for i in range(20)
+    }
     for i in range(3):
         windows[f"eval-{i}"] = window_of(
-            random_times(400 + i, 60), template="tpl-mtbench-judge", system="Please act as an impartial judge"
+            random_times(400 + i, 60),
+            template="tpl-mtbench-judge",
+            template_share=0.4,
+            system="Please act as an impartial judge",
         )
     assert link(windows) == []
 
@@ -166,8 +184,8 @@ def test_recidivist_joins_the_known_actor() -> None:
 
     windows = background() | {
         "new-1": window_of(random_times(9), template="tpl-r1-distill", ip="192.0.2.50"),
-        # shares the template only: one weak indicator is not enough
-        "lookalike": window_of(random_times(10), template="tpl-r1-distill"),
+        # tried the same template on a third of its calls: not enough for the actor, nor for new-1
+        "lookalike": window_of(random_times(10), template="tpl-r1-distill", template_share=0.3),
     }
     clusters = link(windows, known_actors=[actor])
     assert clustered(clusters) == [["new-1"]]
@@ -226,6 +244,7 @@ def test_cluster_record_is_plain_json() -> None:
         ("rules: {ip: {weight: high}}\n", "rules.ip.weight must be a number"),
         ("rules: {phone: {weight: 1}}\n", "rules.phone is not an indicator kind"),
         ("sync: {min_lift: 8, speed: 1}\n", "sync.speed is not a known field"),
+        ("content: {min_coverage: most}\n", "content.min_coverage must be a number"),
         ("ignore: [template]\n", "ignore must be a list"),
         ("colour: red\n", "colour is not a known field"),
     ],
@@ -242,9 +261,11 @@ def test_config_loads_overrides(tmp_path: Path) -> None:
     path = tmp_path / "linking.yaml"
     path.write_text(
         "sync: {min_lift: 8}\nrules: {ip: {weight: 0.3}}\nignore: [[template, tpl-x]]\npair_limit: 50\n"
+        "content: {min_shingles: 12}\n"
     )
     config = load_link_config(path)
     assert config.sync.min_lift == 8.0 and config.rules["ip"].weight == 0.3 and config.pair_limit == 50
+    assert config.content.min_shingles == 12 and isinstance(config.content.min_shingles, int)
     assert Indicator("template", "tpl-x") in config.ignore
     assert config.rules["payment"] == LinkConfig().rules["payment"]
 
@@ -280,7 +301,8 @@ def test_busy_population_starting_together_has_no_lucky_pairs_but_the_hydra_is_f
 )
 def test_hydras_among_session_based_benign_traffic(benign: int, hydras: list[tuple[int, str | None]]) -> None:
     """Benign accounts work in sessions (runs of busy 5-minute buckets, daytime in a few time
-    zones), eval customers share a public template, colleagues share a NAT; two hydras rotate
+    zones), eval customers share a public template (one benign account in ten sends it too),
+    colleagues share a NAT; two hydras rotate
     residential IPs and take part in 60% of their actor's bursts, one of them with a template."""
     rng = random.Random(0)
 
@@ -295,7 +317,9 @@ def test_hydras_among_session_based_benign_traffic(benign: int, hydras: list[tup
         for _ in range(max(1, n // 10)):
             start = daytime()
             times += [start + timedelta(seconds=rng.uniform(0, 1800)) for _ in range(min(n, 10))]
-        windows[f"benign-{i}"] = window_of(times, tls="t13d_sdk", asn=16509)
+        # the evaluation template is public: one benign account in ten sends it now and then
+        public = {"template": "tpl-mtbench", "template_share": 0.3} if i % 10 == 0 else {}
+        windows[f"benign-{i}"] = window_of(times, tls="t13d_sdk", asn=16509, **public)
     for i in range(5):
         windows[f"eval-{i}"] = window_of(
             [daytime() for _ in range(60)], template="tpl-mtbench", system="Act as a judge"

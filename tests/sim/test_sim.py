@@ -16,7 +16,8 @@ from distillguard.cli import main
 from distillguard.corpus import load_corpus
 from distillguard.events.call_view import view_of
 from distillguard.events.model import account_decoder, event_decoder, label_decoder
-from distillguard.sim.generate import generate
+from distillguard.sim.generate import build_accounts, generate
+from distillguard.sim.pools import build_pools
 from distillguard.sim.scenario import Benign, ScenarioError, load_preset, load_scenario
 
 TACTICS = {
@@ -144,6 +145,10 @@ def test_prompts_come_only_from_the_chosen_split(small: Path) -> None:
         ),
         ("name: [unclosed\n", "not valid YAML"),
         (
+            "name: x\nstart: 2026-02-02T00:00:00Z\ndays: 7\ncareful: maybe\nbenign: {}\nadversaries: {}\n",
+            "field 'careful'",
+        ),
+        (
             "name: x\nstart: 2026-02-02T00:00:00Z\ndays: 7\nbenign: {}\n"
             "adversaries: {rl_grading: {actors: 1, calls_per_day: 5, start_day: 3, end_day: 9}}\n",
             "adversaries.rl_grading: active window [3, 9) is outside the 7 days",
@@ -181,6 +186,38 @@ def test_presets_are_sized_for_the_benchmark() -> None:
     assert router.actors >= 20 and len(router.shares) == 4
     hydra = default.tactics()["hydra"]
     assert min(hydra.campaign_sizes) >= 10 and max(hydra.campaign_sizes) <= 500
+
+
+def test_careful_presets_are_sized_for_the_benchmark() -> None:
+    careful = load_preset("careful")
+    assert careful.careful and careful.days == 14
+    assert set(careful.populations()) == set(Benign.__struct_fields__)
+    assert all(p.accounts >= 200 for p in careful.populations().values())
+    assert set(careful.tactics()) == TACTICS
+    assert len(careful.tactics()["router_mixed"].shares) == 4
+    builder = build_accounts(careful, build_pools(load_corpus(), "test"), 1)
+    assert len(builder.actors) >= 150
+    small = load_preset("careful-small")
+    assert small.careful and set(small.tactics()) == TACTICS
+
+
+def test_careful_distillers_take_a_benign_profile_and_keep_one_or_two_links() -> None:
+    builder = build_accounts(load_preset("careful-small"), build_pools(load_corpus(), "test"), 3)
+    distillers = [a for a in builder.accounts if a.label == "distiller"]
+    cover_timings = {
+        a.timing for a in builder.accounts if a.population in ("casual", "developer", "app_backend")
+    }
+    assert {a.timing for a in distillers} <= cover_timings
+    assert all(a.habit is not None and not a.rotate_ips and a.sync_group is None for a in distillers)
+    links = [tuple(d["links"]) for d in builder.actors.values()]
+    assert all(1 <= len(x) <= 2 for x in links)
+    assert set(links) >= {("content",), ("payment",)}
+    # an actor without a payment link shares no payment fingerprint between its accounts
+    by_id = {a.account_id: a for a in builder.accounts}
+    for details in builder.actors.values():
+        payments = {by_id[a].record["payment_fingerprint"] for a in details["accounts"]}
+        if "payment" not in details["links"]:
+            assert len(payments) == len(details["accounts"])
 
 
 def test_cli_prints_the_summary_and_rejects_a_bad_scenario(tmp_path: Path) -> None:
@@ -248,7 +285,8 @@ def test_naive_rate_limits_cannot_separate_hydras_from_bulk_customers(small: Pat
     hydra = max(n for a, n in busiest.items() if tactic[a] == "hydra")
     bulk = [n for a, n in busiest.items() if tactic[a] in ("batch_classification", "app_backend")]
     assert hydra < 30  # every hydra account stays under a naive per-account daily limit
-    assert sum(n > 5 * hydra for n in bulk) >= len(bulk) // 2  # while legitimate bulk customers do not
+    # while a limit low enough to catch them would block most legitimate bulk customers
+    assert sum(n > 2 * hydra for n in bulk) >= len(bulk) // 2
 
 
 def test_active_windows_bound_when_accounts_call(tmp_path: Path) -> None:

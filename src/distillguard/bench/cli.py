@@ -34,6 +34,10 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
         "distillguard.cases.bench:bench_review",
         "Review decision to gateway enforcement latency: bans file next to Redis.",
     ),
+    "audit": (
+        "distillguard.audit.bench:bench_audit",
+        "Audit classifiers: precision and recall on the project's labelled answers.",
+    ),
 }
 
 

@@ -101,7 +101,9 @@ def list_(db: str, status: str, limit: int) -> None:
     help="Read the password from this environment variable instead of prompting (for scripts).",
 )
 def add_user(username: str, role: str, db: str, password_env: str | None) -> None:
-    """Create or replace a local user of the review UI (only an argon2id hash is stored)."""
+    """Create or replace a local user of the review UI (only an argon2id hash is stored; replacing
+    a user ends its sessions). The password needs 12 characters or more and a zxcvbn strength of 3
+    of 4: common passwords, keyboard walks, repeats and the user name are refused."""
     if password_env:
         password = os.environ.get(password_env)
         if not password:
@@ -116,6 +118,48 @@ def add_user(username: str, role: str, db: str, password_env: str | None) -> Non
     finally:
         store.close()
     click.echo(f"user {username!r} ({role}) saved in {redact_url(db)}")
+
+
+def _anchor(_ctx: click.Context, _param: click.Parameter, value: str | None) -> tuple[int, str] | None:
+    if value is None:
+        return None
+    entry, _, digest = value.partition(":")
+    if not entry.isdigit() or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+        raise click.BadParameter(f"expected ENTRY_ID:SHA256 (as verify-audit prints it), not {value!r}")
+    return int(entry), digest
+
+
+@cases.command("verify-audit")
+@click.option("--db", default=DEFAULT_DB, show_default=True, help=DB_HELP)
+@click.option(
+    "--anchor",
+    callback=_anchor,
+    default=None,
+    help="ENTRY_ID:SHA256 printed by an earlier run (kept outside the database): that entry must "
+    "still be in the log with that hash, which catches a log rewritten from the start.",
+)
+def verify_audit(db: str, anchor: tuple[int, str] | None) -> None:
+    """Walk the audit log's hash chain; exit 1 naming the first entry that was changed, removed or
+    inserted, or when the database's append-only triggers are gone."""
+    store = _open(db)
+    try:
+        check = store.verify_audit(anchor)
+    finally:
+        store.close()
+    if check.problem is not None:
+        raise click.ClickException(
+            f"audit log of {redact_url(db)} is broken at {check.problem}"
+            + ("" if check.triggers else "; and its append-only triggers are missing")
+        )
+    if not check.triggers:
+        raise click.ClickException(
+            f"audit log of {redact_url(db)}: chain intact ({check.entries} entries) but its "
+            "append-only triggers are missing (dropped by the database owner?)"
+        )
+    head = f"head #{check.head[0]} {check.head[1]}" if check.head else "empty"
+    click.echo(f"audit log intact: {check.entries} entries, {head}")
+    if check.head:
+        click.echo(f"record the head elsewhere; check it later with --anchor {check.head[0]}:{check.head[1]}")
 
 
 @click.command("ui")
@@ -144,6 +188,14 @@ def add_user(username: str, role: str, db: str, password_env: str | None) -> Non
     help="Append cleared accounts here as benign labels for the next training set.",
 )
 @click.option("--https-only", is_flag=True, help="Send the session cookie over HTTPS only (behind TLS).")
+@click.option(
+    "--forwarded-allow-ips",
+    default=None,
+    help="Comma-separated proxies (addresses or networks) trusted to set X-Forwarded-For; the client "
+    "is the right-most address they did not add. Default: none (the connecting address is the client).",
+)
+@click.option("--idle-minutes", default=30, show_default=True, type=click.IntRange(1, 24 * 60))
+@click.option("--session-hours", default=8, show_default=True, type=click.IntRange(1, 7 * 24))
 def ui(
     db: str,
     host: str,
@@ -153,11 +205,16 @@ def ui(
     bans_file: str,
     feedback_labels: Path | None,
     https_only: bool,
+    forwarded_allow_ips: str | None,
+    idle_minutes: int,
+    session_hours: int,
 ) -> None:
     """Serve the review UI: queue, cases, decisions that reach every gateway, audit log.
 
-    Sessions are signed with DISTILLGUARD_UI_SECRET, or with a random key per start (users log in
-    again after a restart)."""
+    Sessions are kept in the case store (they outlast a restart; logging out ends them for good) and
+    end after --idle-minutes without a request or --session-hours after login. The login form's
+    token is signed with DISTILLGUARD_UI_SECRET, or with a random key per start (a login page opened
+    before a restart must then be reloaded)."""
     import uvicorn
 
     from distillguard.enforcement.state import open_state
@@ -170,8 +227,17 @@ def ui(
         )
     state = open_state(state_url, bans_file=Path(bans_file).resolve(), prefix=state_prefix)
     secret = os.environ.get("DISTILLGUARD_UI_SECRET") or secrets.token_urlsafe(32)
-    app = ReviewApp(store, state, feedback_labels=feedback_labels).asgi(secret, https_only=https_only)
+    review = ReviewApp(
+        store,
+        state,
+        feedback_labels=feedback_labels,
+        idle_s=idle_minutes * 60,
+        absolute_s=session_hours * 3600,
+    )
+    app = review.asgi(secret, https_only=https_only, forwarded_allow_ips=forwarded_allow_ips)
     click.echo(
         f"review UI on http://{host}:{port}/ (cases in {redact_url(db)}, enforcement via {state.name})"
     )
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    # proxy headers are the app's business (--forwarded-allow-ips): uvicorn's own default trusts
+    # X-Forwarded-For from 127.0.0.1, which lets anyone on the host pick their lockout address
+    uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=False)

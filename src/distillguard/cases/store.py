@@ -3,31 +3,46 @@
 `CaseStore(url)` takes `sqlite:///path.db` (or a plain path), or `postgresql://...`; the same
 statements run on both and the same test suite runs against both. Evidence arriving for accounts
 that already have a case updates that case (and folds other open cases of those accounts into it)
-instead of opening a second one. The audit log is append-only: nothing here updates or deletes it.
+instead of opening a second one. The audit log is append-only (the database's triggers refuse
+UPDATE and DELETE) and hash-chained (`verify_audit`). Every write that adds an audit entry is
+serialised (BEGIN IMMEDIATE on SQLite, a table lock on PostgreSQL) so the chain never forks; a
+decision, its audit entry and the enforcement it has to deliver (the outbox) commit together.
+Review-UI sessions and failed-login counters live here too, so they outlast a restart of the UI.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import ipaddress
+import json
 import math
-from collections.abc import Sequence
+import secrets
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy.dialects import postgresql as pg_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
 
+from distillguard.cases.audit import AuditCheck, audit_digest, head_hash, verify
+from distillguard.cases.passwords import WeakPassword, check_password
 from distillguard.cases.schema import (
     MIGRATIONS,
     SCHEMA_VERSION,
     audit_log,
     case_accounts,
     cases,
+    enforcement_outbox,
+    login_failures,
     samples,
     schema_version,
+    ui_sessions,
     users,
 )
 
@@ -60,6 +75,11 @@ def redact_url(url: str) -> str:
 def _utc(value: datetime | None) -> datetime | None:
     if value is None:
         return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _utc_stamp(value: datetime) -> datetime:
+    """A NOT NULL timestamp column's value, timezone-aware UTC."""
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
@@ -121,13 +141,62 @@ class Upserted:
     status: str
 
 
+@dataclass
+class Session:
+    """A logged-in review-UI session, as the store holds it (the cookie holds only its token)."""
+
+    username: str
+    role: str
+    csrf: str
+    created_at: datetime
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class LoginLimits:
+    """Lockout after failed logins. Per user name whatever the address (an attacker rotating
+    addresses still runs into it), and per address whatever the user name (one address trying many
+    users). Each failure past a threshold locks again for twice as long, up to `max_lock_s`;
+    failures are forgotten after `forget_s` without one."""
+
+    user_failures: int = 5
+    address_failures: int = 20
+    first_lock_s: float = 60.0
+    max_lock_s: float = 900.0
+    forget_s: float = 24 * 3600.0
+
+    def __post_init__(self) -> None:
+        if self.user_failures < 1 or self.address_failures < 1:
+            raise ValueError("LoginLimits: failure thresholds must be at least 1")
+        if not 0 < self.first_lock_s <= self.max_lock_s <= self.forget_s:
+            raise ValueError("LoginLimits: need 0 < first_lock_s <= max_lock_s <= forget_s")
+
+    def lock_s(self, failures: int, threshold: int) -> float:
+        if failures < threshold:
+            return 0.0
+        return min(self.max_lock_s, self.first_lock_s * 2.0 ** min(failures - threshold, 40))
+
+
+@dataclass
+class PendingEnforcement:
+    """One outbox row not yet delivered: an operation of `enforcement.decisions` (put, lift,
+    feedback) with the decision's audit entry it came from."""
+
+    outbox_id: int
+    case_id: int
+    entry_id: int
+    operation: dict[str, Any]
+    attempts: int
+    last_error: str | None
+
+
 class CaseStore:
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine = sa.create_engine(engine_url(url), future=True)
         if self.engine.dialect.name == "sqlite":
-            # one writer at a time (the UI and `cases import` may overlap): wait, don't fail
-            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+            sa.event.listen(self.engine, "connect", _sqlite_connect)
+            sa.event.listen(self.engine, "begin", _sqlite_begin)
         self._hasher = PasswordHasher()
         self._dummy_hash = self._hasher.hash("timing equaliser for unknown users")
 
@@ -140,6 +209,20 @@ class CaseStore:
     def close(self) -> None:
         self.engine.dispose()
 
+    @contextlib.contextmanager
+    def _write(self, *, audited: bool = False) -> Iterator[sa.Connection]:
+        """A write transaction. SQLite: BEGIN IMMEDIATE takes the write lock up front, so a writer
+        that read first never fails on a snapshot another writer moved (WAL's SQLITE_BUSY_SNAPSHOT),
+        and writers queue under busy_timeout instead. PostgreSQL, when the transaction adds audit
+        entries: a lock that only audit writers take, first thing, so each links to the entry that is
+        really last (and so two writers never wait on each other's rows in opposite order)."""
+        with self.engine.connect() as conn:
+            conn.execution_options(dg_write=True)
+            with conn.begin():
+                if audited and conn.dialect.name == "postgresql":
+                    conn.execute(sa.text("LOCK TABLE audit_log IN SHARE ROW EXCLUSIVE MODE"))
+                yield conn
+
     # ---- schema ------------------------------------------------------------------------------
     def version(self) -> int:
         with self.engine.connect() as conn:
@@ -149,7 +232,7 @@ class CaseStore:
 
     def migrate(self) -> int:
         """Apply the migrations this database lacks; returns how many were applied."""
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             if not sa.inspect(conn).has_table("schema_version"):
                 schema_version.create(conn)
         current = self.version()
@@ -158,11 +241,20 @@ class CaseStore:
                 f"{redact_url(self.url)}: case store schema version {current} is newer than this "
                 f"DistillGuard knows ({SCHEMA_VERSION}); upgrade DistillGuard"
             )
+        applied = 0
         for number in range(current + 1, SCHEMA_VERSION + 1):
-            with self.engine.begin() as conn:
+            with self._write() as conn:
+                # another process opening the same database at the same moment may have applied it
+                # while this one waited for the lock (SQLite's BEGIN IMMEDIATE, PostgreSQL's here)
+                if conn.dialect.name == "postgresql":
+                    conn.execute(sa.text("LOCK TABLE schema_version IN EXCLUSIVE MODE"))
+                done = conn.execute(sa.select(sa.func.max(schema_version.c.version))).scalar() or 0
+                if done >= number:
+                    continue
                 MIGRATIONS[number - 1](conn)
                 conn.execute(sa.insert(schema_version).values(version=number, applied_at=now()))
-        return SCHEMA_VERSION - current
+                applied += 1
+        return applied
 
     # ---- evidence in -------------------------------------------------------------------------
     def upsert(self, incoming: IncomingCase) -> Upserted:
@@ -174,7 +266,7 @@ class CaseStore:
         incoming = _clean_case(incoming)
         ids = [a.account_id for a in incoming.accounts]
         stamp = now()
-        with self.engine.begin() as conn:
+        with self._write(audited=True) as conn:
             overlap = conn.execute(
                 sa.select(case_accounts.c.case_id, cases.c.status, sa.func.count().label("n"))
                 .join(cases, cases.c.case_id == case_accounts.c.case_id)
@@ -454,16 +546,25 @@ class CaseStore:
 
     # ---- decisions ---------------------------------------------------------------------------
     def decide(
-        self, case_id: int, username: str, action: str, justification: str, detail: dict[str, Any]
+        self,
+        case_id: int,
+        username: str,
+        action: str,
+        justification: str,
+        detail: dict[str, Any],
+        enforcement: Sequence[dict[str, Any]] = (),
     ) -> dict[str, Any]:
-        """Record a decision (the caller has already delivered its enforcement) and its audit entry."""
+        """Record a decision, its audit entry and the enforcement it has to deliver (`enforcement`:
+        operations of `enforcement.decisions`, in delivery order) in one transaction; a deliverer
+        sends them on from the outbox (`pending_enforcement`), so none is lost to a crash or an
+        unreachable enforcement list after the commit."""
         if action not in DECISIONS:
             raise CaseStoreError(f"decision must be one of {', '.join(DECISIONS)}, not {action!r}")
         justification = justification.strip()
         if len(justification) < MIN_JUSTIFICATION:
             raise CaseStoreError(f"justification: at least {MIN_JUSTIFICATION} characters are required")
         stamp = now()
-        with self.engine.begin() as conn:
+        with self._write(audited=True) as conn:
             updated = conn.execute(
                 sa.update(cases)
                 .where(cases.c.case_id == case_id, cases.c.status != "merged")
@@ -471,13 +572,80 @@ class CaseStore:
             ).rowcount
             if not updated:
                 raise CaseStoreError(f"no open or decided case {case_id}")
-            self._audit(conn, username, case_id, action, justification, detail, stamp)
-        return {"case_id": case_id, "status": DECISIONS[action]}
+            entry_id = self._audit(conn, username, case_id, action, justification, detail, stamp)
+            if enforcement:
+                conn.execute(
+                    sa.insert(enforcement_outbox),
+                    [
+                        {
+                            "case_id": case_id,
+                            "entry_id": entry_id,
+                            "created_at": stamp,
+                            "operation": _json(dict(operation)),
+                            "attempts": 0,
+                        }
+                        for operation in enforcement
+                    ],
+                )
+        return {
+            "case_id": case_id,
+            "status": DECISIONS[action],
+            "entry_id": entry_id,
+            "pending": len(enforcement),
+        }
+
+    def pending_enforcement(self, limit: int = 500) -> list[PendingEnforcement]:
+        """Undelivered outbox rows, oldest first: delivery order is decision order."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(enforcement_outbox)
+                .where(enforcement_outbox.c.delivered_at.is_(None))
+                .order_by(enforcement_outbox.c.outbox_id)
+                .limit(limit)
+            )
+            return [
+                PendingEnforcement(
+                    outbox_id=int(r.outbox_id),
+                    case_id=int(r.case_id),
+                    entry_id=int(r.entry_id),
+                    operation=dict(r.operation),
+                    attempts=int(r.attempts),
+                    last_error=r.last_error,
+                )
+                for r in rows
+            ]
+
+    def enforcement_delivered(self, outbox_id: int) -> None:
+        with self._write() as conn:
+            conn.execute(
+                sa.update(enforcement_outbox)
+                .where(enforcement_outbox.c.outbox_id == outbox_id)
+                .values(delivered_at=now())
+            )
+
+    def enforcement_failed(self, outbox_id: int, error: str) -> None:
+        with self._write() as conn:
+            conn.execute(
+                sa.update(enforcement_outbox)
+                .where(enforcement_outbox.c.outbox_id == outbox_id)
+                .values(attempts=enforcement_outbox.c.attempts + 1, last_error=_text(error, 500))
+            )
+
+    def pending_count(self, case_id: int | None = None) -> int:
+        query = (
+            sa.select(sa.func.count())
+            .select_from(enforcement_outbox)
+            .where(enforcement_outbox.c.delivered_at.is_(None))
+        )
+        if case_id is not None:
+            query = query.where(enforcement_outbox.c.case_id == case_id)
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
 
     def set_withhold(self, case_id: int, username: str, withhold: bool) -> dict[str, Any]:
         """Keep a case out of what peers receive (or share it again); an audit entry says who."""
         stamp = now()
-        with self.engine.begin() as conn:
+        with self._write(audited=True) as conn:
             updated = conn.execute(
                 sa.update(cases)
                 .where(cases.c.case_id == case_id, cases.c.status != "merged")
@@ -490,7 +658,7 @@ class CaseStore:
 
     def note(self, username: str, action: str, detail: dict[str, Any], case_id: int | None = None) -> None:
         """An audit entry that is not a decision (a login, a hold synced from the gateway)."""
-        with self.engine.begin() as conn:
+        with self._write(audited=True) as conn:
             self._audit(conn, username, case_id, action, "", detail, now())
 
     @staticmethod
@@ -502,8 +670,15 @@ class CaseStore:
         justification: str,
         detail: dict[str, Any],
         stamp: datetime,
-    ) -> None:
-        conn.execute(
+    ) -> int:
+        """Append one entry, chained to the last; the caller's transaction is `_write(audited=True)`.
+        Values are hashed as the database will give them back (text cleaned, JSON round-tripped)."""
+        username = _text(username, 100) or ""
+        action = _text(action, 32) or ""
+        justification = (justification or "").replace("\x00", "\ufffd")
+        detail = json.loads(json.dumps(_json(detail)))
+        prev = head_hash(conn)
+        result = conn.execute(
             sa.insert(audit_log).values(
                 ts=stamp,
                 actor_user=username,
@@ -511,25 +686,50 @@ class CaseStore:
                 action=action,
                 justification=justification,
                 detail=detail,
+                prev_hash=prev,
+                row_hash=audit_digest(prev, stamp, username, case_id, action, justification, detail),
             )
         )
+        return int(result.inserted_primary_key[0])  # type: ignore[index]
+
+    def verify_audit(self, anchor: tuple[int, str] | None = None) -> AuditCheck:
+        """Walk the audit log's hash chain (and check a head recorded earlier, if given)."""
+        with self.engine.connect() as conn:
+            return verify(conn, anchor)
 
     # ---- users -------------------------------------------------------------------------------
     def add_user(self, username: str, password: str, role: str) -> None:
-        """Create or replace a local user; only the argon2id hash is stored."""
+        """Create or replace a local user; only the argon2id hash is stored. The password must pass
+        the policy (`cases.passwords`); replacing a user ends its sessions."""
         if role not in ROLES:
             raise CaseStoreError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
         if not username or len(username) > 100 or not username.isprintable():
             raise CaseStoreError("username must be 1-100 printable characters")
-        if len(password) < 8:
-            raise CaseStoreError("password: at least 8 characters are required")
+        try:
+            check_password(password, username)
+        except WeakPassword as error:
+            raise CaseStoreError(str(error)) from None
         digest = self._hasher.hash(password)
-        with self.engine.begin() as conn:
+        stamp = now()
+        with self._write(audited=True) as conn:
             conn.execute(sa.delete(users).where(users.c.username == username))
             conn.execute(
-                sa.insert(users).values(username=username, password_hash=digest, role=role, created_at=now())
+                sa.insert(users).values(username=username, password_hash=digest, role=role, created_at=stamp)
             )
-            self._audit(conn, "system", None, "user", "", {"username": username, "role": role}, now())
+            ended = conn.execute(
+                sa.update(ui_sessions)
+                .where(ui_sessions.c.username == username, ui_sessions.c.revoked_at.is_(None))
+                .values(revoked_at=stamp)
+            ).rowcount
+            self._audit(
+                conn,
+                "system",
+                None,
+                "user",
+                "",
+                {"username": username, "role": role, "sessions_ended": ended},
+                stamp,
+            )
 
     def authenticate(self, username: str, password: str) -> str | None:
         """The user's role if the password matches, else None (same work either way)."""
@@ -545,17 +745,6 @@ class CaseStore:
             return None
         return str(row.role)
 
-    def session_key(self, username: str) -> tuple[str, str] | None:
-        """(role, a digest of the password hash) while the user exists: a session carries the
-        digest, so changing the password or the role ends the user's sessions."""
-        with self.engine.connect() as conn:
-            row = conn.execute(
-                sa.select(users.c.role, users.c.password_hash).where(users.c.username == username)
-            ).one_or_none()
-        if row is None:
-            return None
-        return str(row.role), hashlib.sha256(f"{row.role}\n{row.password_hash}".encode()).hexdigest()[:32]
-
     def users(self) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
             return [
@@ -563,12 +752,188 @@ class CaseStore:
                 for r in conn.execute(sa.select(users.c.username, users.c.role, users.c.created_at))
             ]
 
+    # ---- sessions ----------------------------------------------------------------------------
+    def open_session(self, username: str, *, lifetime_s: float, address: str) -> tuple[str, Session]:
+        """A new session for a user who just logged in: (the cookie's token, the session). Sessions
+        past their absolute expiry are removed here; until then a revoked one stays revoked."""
+        token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+        stamp = now()
+        with self._write() as conn:
+            conn.execute(sa.delete(ui_sessions).where(ui_sessions.c.expires_at < stamp))
+            role = conn.execute(sa.select(users.c.role).where(users.c.username == username)).scalar()
+            if role is None:
+                raise CaseStoreError(f"no user {username!r}")
+            expires = stamp + timedelta(seconds=lifetime_s)
+            conn.execute(
+                sa.insert(ui_sessions).values(
+                    session_id=_token_digest(token),
+                    username=username,
+                    csrf=csrf,
+                    address=_text(address, 64) or "",
+                    created_at=stamp,
+                    last_seen_at=stamp,
+                    expires_at=expires,
+                )
+            )
+        return token, Session(username, str(role), csrf, stamp, expires)
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    def session(self, token: str, *, idle_s: float) -> Session | None:
+        """The live session this token opens, or None: unknown, revoked, idle for more than
+        `idle_s`, past its absolute expiry, or its user gone. Marks it seen (at most once a minute,
+        not a write per request)."""
+        if not token or len(token) > 200:
+            return None
+        digest = _token_digest(token)
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(ui_sessions, users.c.role)
+                .join(users, users.c.username == ui_sessions.c.username)
+                .where(ui_sessions.c.session_id == digest)
+            ).one_or_none()
+        if row is None or row.revoked_at is not None:
+            return None
+        stamp = now()
+        expires, seen = _utc_stamp(row.expires_at), _utc_stamp(row.last_seen_at)
+        idle = (stamp - seen).total_seconds()
+        if stamp >= expires or idle > idle_s:
+            return None
+        if idle > min(60.0, idle_s / 4):
+            with self._write() as conn:
+                conn.execute(
+                    sa.update(ui_sessions)
+                    .where(ui_sessions.c.session_id == digest, ui_sessions.c.revoked_at.is_(None))
+                    .values(last_seen_at=stamp)
+                )
+        return Session(str(row.username), str(row.role), str(row.csrf), _utc_stamp(row.created_at), expires)
+
+    def revoke_session(self, token: str) -> str | None:
+        """End a session for good (logout); returns its user name, or None if it was not live."""
+        if not token or len(token) > 200:
+            return None
+        digest = _token_digest(token)
+        with self._write() as conn:
+            username = conn.execute(
+                sa.select(ui_sessions.c.username).where(
+                    ui_sessions.c.session_id == digest, ui_sessions.c.revoked_at.is_(None)
+                )
+            ).scalar()
+            conn.execute(
+                sa.update(ui_sessions).where(ui_sessions.c.session_id == digest).values(revoked_at=now())
+            )
+        return None if username is None else str(username)
+
+    # ---- failed logins -----------------------------------------------------------------------
+    def login_locked(self, username: str, address: str, limits: LoginLimits) -> float:
+        """Seconds until this user name may try again from this address (0: it may now)."""
+        stamp = now()
+        keys = _login_keys(username, address, limits)
+        with self.engine.connect() as conn:
+            until = conn.execute(
+                sa.select(sa.func.max(login_failures.c.locked_until)).where(
+                    sa.or_(
+                        *(
+                            sa.and_(login_failures.c.scope == scope, login_failures.c.subject == subject)
+                            for scope, subject, _ in keys
+                        )
+                    ),
+                    login_failures.c.locked_until > stamp,
+                )
+            ).scalar()
+        locked = _utc(until)
+        return 0.0 if locked is None else max(0.0, (locked - stamp).total_seconds())
+
+    def login_failed(self, username: str, address: str, limits: LoginLimits) -> float:
+        """Count a wrong password against the user name and the address; returns the seconds of
+        lockout it starts (0: none). Rows quiet for `forget_s` and not locked are pruned one by one
+        (never the whole table: that would unlock whoever an attacker had run into a lock)."""
+        stamp = now()
+        locked = 0.0
+        with self._write() as conn:
+            conn.execute(
+                sa.delete(login_failures).where(
+                    login_failures.c.last_failure_at < stamp - timedelta(seconds=limits.forget_s),
+                    sa.or_(login_failures.c.locked_until.is_(None), login_failures.c.locked_until < stamp),
+                )
+            )
+            insert = pg_dialect.insert if conn.dialect.name == "postgresql" else sqlite_dialect.insert
+            for scope, subject, threshold in _login_keys(username, address, limits):
+                statement = (
+                    insert(login_failures)
+                    .values(scope=scope, subject=subject, failures=1, last_failure_at=stamp)
+                    .on_conflict_do_update(
+                        index_elements=["scope", "subject"],
+                        set_={"failures": login_failures.c.failures + 1, "last_failure_at": stamp},
+                    )
+                    .returning(login_failures.c.failures)
+                )
+                failures = int(conn.execute(statement).scalar_one())
+                seconds = limits.lock_s(failures, threshold)
+                if seconds:
+                    conn.execute(
+                        sa.update(login_failures)
+                        .where(login_failures.c.scope == scope, login_failures.c.subject == subject)
+                        .values(locked_until=stamp + timedelta(seconds=seconds))
+                    )
+                    locked = max(locked, seconds)
+        return locked
+
+    def login_succeeded(self, username: str) -> None:
+        """A correct password clears the user name's count, not the address's: an attacker holding
+        one account of their own must not reset their address between guesses at others."""
+        with self._write() as conn:
+            conn.execute(
+                sa.delete(login_failures).where(
+                    login_failures.c.scope == "user", login_failures.c.subject == _user_key(username)
+                )
+            )
+
+
+def _token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _user_key(username: str) -> str:
+    # a digest, not the name: people type their password into the user-name field by mistake
+    return hashlib.sha256(("user\n" + username).encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def address_key(address: str) -> str:
+    """The unit an address lockout counts: an IPv4 address, or an IPv6 /64 (one customer's
+    allocation: rotating through it is free); anything else (a Unix socket name) as given."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return address[:64]
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
+
+
+def _login_keys(username: str, address: str, limits: LoginLimits) -> list[tuple[str, str, int]]:
+    return [
+        ("user", _user_key(username), limits.user_failures),
+        ("address", address_key(address), limits.address_failures),
+    ]
+
+
+def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    # WAL: readers (the UI's pages) never wait for the writer (an import, a decision) and the writer
+    # never waits for them; busy_timeout: writers queue for up to 10 s instead of failing; foreign
+    # keys are off in SQLite unless asked for, on every connection.
     cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode = WAL")
     cursor.execute("PRAGMA busy_timeout = 10000")
     cursor.execute("PRAGMA foreign_keys = ON")
     cursor.close()
+    # SQLAlchemy emits BEGIN itself (`_sqlite_begin`): the driver's own implicit BEGIN is deferred
+    dbapi_connection.isolation_level = None
+
+
+def _sqlite_begin(conn: sa.Connection) -> None:
+    immediate = conn.get_execution_options().get("dg_write", False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 def _account_values(account: IncomingAccount) -> dict[str, Any]:

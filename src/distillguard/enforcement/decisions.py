@@ -7,18 +7,30 @@ allow (sanctioned): account entries with action `allow`; the actor's indicator e
 clear (false positive): the case's indicator entries are lifted, the accounts get `exempt` entries
 (never held again for what they share with the actor; bans and holds on them end), and they are
 written as labelled benign examples for the next training set.
+
+Delivery goes through the case store's outbox: the decision's operations (`operations`) are committed
+with the decision and its audit entry, then `deliver_outbox` sends them in order and marks each one
+delivered; a failure leaves it (and everything after it) for the next attempt. An operation is
+idempotent (an entry put twice is the same entry; a lift of a lifted subject changes nothing), so a
+crash between sending one and marking it costs a repeated line at worst, never a lost one.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
+
+import msgspec
 
 from distillguard.enforcement.state import INDICATOR_KINDS, Ban, EnforcementState, ban_subject
+
+log = logging.getLogger("distillguard.enforcement.decisions")
 
 
 def actor_id(case_id: int) -> str:
@@ -84,12 +96,105 @@ def plan(case: dict[str, Any], action: str, current: Sequence[Ban], reason: str)
     raise ValueError(f"unknown decision {action!r}")
 
 
+def operations(decided: Plan, *, feedback: tuple[Path, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """The plan as outbox operations (JSON), in delivery order: lifts, then puts (a subject may be
+    lifted and put again), then the cleared accounts as feedback labels (`feedback`: the labels file
+    and the case)."""
+    out: list[dict[str, Any]] = [{"kind": "lift", "subject": subject} for subject in decided.lift]
+    out += [{"kind": "put", "entry": msgspec.to_builtins(entry)} for entry in decided.put]
+    if feedback is not None:
+        path, case = feedback
+        out.append(
+            {
+                "kind": "feedback",
+                "path": str(path),
+                "case_id": int(case["case_id"]),
+                "accounts": [a["account_id"] for a in case["accounts"]],
+            }
+        )
+    return out
+
+
+def with_pending(entries: Sequence[Ban], pending: Iterable[dict[str, Any]]) -> list[Ban]:
+    """The enforcement list as it will be once the undelivered operations arrive: what a new
+    decision must be planned against (or a ban still in the outbox would not be lifted by a clear)."""
+    by_subject = {e.subject: e for e in entries}
+    for operation in pending:
+        if operation["kind"] == "put":
+            entry = msgspec.convert(operation["entry"], Ban)
+            by_subject[entry.subject] = entry
+        elif operation["kind"] == "lift":
+            by_subject.pop(operation["subject"], None)
+    return list(by_subject.values())
+
+
+async def apply(state: EnforcementState, operation: dict[str, Any]) -> None:
+    """Deliver one operation; raises whatever the state or the file system raises."""
+    kind = operation.get("kind")
+    if kind == "lift":
+        await state.lift(str(operation["subject"]))
+    elif kind == "put":
+        await state.put(msgspec.convert(operation["entry"], Ban))
+    elif kind == "feedback":
+        case = {
+            "case_id": operation["case_id"],
+            "accounts": [{"account_id": a} for a in operation["accounts"]],
+        }
+        await asyncio.to_thread(write_feedback, Path(operation["path"]), case)
+    else:
+        raise ValueError(f"outbox operation: unknown kind {kind!r}")
+
+
 async def deliver(state: EnforcementState, decided: Plan) -> None:
-    """Write the plan to the shared list (Redis hash + pub/sub, or the watched bans file)."""
-    for subject in decided.lift:
-        await state.lift(subject)
-    for entry in decided.put:
-        await state.put(entry)
+    """Write the plan to the shared list (Redis hash + pub/sub, or the watched bans file) directly,
+    without an outbox (for callers that have no case store)."""
+    for operation in operations(decided):
+        await apply(state, operation)
+
+
+class PendingOperation(Protocol):
+    @property
+    def outbox_id(self) -> int: ...
+    @property
+    def operation(self) -> dict[str, Any]: ...
+
+
+class Outbox(Protocol):
+    """Where decisions leave their operations (the case store)."""
+
+    def pending_enforcement(self, limit: int = ...) -> Sequence[PendingOperation]: ...
+    def enforcement_delivered(self, outbox_id: int) -> None: ...
+    def enforcement_failed(self, outbox_id: int, error: str) -> None: ...
+    def pending_count(self) -> int: ...
+
+
+@dataclass
+class Delivery:
+    delivered: int
+    pending: int
+    error: str | None = None
+
+
+async def deliver_outbox(outbox: Outbox, state: EnforcementState, batch: int = 500) -> Delivery:
+    """Send every undelivered operation in order, marking each as it arrives; stop at the first
+    failure (later operations may depend on it: a clear after a ban) and leave it for the next call.
+    Run one deliverer at a time per process (the caller's lock); two processes delivering the same
+    row repeat an idempotent write."""
+    delivered = 0
+    while True:
+        pending = await asyncio.to_thread(outbox.pending_enforcement, batch)
+        for item in pending:
+            try:
+                await apply(state, item.operation)
+            except Exception as error:  # a state, disk or data error: recorded, retried, reported
+                why = f"{type(error).__name__}: {error}"
+                await asyncio.to_thread(outbox.enforcement_failed, item.outbox_id, why)
+                log.warning("enforcement not delivered (outbox #%d), will retry: %s", item.outbox_id, why)
+                return Delivery(delivered, await asyncio.to_thread(outbox.pending_count), why)
+            await asyncio.to_thread(outbox.enforcement_delivered, item.outbox_id)
+            delivered += 1
+        if len(pending) < batch:
+            return Delivery(delivered, 0)
 
 
 def write_feedback(path: Path, case: dict[str, Any]) -> int:

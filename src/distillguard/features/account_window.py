@@ -26,6 +26,7 @@ from distillguard.features.reducers import (
     hash_int,
     hash_text,
 )
+from distillguard.signals.template import skeleton
 
 # The per-call signals whose scores are aggregated, in feature-vector order.
 SIGNAL_NAMES: tuple[str, ...] = (
@@ -91,6 +92,16 @@ def tls_asn_key(tls_fingerprint: str, asn: int | None) -> str:
 
 
 PREVIEW_CHARS = 120
+FRAME_CHARS = 400  # of a template's fixed frame, kept so linking can match paraphrased templates
+
+
+def template_frame(prompt: str) -> str:
+    """The fixed frame of a prompt (the template signal's skeleton; the normalised prompt when
+    nothing fixed is left), cut to `FRAME_CHARS`: what accounts running one template share."""
+    frame = skeleton(prompt)[0]
+    if not frame.replace("\x01", "").strip():
+        frame = " ".join(prompt.split()).lower()
+    return frame[:FRAME_CHARS]
 
 
 class SignalStats:
@@ -139,6 +150,7 @@ class AccountWindow:
         self.prompts = Distinct(K_PROMPTS)
         self.templates = HeavyHitters(HH_TEMPLATES)
         self.template_count = Distinct(K_TEMPLATES)
+        self.template_frames: dict[str, str] = {}  # fingerprint -> frame, for the heavy hitters
         self.system_prompts = HeavyHitters(HH_SYSTEM)
         self.system_prompt_count = Distinct(K_SMALL)
         self.system_previews: dict[str, str] = {}
@@ -201,6 +213,9 @@ class AccountWindow:
         if fingerprint:
             self.templates.observe(fingerprint)
             self.template_count.observe(hash_identifier(fingerprint))
+            if fingerprint not in self.template_frames:
+                self.template_frames[fingerprint] = template_frame(call.prompt)
+                self._trim_frames()
         if call.system_prompt:
             key = system_prompt_key(call.system_prompt)
             self.system_prompts.observe(key)
@@ -267,6 +282,12 @@ class AccountWindow:
                 k: v for k, v in self.system_previews.items() if k in self.system_prompts.counts
             }
 
+    def _trim_frames(self) -> None:
+        if len(self.template_frames) > 2 * HH_TEMPLATES:
+            self.template_frames = {
+                k: v for k, v in self.template_frames.items() if k in self.templates.counts
+            }
+
     # -- combining -----------------------------------------------------------------------------
 
     def merge(self, other: AccountWindow) -> AccountWindow:
@@ -327,6 +348,9 @@ class AccountWindow:
         for key, preview in other.system_previews.items():
             self.system_previews.setdefault(key, preview)
         self._trim_previews()
+        for key, frame in other.template_frames.items():
+            self.template_frames.setdefault(key, frame)
+        self._trim_frames()
         return self
 
     # -- reading -------------------------------------------------------------------------------

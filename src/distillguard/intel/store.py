@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -159,6 +160,11 @@ class IntelStore:
         self._hasher = PasswordHasher()
         self._dummy_hash = self._hasher.hash("timing equaliser for unknown peers")
 
+    def _write(self) -> AbstractContextManager[sa.Connection]:
+        # the case store's write transaction (SQLite: BEGIN IMMEDIATE under WAL, so a transaction
+        # that reads before it writes cannot fail on a snapshot another writer moved)
+        return self.cases._write()
+
     @classmethod
     def open(cls, cases: CaseStore) -> IntelStore:
         store = cls(cases)
@@ -166,7 +172,7 @@ class IntelStore:
         return store
 
     def migrate(self) -> int:
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             if not sa.inspect(conn).has_table("intel_schema_version"):
                 intel_schema_version.create(conn)
             current = int(conn.execute(sa.select(sa.func.max(intel_schema_version.c.version))).scalar() or 0)
@@ -175,7 +181,7 @@ class IntelStore:
                 f"intel schema version {current} is newer than this DistillGuard knows ({SCHEMA_VERSION})"
             )
         for number in range(current + 1, SCHEMA_VERSION + 1):
-            with self.engine.begin() as conn:
+            with self._write() as conn:
                 MIGRATIONS[number - 1](conn)
                 conn.execute(sa.insert(intel_schema_version).values(version=number, applied_at=now()))
         return SCHEMA_VERSION - current
@@ -192,7 +198,7 @@ class IntelStore:
             if not COLLECTION_ID.match(collection):
                 raise IntelStoreError(f"collection {collection!r}: expected a lower-case UUID")
         digest = self._hasher.hash(secret)
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             conn.execute(sa.delete(intel_peers).where(intel_peers.c.name == name))
             conn.execute(
                 sa.insert(intel_peers).values(
@@ -232,7 +238,7 @@ class IntelStore:
         whole or not at all and `added_after` never skips an object."""
         stamp = now()
         counts = Published(0, 0, 0, 0)
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             last = conn.execute(
                 sa.select(sa.func.max(intel_objects.c.date_added)).where(
                     intel_objects.c.collection_id == collection_id
@@ -365,7 +371,7 @@ class IntelStore:
         if not ids:
             return
         stamp = now()
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             have = {
                 int(c)
                 for c in conn.execute(
@@ -476,7 +482,7 @@ class IntelStore:
                     {"indicator": link.indicator_id, "actor": link.actor_id},
                 )
             )
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             for object_id, object_type, version, revoked, record in items:
                 row = conn.execute(
                     sa.select(intel_received.c.version, intel_received.c.revoked).where(
@@ -568,7 +574,7 @@ class IntelStore:
         return None if row is None else {**row._asdict(), "last_at": _utc(row.last_at)}
 
     def save_pull(self, source: str, peer: str, added_after: str | None, totals: dict[str, Any]) -> None:
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             conn.execute(sa.delete(intel_pulls).where(intel_pulls.c.source == source))
             conn.execute(
                 sa.insert(intel_pulls).values(

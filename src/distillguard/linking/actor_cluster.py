@@ -28,12 +28,16 @@ from scipy.special import pdtrc
 from distillguard.events.model import Account
 from distillguard.features.account_window import BUCKET_MS, HOUR_MS, AccountWindow
 from distillguard.features.reducers import Distinct, unhash_int
+from distillguard.linking import content
 from distillguard.linking.config import LinkConfig
 from distillguard.linking.indicator import Indicator
 
 # Indicator kinds that can be matched against a known actor (synchronised timing and centroids
 # describe behaviour in this run, not a stable identifier).
 STATIC_KINDS = ("payment", "signup_ip", "tls_asn", "template", "system_prompt", "ip")
+# What an account sends; matched as families of near-duplicates (`linking.content`).
+CONTENT_KINDS = ("template", "system_prompt")
+CONTENT_FAMILY = "prompt"
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +100,9 @@ class ActorCluster:
     indicators: dict[str, list[str]]  # kind -> values shared by at least two members (or the actor)
     edges: list[LinkEdge]
     known_actors: list[str] = field(default_factory=list)
+    # the pair whose evidence is the least that still holds the cluster together (the bottleneck of
+    # a maximum spanning tree): a cluster is only as strong as this link
+    weakest_link: tuple[str, str, float] | None = None
 
     def to_record(self, max_edges: int = 50) -> dict[str, Any]:
         """The `clusters.jsonl` line: plain JSON types only."""
@@ -106,6 +113,13 @@ class ActorCluster:
             "known_actors": self.known_actors,
             "indicators": self.indicators,
             "n_edges": len(self.edges),
+            "weakest_link": None
+            if self.weakest_link is None
+            else {
+                "a": self.weakest_link[0],
+                "b": self.weakest_link[1],
+                "weight": round(self.weakest_link[2], 4),
+            },
             # the strongest edges; a hydra of hundreds of accounts has far more than anyone reads
             "edges": [
                 {"a": e.a, "b": e.b, "kind": e.kind, "weight": round(e.weight, 4), "evidence": e.evidence}
@@ -157,17 +171,20 @@ class _PairEvidence:
     def add(self, kind: str, weight: float, evidence: str) -> None:
         self.items.append((kind, weight, evidence))
 
-    def score(self, config: LinkConfig) -> float:
+    def score(self, config: LinkConfig, without: str = "", cap_prompt: float = math.inf) -> float:
+        """The capped total; ``without`` leaves out one family of kinds (what would remain), and
+        ``cap_prompt`` caps what accounts send lower than `LinkConfig.family_caps` does."""
         per_kind: dict[str, float] = defaultdict(float)
         for kind, weight, _ in self.items:
-            per_kind[kind] += weight
+            if not without or (config.rules[kind].family or kind) != without:
+                per_kind[kind] += weight
         per_family: dict[str, float] = defaultdict(float)
         for kind, total in per_kind.items():
             rule = config.rules[kind]
             per_family[rule.family or kind] += min(total, rule.cap)
-        return sum(
-            min(total, config.family_caps.get(family, math.inf)) for family, total in per_family.items()
-        )
+        caps = dict(config.family_caps)
+        caps[CONTENT_FAMILY] = min(caps.get(CONTENT_FAMILY, math.inf), cap_prompt)
+        return sum(min(total, caps.get(family, math.inf)) for family, total in per_family.items())
 
 
 def _describe(ind: Indicator, df: int, share_a: float, share_b: float | None, preview: str | None) -> str:
@@ -205,6 +222,8 @@ def link(
     chained: list[tuple[Indicator, list[str], float]] = []
     large: dict[str, dict[Indicator, float]] = defaultdict(dict)  # evidence added only to candidate pairs
     for ind, members in holders.items():
+        if ind.kind in CONTENT_KINDS:
+            continue  # content is matched by families of near-duplicates below
         df = len(members)
         weight = config.rules[ind.kind].weight * config.rarity(ind.kind, df, len(windows))
         if df < 2 or weight <= 0.0:
@@ -226,6 +245,7 @@ def link(
                 ind, len(holders[ind]), indicators[a][ind], indicators[b][ind], previews.get(ind.value)
             )
             evidence.add(ind.kind, large[a][ind], text)
+    _content_evidence(windows, config, pairs)
     _centroid_evidence(windows, config, pairs)
 
     graph: nx.Graph = nx.Graph()
@@ -233,7 +253,8 @@ def link(
         total = evidence.score(config)
         if total >= config.link_at:
             edges = [LinkEdge(a, b, kind, weight, text) for kind, weight, text in evidence.items]
-            graph.add_edge(a, b, weight=total, evidence=edges)
+            content_only = evidence.score(config, without=CONTENT_FAMILY) < config.link_at
+            graph.add_edge(a, b, weight=total, evidence=edges, content_only=content_only)
     for ind, members, weight in chained:
         for a, b in pairwise(members):
             text = _describe(
@@ -242,8 +263,10 @@ def link(
             edge = LinkEdge(a, b, ind.kind, weight, text)
             if graph.has_edge(a, b):
                 graph[a][b]["evidence"].append(edge)
+                graph[a][b]["content_only"] = False
             else:
-                graph.add_edge(a, b, weight=weight, evidence=[edge])
+                graph.add_edge(a, b, weight=weight, evidence=[edge], content_only=False)
+    _cut_content_hubs(graph)
 
     actor_matches: dict[str, set[Indicator]] = defaultdict(set)
     for actor in known_actors:
@@ -260,10 +283,10 @@ def link(
                     f" ({actor.source})" if actor.source else ""
                 )
                 match.add(ind.kind, weight, f"{text}: {ind.kind.replace('_', ' ')} {ind.value}")
-            total = match.score(config)
+            total = match.score(config, cap_prompt=config.known_actor_prompt_cap)
             if total >= config.known_actor_link_at:
                 edges = [LinkEdge(aid, node, kind, weight, text) for kind, weight, text in match.items]
-                graph.add_edge(aid, node, weight=total, evidence=edges)
+                graph.add_edge(aid, node, weight=total, evidence=edges, content_only=False)
                 actor_matches[aid] |= {
                     ind for ind in found_ind.keys() & actor.indicators if ind not in config.ignore
                 }
@@ -273,6 +296,84 @@ def link(
         for component in nx.connected_components(graph)
     ]
     return sorted(clusters, key=lambda c: (-len(c.accounts), c.cluster_id))
+
+
+def _content_evidence(
+    windows: Mapping[str, AccountWindow], config: LinkConfig, pairs: dict[tuple[str, str], _PairEvidence]
+) -> None:
+    """Shared template and system-prompt families (`linking.content`), read two ways.
+
+    Alone, content picks its pairs out of every pair of the run, so it must be rare and most of
+    what both accounts send: the evidence is the share of both accounts' calls that is content they
+    have in common, each family weighted by its rarity (IDF-style over the run's accounts that use
+    it, `IndicatorRule.common_share`), counted from `min_coverage`. One operator's accounts run one
+    pipeline; customers of a public template share something everyone uses, or only part of what
+    they send.
+
+    For a pair that other evidence already names (`ContentRule.corroborate_from`: a shared egress
+    address and sign-up IP, say), the question is only whether what they send agrees, and a family
+    a few percent of the run use still says so (`corroboration_share`): it adds its kind's weight
+    times that rarity, all content together at most `corroboration_cap`, however small a part of
+    the accounts' calls it is."""
+    rule = config.content
+    population = len(windows)
+    ignored: dict[str, set[str]] = defaultdict(set)
+    for ind in config.ignore:
+        ignored[ind.kind].add(ind.value)
+    alone: dict[content.Family, float] = {}
+    agreeing: dict[content.Family, float] = {}
+    usable = []  # a family used by too many accounts is no evidence: not even a candidate
+    for family in content.all_families(windows, rule, ignored):
+        # a frame anybody writes ("Q: … A:") says nothing of its author on its own; it may agree
+        short = family.length < rule.min_shingles
+        alone[family] = 0.0 if short else config.rarity(family.kind, family.users, population)
+        agreeing[family] = config.rarity(
+            family.kind, family.users, population, common_share=rule.corroboration_share
+        )
+        if agreeing[family] > 0.0:
+            usable.append(family)
+    named = {pair for pair, evidence in pairs.items() if evidence.score(config) >= rule.corroborate_from}
+    for pair, shared in content.shared_content(
+        usable, rule, config.pair_limit, named, candidates_from=lambda f: alone[f] > 0.0
+    ).items():
+        strict: dict[str, float] = {}
+        agree: dict[str, float] = {}
+        for item in shared:
+            ramp = (item.rare_share(alone) - rule.min_coverage) / (rule.full_coverage - rule.min_coverage)
+            strict[item.kind] = config.rules[item.kind].weight * min(1.0, max(0.0, ramp))
+            if pair in named:
+                agree[item.kind] = config.rules[item.kind].weight * max(agreeing[f] for f in item.families)
+        scale = min(1.0, rule.corroboration_cap / total) if (total := sum(agree.values())) > 0 else 0.0
+        for item in shared:
+            weight = max(strict[item.kind], agree.get(item.kind, 0.0) * scale)
+            if weight > 0.0:
+                pairs[pair].add(item.kind, weight, item.describe(population))
+
+
+def _cut_content_hubs(graph: nx.Graph) -> None:
+    """A cluster is only as strong as its weakest evidence. An account whose removal would split
+    its cluster into parts it reaches only through edges that stand on shared prompts uses
+    templates that several otherwise unrelated groups use (a public evaluation template, a popular
+    system prompt): it does not chain them together. Between two such parts and nothing else, it
+    stays with the one it shares the most with; linked to more, or also held by other evidence (a
+    payment) to a part of its own, it is a hub and keeps none of its prompt-only links to them."""
+    for node in list(nx.articulation_points(graph)):
+        if not any(data["content_only"] for _, _, data in graph.edges(node, data=True)):
+            continue
+        rest = graph.subgraph(n for n in nx.node_connected_component(graph, node) if n != node)
+        sides = [
+            [n for n in side if graph.has_edge(node, n)]
+            for side in nx.connected_components(rest)
+            if any(graph.has_edge(node, n) for n in side)
+        ]
+        weak = [side for side in sides if all(graph[node][n]["content_only"] for n in side)]
+        if len(weak) < 2:
+            continue  # prompts join it to one part only: no chain through it
+        if len(weak) == 2 == len(sides):
+            strength = [sum(graph[node][n]["weight"] for n in side) for side in weak]
+            weak = [weak[1] if strength[0] >= strength[1] else weak[0]]
+        graph.remove_edges_from((node, n) for side in weak for n in side)
+    graph.remove_nodes_from([n for n in list(graph.nodes) if graph.degree(n) == 0])
 
 
 def _cluster_of(
@@ -297,12 +398,21 @@ def _cluster_of(
     for aid in members:
         for ind in actor_matches.get(aid, ()):
             shared[ind.kind].add(ind.value)
+    tree = nx.maximum_spanning_tree(graph.subgraph(component), weight="weight")
+    weakest = min(
+        ((a, b, data["weight"]) for a, b, data in tree.edges(data=True)),
+        key=lambda e: (e[2], min(e[0], e[1]), max(e[0], e[1])),
+        default=None,
+    )
     return ActorCluster(
         cluster_id=actors[0] if actors else _cluster_id(members),
         accounts=members,
         indicators={kind: sorted(values) for kind, values in sorted(shared.items())},
         edges=edges,
         known_actors=actors,
+        weakest_link=None
+        if weakest is None
+        else (min(weakest[0], weakest[1]), max(weakest[0], weakest[1]), weakest[2]),
     )
 
 

@@ -2,10 +2,11 @@
 
 Why these defaults: one shared payment instrument is enough to link; network indicators (sign-up
 IP, call IP, TLS client within a network) are capped together below the threshold, so colleagues
-behind one corporate NAT are never merged on network evidence alone; prompt indicators (templates,
-system prompts) are capped together below it too, so customers running the same public evaluation
-are not merged; it takes two independent families, a shared payment, or strongly synchronised
-activity to link two accounts.
+behind one corporate NAT are never linked on network evidence alone. What accounts send links them
+alone only when it is rare (IDF-style over the run's accounts, so a public evaluation template or a
+popular app's system prompt weighs nothing) and is most of what both accounts send (one pipeline);
+a system prompt alone never links. Otherwise it takes two independent families, a shared payment,
+or strongly synchronised activity to link two accounts.
 """
 
 from __future__ import annotations
@@ -56,6 +57,31 @@ class SyncRule:
 
 
 @dataclass(frozen=True)
+class ContentRule:
+    """Templates and system prompts shared across accounts, near-duplicates grouped into families."""
+
+    min_item_calls: int = 2  # a template seen once in an account is not sketched: it is not its habit
+    min_calls: int = 3  # a family must cover this many of an account's calls ...
+    min_share: float = 0.05  # ... and this share of them to be evidence about it
+    min_jaccard: float = 0.4  # token-bigram Jaccard at which two frames are variants of one template
+    # a frame this short ("Q: … A:", "make it async.") is one anybody writes: alone it says nothing
+    # of its author however few accounts send it (it may still agree with other evidence)
+    min_shingles: int = 8
+    lsh_threshold: float = 0.3  # MinHash LSH recall point, below min_jaccard so few pairs are missed
+    num_perm: int = 64
+    # what two accounts share counts from this share of each one's calls, fully from the next:
+    # one pipeline's accounts share most of what they send, customers of a public template less
+    min_coverage: float = 0.5
+    full_coverage: float = 0.8
+    # a pair whose other evidence reaches this is named already: its content only has to agree,
+    # and counts while fewer than `corroboration_share` of the run's accounts use it (content
+    # alone: the kind's stricter `common_share`), at most `corroboration_cap` in all
+    corroborate_from: float = 0.5
+    corroboration_share: float = 0.1
+    corroboration_cap: float = 0.7
+
+
+@dataclass(frozen=True)
 class CentroidRule:
     min_embedded: int = 16
     min_cosine: float = 0.9
@@ -69,22 +95,27 @@ DEFAULT_RULES: dict[str, IndicatorRule] = {
     "signup_ip": IndicatorRule(weight=0.6, cap=0.6, rare_accounts=5, common_accounts=50, family="network"),
     "ip": IndicatorRule(weight=0.4, cap=0.4, rare_accounts=5, common_accounts=50, family="network"),
     "tls_asn": IndicatorRule(weight=0.4, cap=0.4, rare_accounts=5, common_accounts=50, family="network"),
+    # IDF over the run's accounts: full weight up to 50 accounts (or 1% of the run), none from 500
+    # (or 2%): a public template or a popular app's system prompt is how the ecosystem looks
     "template": IndicatorRule(
-        weight=0.6, cap=0.6, rare_accounts=500, common_accounts=5000, common_share=0.1, family="prompt"
+        weight=1.0, cap=1.0, rare_accounts=50, common_accounts=500, common_share=0.02, family="prompt"
     ),
     "system_prompt": IndicatorRule(
-        weight=0.5, cap=0.6, rare_accounts=500, common_accounts=5000, common_share=0.1, family="prompt"
+        weight=0.5, cap=0.5, rare_accounts=50, common_accounts=500, common_share=0.02, family="prompt"
     ),
     "sync": IndicatorRule(weight=0.6, cap=1.0, family="behaviour"),
     "centroid": IndicatorRule(weight=0.25, cap=0.25, family="behaviour"),
 }
-DEFAULT_FAMILY_CAPS: dict[str, float] = {"network": 0.8, "prompt": 0.7, "behaviour": 1.0}
+DEFAULT_FAMILY_CAPS: dict[str, float] = {"network": 0.8, "prompt": 1.0, "behaviour": 1.0}
 
 
 @dataclass(frozen=True)
 class LinkConfig:
     link_at: float = 1.0  # a pair's capped evidence must reach this to become an edge
     known_actor_link_at: float = 0.7  # an account's match with a known actor's indicators
+    # a known actor's template or system prompt counts at most this much towards the match: anyone
+    # who runs the same pipeline later sends it too, so prompts corroborate infrastructure there
+    known_actor_prompt_cap: float = 0.6
     min_indicator_calls: int = 3  # an indicator must cover this many of an account's calls ...
     min_indicator_share: float = 0.05  # ... and this share of them, or it is incidental
     pair_limit: int = 300  # indicators held by more accounts only corroborate other candidate pairs
@@ -92,23 +123,29 @@ class LinkConfig:
     family_caps: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_FAMILY_CAPS))
     sync: SyncRule = field(default_factory=SyncRule)
     centroid: CentroidRule = field(default_factory=CentroidRule)
+    content: ContentRule = field(default_factory=ContentRule)
     # (kind, value) pairs that are never evidence, e.g. a public evaluation template
     ignore: frozenset[Indicator] = frozenset()
 
-    def rarity(self, kind: str, accounts: int, population: int) -> float:
-        """1 for a value used by few accounts, falling on a log scale to 0 where it is common
-        (`common_accounts`, or `common_share` of the ``population`` of accounts in the run).
+    def rarity(self, kind: str, accounts: int, population: int, common_share: float | None = None) -> float:
+        """IDF over the run's accounts, scaled: 1 for a value used by at most `rare_accounts`,
+        0 from `common_accounts` (or `common_share` of the ``population`` of accounts in the run,
+        when that is fewer; ``common_share`` overrides the rule's), and
+        ``log(common / accounts) / log(common / rare)`` between.
 
         >>> c = LinkConfig()
         >>> c.rarity("ip", 3, 10_000), c.rarity("ip", 50, 10_000), round(c.rarity("ip", 16, 10_000), 2)
         (1.0, 0.0, 0.49)
-        >>> c.rarity("template", 400, 100_000), c.rarity("template", 400, 4_000)
+        >>> c.rarity("template", 40, 100_000), c.rarity("template", 40, 2_000)
         (1.0, 0.0)
+        >>> round(c.rarity("template", 150, 100_000), 2), round(c.rarity("template", 30, 2_000), 2)
+        (0.52, 0.42)
         """
         rule = self.rules[kind]
+        share = rule.common_share if common_share is None else common_share
         common = float(rule.common_accounts)
-        if rule.common_share < 1.0:
-            common = min(common, max(rule.common_share * population, _MIN_COMMON))
+        if share < 1.0:
+            common = min(common, max(share * population, _MIN_COMMON))
         rare = min(float(rule.rare_accounts), common / 2)
         if accounts <= rare:
             return 1.0
@@ -157,7 +194,14 @@ def load_link_config(path: Path) -> LinkConfig:
         raise LinkConfigError(f"{path}: expected a mapping at the top level")
     config = LinkConfig()
     updates: dict[str, Any] = {}
-    scalars = {"link_at", "known_actor_link_at", "min_indicator_calls", "min_indicator_share", "pair_limit"}
+    scalars = {
+        "link_at",
+        "known_actor_link_at",
+        "known_actor_prompt_cap",
+        "min_indicator_calls",
+        "min_indicator_share",
+        "pair_limit",
+    }
     for key, value in document.items():
         where = f"{path}: {key}"
         if key in scalars:
@@ -183,6 +227,8 @@ def load_link_config(path: Path) -> LinkConfig:
             updates["sync"] = _section(SyncRule, value, where, config.sync)
         elif key == "centroid":
             updates["centroid"] = _section(CentroidRule, value, where, config.centroid)
+        elif key == "content":
+            updates["content"] = _section(ContentRule, value, where, config.content)
         elif key == "ignore":
             if not isinstance(value, list) or not all(
                 isinstance(item, list) and len(item) == 2 and all(isinstance(x, str) for x in item)

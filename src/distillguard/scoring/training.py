@@ -190,6 +190,20 @@ def calibrate(
     }
 
 
+def preset_seeds(spec: str, default_seed: int) -> tuple[str, tuple[int, ...]]:
+    """A training preset as `name` or `name:seed,seed,...` (several train scenarios of one preset).
+
+    >>> preset_seeds("careful", 101), preset_seeds("small:101,102", 101)
+    (('careful', (101,)), ('small', (101, 102)))
+    """
+    name, _, seeds = spec.partition(":")
+    try:
+        parsed = tuple(int(s) for s in seeds.split(",")) if seeds else (default_seed,)
+    except ValueError as error:
+        raise ValueError(f"preset {spec!r}: seeds must be integers (name:101,102)") from error
+    return name, parsed
+
+
 def train_scorer(
     *,
     corpus: Path | None,
@@ -209,17 +223,23 @@ def train_scorer(
     columns = model_features(exclude)
     xs, ys, ws = [], [], []
     dev_sets = []
-    for preset in presets:
-        train_dir = simulate("train", preset, seeds[0], corpus, work)
-        dev_dir = simulate("dev", preset, seeds[1], corpus, work)
-        train_replay = replay_cached(train_dir, workers)
-        x, y, w = training_rows(train_replay, read_labels(train_dir / "labels.jsonl"), columns)
-        log(
-            f"{preset}: replayed {train_replay.calls:,} train calls: {len(x):,} rows, {int(y.sum()):,} positive"
-        )
+    names = []
+    for spec in presets:
+        preset, train_seeds = preset_seeds(spec, seeds[0])
+        names.append(f"{preset} (train seeds {', '.join(map(str, train_seeds))})")
+        rows = []
+        for seed in train_seeds:
+            train_dir = simulate("train", preset, seed, corpus, work)
+            train_replay = replay_cached(train_dir, workers)
+            rows.append(training_rows(train_replay, read_labels(train_dir / "labels.jsonl"), columns))
+            log(f"{preset} seed {seed}: {train_replay.calls:,} train calls, {len(rows[-1][0]):,} rows")
+        x = np.concatenate([r[0] for r in rows])
+        y = np.concatenate([r[1] for r in rows])
+        w = np.concatenate([r[2] for r in rows])
         xs.append(x)
         ys.append(y)
-        ws.append(w / w.sum())  # each preset weighs the same
+        ws.append(w / w.sum())  # each preset weighs the same, whatever its size and seeds
+        dev_dir = simulate("dev", preset, seeds[1], corpus, work)
         dev_sets.append(
             (
                 replay_cached(dev_dir, workers),
@@ -234,7 +254,7 @@ def train_scorer(
         DISTILLER_RISK, SUSPICIOUS_RISK, target_fpr, suspicious_fpr, "not yet calibrated"
     )
     meta = {
-        "trained_on": f"sim presets {', '.join(presets)} split train seed {seeds[0]}",
+        "trained_on": f"sim presets {'; '.join(names)}, split train",
         "calibrated_on": f"sim presets {', '.join(presets)} split dev seed {seeds[1]}",
         "corpus": str(corpus) if corpus else "shipped sample",
         "rows": len(x),
@@ -265,9 +285,10 @@ def train_scorer(
     "--preset",
     "presets",
     multiple=True,
-    default=("default", "careful"),
+    default=("careful", "small:101,102,103"),
     show_default=True,
-    help="Simulator presets trained on together (repeat the option).",
+    help="Simulator presets trained on together (repeat the option); `name:101,102` trains on "
+    "several seeds of one preset.",
 )
 @click.option(
     "--content-behaviour",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import dataclasses
 import gzip
 import json
 import random
@@ -30,8 +31,10 @@ from distillguard.sim.metadata import (
     THROWAWAY_MAIL,
     TZ_BY_LANG,
     company_domain,
+    draw_ip,
     fingerprint,
 )
+from distillguard.sim.params import draw_habit
 from distillguard.sim.pools import Pools, build_pools
 from distillguard.sim.scenario import Population, Scenario, Tactic, scenario_to_data
 from distillguard.sim.traffic import SimAccount, Traffic, client_pair, ip_pool
@@ -41,6 +44,46 @@ ROUTERS = ("relayhub", "tokenbridge", "openmesh-router", "llmswitch", "apigate-a
 SCRIPT_CLIENTS = ("python-requests", "aiohttp", "openai-python", "curl", "litellm", "openai-node")
 ADAPTIVE_VARIANTS = ("paraphrase", "translate", "low_and_slow", "benign_mix")
 PLAN_REACH_BACK = 14 * 3600.0  # local midnight at UTC+12 is 12 h before UTC midnight, plus margin
+
+# Careful mode: the benign populations a distiller account takes as cover, and their sizes when a
+# scenario has none of them (the default preset's).
+COVER_POPULATIONS = ("casual", "developer", "app_backend")
+DEFAULT_COVER = {
+    "casual": Population(accounts=0, calls_per_day=6),
+    "developer": Population(accounts=0, calls_per_day=16),
+    "app_backend": Population(accounts=0, calls_per_day=45, end_users=400),
+}
+# What a careful distiller takes from its cover profile: everything the edge and the account record
+# see, how it paces its calls and which parameters it sends. Its content stays its own.
+COVER_FIELDS = (
+    "timing", "activity", "mean_turns", "tz", "clients", "ips", "rotate_ips", "key_ids", "end_users",
+    "router", "stream", "phase", "interval", "window", "burst_days", "sync_group", "habit",
+)  # fmt: skip
+# The links a careful actor keeps between its accounts (one or two), with how often each is chosen.
+CAREFUL_LINKS = (
+    (("content",), 0.30),
+    (("infrastructure",), 0.15),
+    (("payment",), 0.15),
+    (("content", "infrastructure"), 0.15),
+    (("content", "payment"), 0.15),
+    (("infrastructure", "payment"), 0.10),
+)
+
+
+@dataclass(slots=True)
+class Profile:
+    """How one account of a benign population looks from outside: client, network, pacing and volume
+    (`fields`, `rate`), request-parameter habit (in `fields`) and sign-up facts."""
+
+    population: str
+    rate: float
+    fields: dict[str, Any]
+    age_days: tuple[float, float]
+    email: str
+    tier: str
+    # where a sign-up from another network than the calls comes from, and how often: people register
+    # in a browser at home or in the office, then call from servers
+    signup_network: tuple[str, float]
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +104,7 @@ class ScenarioBuilder:
         self.seed = seed
         self.accounts: list[SimAccount] = []
         self.actors: dict[str, dict[str, Any]] = {}
+        self._built: list[tuple[str, Tactic, int, int]] = []  # (tactic, spec, first account, end)
 
     def rng(self, *parts: object) -> random.Random:
         # seeding with a str hashes it with SHA-512: stable across processes and PYTHONHASHSEED
@@ -118,10 +162,56 @@ class ScenarioBuilder:
         """[first day, end day) a population or tactic is active in."""
         return spec.start_day, self.scenario.days if spec.end_day is None else spec.end_day
 
+    def first_day(self, rng: random.Random, start: int, end: int) -> int:
+        """Most accounts are there from the start; some sign up within the first half."""
+        return start if rng.random() < 0.85 else start + rng.randrange(max(1, (end - start) // 2))
+
     def benign(self, name: str, population: Population) -> None:
         start, end = self.window(population)
-        self._last_day = end
-        make: dict[str, Callable[[int, random.Random], None]] = {
+        for n in range(population.accounts):
+            rng = self.rng(name, n)
+            first = self.first_day(rng, start, end)
+            profile = self.profile(name, population, rng, f"{name}|{n}")
+            account = self._new(
+                name,
+                "benign",
+                n,
+                actor=None,
+                rate=profile.rate,
+                first_day=first,
+                last_day=end,
+                model=self.scenario.model,
+                **profile.fields,
+            )
+            self._profile_record(account, rng, profile)
+
+    def _profile_record(
+        self,
+        account: SimAccount,
+        rng: random.Random,
+        profile: Profile,
+        *,
+        payment: str | None = None,
+        signup_ip: str | None = None,
+    ) -> None:
+        if signup_ip is None:
+            network, elsewhere = profile.signup_network
+            signup_ip = draw_ip(rng, network)[0] if rng.random() < elsewhere else account.ips[0][0]
+        self._record(
+            account,
+            rng,
+            age_days=profile.age_days,
+            email=profile.email,
+            tier=profile.tier,
+            payment=payment,
+            signup_ip=signup_ip,
+            sanctioned=profile.population == "sanctioned_distillation",
+        )
+
+    def profile(self, name: str, spec: Population, rng: random.Random, tag: str) -> Profile:
+        """One account's outside look (client, network, pacing, volume, parameters, sign-up facts) as
+        population `name` draws it. Benign accounts and careful distillers both come through here."""
+        make: dict[str, Callable[[Population, random.Random, str], Profile]] = {
             "casual": self._casual,
             "developer": self._developer,
             "non_english": self._non_english,
@@ -132,38 +222,16 @@ class ScenarioBuilder:
             "sanctioned_distillation": self._sanctioned,
             "red_team": self._red_team,
         }
-        self._population = population
-        for n in range(population.accounts):
-            rng = self.rng(name, n)
-            self._first_day = (
-                start if rng.random() < 0.85 else start + rng.randrange(max(1, (end - start) // 2))
-            )
-            make[name](n, rng)
-        del self._population
+        return make[name](spec, rng, tag)
 
-    def _base(self, name: str, n: int, rng: random.Random, sigma: float, **fields: Any) -> SimAccount:
-        rate = self._population.calls_per_day * self._multiplier(rng, sigma)
-        return self._new(
-            name,
-            "benign",
-            n,
-            actor=None,
-            rate=rate,
-            first_day=self._first_day,
-            last_day=self._last_day,
-            model=self.scenario.model,
-            **fields,
-        )
+    def _keys(self, tag: str, count: int) -> list[str]:
+        return [f"key-{fingerprint(self.seed, tag, k)[:8]}" for k in range(count)]
 
-    def _casual(self, n: int, rng: random.Random) -> None:
+    def _casual(self, spec: Population, rng: random.Random, tag: str) -> Profile:
         kinds = rng.sample(
             ("chrome", "firefox", "safari-ios", "openai-python", "chrome"), k=rng.choice((1, 1, 2))
         )
-        account = self._base(
-            "casual",
-            n,
-            rng,
-            0.7,
+        fields = dict(
             content="casual",
             timing="human",
             activity=rng.uniform(0.3, 0.8),
@@ -171,22 +239,25 @@ class ScenarioBuilder:
             tz=rng.choice(TZ_BY_LANG["en"]),
             clients=[client_pair(rng, k) for k in kinds],
             ips=ip_pool(rng, "residential", rng.randint(1, 3)) + ip_pool(rng, "mobile", rng.randint(0, 2)),
-            key_ids=[f"key-{fingerprint(self.seed, 'casual', n)[:8]}"],
+            key_ids=self._keys(tag, 1),
             stream=kinds[0] in ("chrome", "firefox", "safari-ios"),
+            habit=draw_habit("casual", rng),
         )
-        self._record(
-            account, rng, age_days=(20, 900), email=rng.choice(FREE_MAIL), tier=rng.choice(("free", "tier-1"))
+        return Profile(
+            "casual",
+            spec.calls_per_day * self._multiplier(rng, 0.7),
+            fields,
+            age_days=(20, 900),
+            email=rng.choice(FREE_MAIL),
+            tier=rng.choice(("free", "tier-1")),
+            signup_network=("mobile", 0.25),
         )
 
-    def _developer(self, n: int, rng: random.Random) -> None:
+    def _developer(self, spec: Population, rng: random.Random, tag: str) -> Profile:
         kinds = rng.sample(
             ("openai-python", "openai-node", "langchain", "curl", "openai-python"), k=rng.choice((1, 2, 2))
         )
-        account = self._base(
-            "developer",
-            n,
-            rng,
-            0.8,
+        fields = dict(
             content="developer",
             timing="office",
             activity=rng.uniform(0.6, 0.95),
@@ -195,23 +266,26 @@ class ScenarioBuilder:
             clients=[client_pair(rng, k) for k in kinds],
             ips=ip_pool(rng, rng.choice(("office", "residential")), rng.randint(1, 2))
             + ip_pool(rng, "cloud", 1),
-            key_ids=[f"key-{fingerprint(self.seed, 'dev', n, k)[:8]}" for k in range(rng.randint(1, 3))],
+            key_ids=self._keys(tag, rng.randint(1, 3)),
             reasoning_share=rng.choice((0.0, 0.0, 0.2, 0.5)),
             style=rng.randrange(6),
             stream=rng.random() < 0.5,
+            habit=draw_habit("developer", rng),
         )
         email = company_domain(rng) if rng.random() < 0.6 else rng.choice(FREE_MAIL)
-        self._record(
-            account, rng, age_days=(10, 1000), email=email, tier=rng.choice(("tier-1", "tier-2", "tier-3"))
+        return Profile(
+            "developer",
+            spec.calls_per_day * self._multiplier(rng, 0.8),
+            fields,
+            age_days=(10, 1000),
+            email=email,
+            tier=rng.choice(("tier-1", "tier-2", "tier-3")),
+            signup_network=("residential", 0.5),
         )
 
-    def _non_english(self, n: int, rng: random.Random) -> None:
+    def _non_english(self, spec: Population, rng: random.Random, tag: str) -> Profile:
         lang = rng.choice(tuple(k for k in TZ_BY_LANG if k != "en"))
-        account = self._base(
-            "non_english",
-            n,
-            rng,
-            0.7,
+        fields = dict(
             content="non_english",
             timing="human",
             activity=rng.uniform(0.3, 0.8),
@@ -219,68 +293,71 @@ class ScenarioBuilder:
             tz=rng.choice(TZ_BY_LANG[lang]),
             clients=[client_pair(rng, rng.choice(("chrome", "safari-ios", "openai-python")))],
             ips=ip_pool(rng, rng.choice(("residential", "mobile")), rng.randint(1, 3)),
-            key_ids=[f"key-{fingerprint(self.seed, 'ne', n)[:8]}"],
+            key_ids=self._keys(tag, 1),
             lang=lang,
             stream=rng.random() < 0.5,
+            habit=draw_habit("non_english", rng),
         )
         mail = rng.choice(("qq.com", "163.com", "naver.com", "yandex.ru", "gmx.de", "orange.fr", *FREE_MAIL))
-        self._record(account, rng, age_days=(20, 800), email=mail, tier=rng.choice(("free", "tier-1")))
+        return Profile(
+            "non_english",
+            spec.calls_per_day * self._multiplier(rng, 0.7),
+            fields,
+            age_days=(20, 800),
+            email=mail,
+            tier=rng.choice(("free", "tier-1")),
+            signup_network=("mobile", 0.25),
+        )
 
-    def _app_backend(self, n: int, rng: random.Random) -> None:
-        users = max(20, round(self._population.end_users * self._multiplier(rng, 0.6)))
-        account = self._base(
-            "app_backend",
-            n,
-            rng,
-            0.9,
+    def _app_backend(self, spec: Population, rng: random.Random, tag: str) -> Profile:
+        users = max(20, round(spec.end_users * self._multiplier(rng, 0.6)))
+        fields = dict(
             content="app",
             timing="steady",
             tz=rng.choice(TZ_BY_LANG["en"]),
             clients=[client_pair(rng, rng.choice(("openai-node", "openai-python", "langchain")))],
             ips=ip_pool(rng, "cloud", rng.randint(2, 4)),
-            key_ids=[f"key-{fingerprint(self.seed, 'app', n, k)[:8]}" for k in range(rng.randint(1, 2))],
-            end_users=self._end_users(rng, users, f"app{n}"),
+            key_ids=self._keys(tag, rng.randint(1, 2)),
+            end_users=self._end_users(rng, users, tag),
             router=rng.choice(ROUTERS) if rng.random() < 0.2 else None,  # legitimate apps behind routers too
             style=rng.randrange(64),
+            habit=draw_habit("app_backend", rng),
         )
-        self._record(
-            account,
-            rng,
+        return Profile(
+            "app_backend",
+            spec.calls_per_day * self._multiplier(rng, 0.9),
+            fields,
             age_days=(60, 900),
             email=company_domain(rng),
             tier=rng.choice(("startup", "tier-3", "tier-4")),
+            signup_network=("office", 0.9),
         )
 
-    def _batch(self, n: int, rng: random.Random) -> None:
-        account = self._base(
-            "batch_classification",
-            n,
-            rng,
-            1.0,
+    def _batch(self, spec: Population, rng: random.Random, tag: str) -> Profile:
+        fields = dict(
             content="batch",
             timing="batch",
             phase=rng.uniform(0.5, 5.0) * 3600,
             interval=rng.uniform(0.3, 2.5),
             clients=[client_pair(rng, rng.choice(("python-requests", "openai-python", "aiohttp")))],
             ips=ip_pool(rng, "cloud", rng.randint(1, 2)),
-            key_ids=[f"key-{fingerprint(self.seed, 'batch', n)[:8]}"],
+            key_ids=self._keys(tag, 1),
+            habit=draw_habit("batch_classification", rng),
         )
-        self._record(
-            account,
-            rng,
+        return Profile(
+            "batch_classification",
+            spec.calls_per_day * self._multiplier(rng, 1.0),
+            fields,
             age_days=(60, 1200),
             email=company_domain(rng),
             tier=rng.choice(("tier-4", "enterprise")),
+            signup_network=("office", 0.8),
         )
 
-    def _eval(self, n: int, rng: random.Random) -> None:
+    def _eval(self, spec: Population, rng: random.Random, tag: str) -> Profile:
         releases = self.scenario.release_days or [self.scenario.days // 2]
         burst = tuple(sorted(set(rng.sample(releases, k=rng.randint(1, len(releases))))))
-        account = self._base(
-            "eval_harness",
-            n,
-            rng,
-            0.6,
+        fields = dict(
             content="eval",
             timing="burst",
             burst_days=tuple(d for b in burst for d in (b, b + 1) if d < self.scenario.days),
@@ -288,63 +365,72 @@ class ScenarioBuilder:
             interval=rng.uniform(1.0, 6.0),
             clients=[client_pair(rng, rng.choice(("openai-python", "litellm", "langchain")))],
             ips=ip_pool(rng, "cloud", rng.randint(1, 3)),
-            key_ids=[f"key-{fingerprint(self.seed, 'eval', n)[:8]}"],
+            key_ids=self._keys(tag, 1),
             reasoning_share=rng.choice((0.0, 0.3, 0.6)),
             style=rng.randrange(8),
+            habit=draw_habit("eval_harness", rng),
         )
         email = rng.choice(EDU_MAIL) if rng.random() < 0.4 else company_domain(rng)
-        self._record(
-            account, rng, age_days=(30, 900), email=email, tier=rng.choice(("edu", "startup", "enterprise"))
+        return Profile(
+            "eval_harness",
+            spec.calls_per_day * self._multiplier(rng, 0.6),
+            fields,
+            age_days=(30, 900),
+            email=email,
+            tier=rng.choice(("edu", "startup", "enterprise")),
+            signup_network=("office", 0.8),
         )
 
-    def _tutoring(self, n: int, rng: random.Random) -> None:
-        users = max(20, round(self._population.end_users * self._multiplier(rng, 0.5)))
-        account = self._base(
-            "tutoring",
-            n,
-            rng,
-            0.7,
+    def _tutoring(self, spec: Population, rng: random.Random, tag: str) -> Profile:
+        users = max(20, round(spec.end_users * self._multiplier(rng, 0.5)))
+        fields = dict(
             content="tutoring",
             timing="student",
             mean_turns=1.3,
             tz=rng.choice(TZ_BY_LANG["en"]),
             clients=[client_pair(rng, rng.choice(("openai-node", "openai-python")))],
             ips=ip_pool(rng, "cloud", rng.randint(1, 3)),
-            key_ids=[f"key-{fingerprint(self.seed, 'tutor', n)[:8]}"],
-            end_users=self._end_users(rng, users, f"tutor{n}"),
+            key_ids=self._keys(tag, 1),
+            end_users=self._end_users(rng, users, tag),
             style=rng.randrange(3),
+            habit=draw_habit("tutoring", rng),
         )
-        self._record(
-            account, rng, age_days=(60, 900), email=company_domain(rng), tier=rng.choice(("edu", "startup"))
+        return Profile(
+            "tutoring",
+            spec.calls_per_day * self._multiplier(rng, 0.7),
+            fields,
+            age_days=(60, 900),
+            email=company_domain(rng),
+            tier=rng.choice(("edu", "startup")),
+            signup_network=("office", 0.8),
         )
 
-    def _sanctioned(self, n: int, rng: random.Random) -> None:
-        account = self._base(
-            "sanctioned_distillation",
-            n,
-            rng,
-            0.6,
+    def _sanctioned(self, spec: Population, rng: random.Random, tag: str) -> Profile:
+        fields = dict(
             content="sanctioned",
             timing=rng.choice(("regular", "jitter")),
             phase=rng.random() * 3600,
             window=(rng.uniform(0, 10), rng.uniform(8, 14)),
             clients=[client_pair(rng, rng.choice(("python-requests", "aiohttp", "litellm")))],
             ips=ip_pool(rng, "cloud", rng.randint(1, 4)),
-            key_ids=[f"key-{fingerprint(self.seed, 'sanctioned', n)[:8]}"],
+            key_ids=self._keys(tag, 1),
             families=self._families(rng),
             reasoning_share=0.5,
             style=rng.randrange(8),
+            habit=draw_habit("sanctioned_distillation", rng),
         )
-        self._record(
-            account, rng, age_days=(120, 1000), email=company_domain(rng), tier="enterprise", sanctioned=True
+        return Profile(
+            "sanctioned_distillation",
+            spec.calls_per_day * self._multiplier(rng, 0.6),
+            fields,
+            age_days=(120, 1000),
+            email=company_domain(rng),
+            tier="enterprise",
+            signup_network=("office", 0.8),
         )
 
-    def _red_team(self, n: int, rng: random.Random) -> None:
-        account = self._base(
-            "red_team",
-            n,
-            rng,
-            0.8,
+    def _red_team(self, spec: Population, rng: random.Random, tag: str) -> Profile:
+        fields = dict(
             content="red_team",
             timing="human",
             activity=rng.uniform(0.2, 0.7),
@@ -352,9 +438,18 @@ class ScenarioBuilder:
             tz=rng.choice(TZ_BY_LANG["en"]),
             clients=[client_pair(rng, rng.choice(("chrome", "openai-python", "curl")))],
             ips=ip_pool(rng, rng.choice(("residential", "mobile")), rng.randint(1, 2)),
-            key_ids=[f"key-{fingerprint(self.seed, 'red', n)[:8]}"],
+            key_ids=self._keys(tag, 1),
+            habit=draw_habit("red_team", rng),
         )
-        self._record(account, rng, age_days=(1, 300), email=rng.choice(FREE_MAIL), tier="free")
+        return Profile(
+            "red_team",
+            spec.calls_per_day * self._multiplier(rng, 0.8),
+            fields,
+            age_days=(1, 300),
+            email=rng.choice(FREE_MAIL),
+            tier="free",
+            signup_network=("residential", 0.25),
+        )
 
     def _families(self, rng: random.Random) -> tuple[str, ...]:
         generation = sorted(self.pools.generation)
@@ -419,15 +514,149 @@ class ScenarioBuilder:
         return account
 
     def tactic(self, name: str, tactic: Tactic) -> None:
+        first_new = len(self.accounts)
         handler = {
             "hydra": self._hydra,
             "router_mixed": self._router,
             "recidivist": self._recidivist,
             "adaptive": self._adaptive,
-        }.get(name)
-        if handler is not None:
-            handler(tactic)
-            return
+        }.get(name, self._content_tactic)
+        handler(tactic, name)
+        self._built.append((name, tactic, first_new, len(self.accounts)))
+
+    # --- careful mode -----------------------------------------------------------------------------
+
+    def take_cover(self) -> None:
+        """Careful mode, once every tactic is built: each actor keeps one or two links, and every
+        distiller account takes a benign population's look, drawn by that population's own profile
+        code. Populations are dealt out as quotas in the benign populations' proportions (router keys
+        can only be apps; an egress-linked actor's accounts share one), so the distillers' mix equals
+        the benign mix exactly rather than only on average."""
+        plans = []
+        for name, tactic, begin, end in self._built:
+            members_of: dict[str, list[SimAccount]] = {}
+            for account in self.accounts[begin:end]:
+                members_of.setdefault(str(account.actor), []).append(account)
+            for actor, members in members_of.items():
+                rng = self.rng("careful", actor)
+                links = rng.choices([c for c, _ in CAREFUL_LINKS], weights=[w for _, w in CAREFUL_LINKS])[0]
+                infrastructure = None
+                if "infrastructure" in links:
+                    infrastructure = "egress" if rng.random() < 0.6 else "signup"
+                plans.append((name, tactic, actor, members, rng, links, infrastructure))
+        cover = self._deal_cover(
+            [(name, infrastructure, members) for name, _, _, members, _, _, infrastructure in plans]
+        )
+        for name, tactic, actor, members, rng, links, infrastructure in plans:
+            self._cover_actor(name, tactic, actor, members, rng, links, infrastructure, cover)
+
+    def _deal_cover(self, actors: list[tuple[str, str | None, list[SimAccount]]]) -> dict[str, str]:
+        """account id -> the benign population whose profile it takes."""
+        present = self.scenario.populations()
+        weights = {p: present[p].accounts if p in present else 0 for p in COVER_POPULATIONS}
+        if not any(weights.values()):
+            weights = dict.fromkeys(COVER_POPULATIONS, 1)
+        total = sum(len(members) for _, _, members in actors)
+        share = sum(weights.values())
+        left = {p: total * w / share for p, w in weights.items()}  # accounts still owed to each
+        cover: dict[str, str] = {}
+
+        def deal(population: str, members: list[SimAccount]) -> None:
+            for account in members:
+                cover[account.account_id] = population
+            left[population] -= len(members)
+
+        for name, _, members in actors:
+            if name == "router_mixed":
+                deal("app_backend", members)  # a reseller key is an app with many end users
+        # whole actors first (largest first), each to the population owed the most
+        shared = sorted(
+            (a for a in actors if a[0] != "router_mixed" and a[1] == "egress"), key=lambda a: -len(a[2])
+        )
+        for _, _, members in shared:
+            deal(max(COVER_POPULATIONS, key=lambda p: left[p]), members)
+        rest = [
+            account
+            for name, infrastructure, members in actors
+            if name != "router_mixed" and infrastructure != "egress"
+            for account in members
+        ]
+        slots: list[str] = []
+        for population in COVER_POPULATIONS:
+            slots += [population] * max(0, round(left[population]))
+        while len(slots) < len(rest):
+            slots.append(max(COVER_POPULATIONS, key=lambda p: weights[p]))
+        self.rng("careful", "cover").shuffle(slots)
+        for account, population in zip(rest, slots, strict=False):
+            cover[account.account_id] = population
+        return cover
+
+    def _cover_actor(
+        self,
+        name: str,
+        tactic: Tactic,
+        actor: str,
+        members: list[SimAccount],
+        rng: random.Random,
+        links: tuple[str, ...],
+        infrastructure: str | None,
+        cover: dict[str, str],
+    ) -> None:
+        details = self.actors[actor]
+        details["links"] = list(links)
+        details["infrastructure"] = infrastructure
+        for standard in ("shared_payment", "synchronised", "shared_template"):
+            details.pop(standard, None)  # the standard campaign's links no longer hold
+        details["cover"] = dict(sorted(Counter(cover[a.account_id] for a in members).items()))
+        start, end = self.window(tactic)
+        lead = None
+        if infrastructure == "egress":
+            # one machine (one IP, one client stack) behind every account
+            population = cover[members[0].account_id]
+            lead = self.profile(population, self._cover_spec(population), rng, f"careful-lead|{actor}")
+        signup_ips = [draw_ip(rng, "residential")[0] for _ in range(rng.randint(1, 2))]
+        payments = ["pm_" + fingerprint(actor, "careful-pay", i) for i in range(rng.randint(1, 2))]
+        style, families = members[0].style, members[0].families
+        for account in members:
+            arng = self.rng("careful", account.account_id)
+            population = cover[account.account_id]
+            profile = self.profile(
+                population, self._cover_spec(population), arng, f"careful|{account.account_id}"
+            )
+            self._apply_cover(account, profile)
+            if lead is not None:
+                account.ips = lead.fields["ips"][:1] + account.ips[1:]
+                account.clients = lead.fields["clients"][:1] + account.clients[1:]
+            if "content" in links:
+                account.style, account.families = style, families  # one pipeline for every account
+            else:
+                account.style, account.families = arng.randrange(64), self._families(arng)
+            if name in CONTENT_TACTICS or name == "adaptive":
+                account.first_day = self.first_day(arng, start, end)  # as benign accounts arrive
+            # a sign-up network shows only where the cover would sign up away from where it calls
+            # (a careful actor does not register a "casual user" from a network it never calls from)
+            signup_link = infrastructure == "signup" and arng.random() < max(0.5, profile.signup_network[1])
+            self._profile_record(
+                account,
+                arng,
+                profile,
+                payment=arng.choice(payments) if "payment" in links else None,
+                signup_ip=arng.choice(signup_ips) if signup_link else None,
+            )
+
+    def _cover_spec(self, population: str) -> Population:
+        return self.scenario.populations().get(population) or DEFAULT_COVER[population]
+
+    @staticmethod
+    def _apply_cover(account: SimAccount, profile: Profile) -> None:
+        for name in COVER_FIELDS:
+            value = profile.fields[name] if name in profile.fields else _FIELD_DEFAULTS[name]()
+            setattr(account, name, value)
+        account.rate = profile.rate
+        # a reasoning model is a habit too, unless reasoning is what the actor is after
+        account.reasoning_share = max(account.reasoning_share, profile.fields.get("reasoning_share", 0.0))
+
+    def _content_tactic(self, tactic: Tactic, name: str) -> None:
         start, end = self.window(tactic)
         for a in range(tactic.actors):
             rng = self.rng(name, a)
@@ -470,7 +699,7 @@ class ScenarioBuilder:
             signup_ip=account.ips[0][0],
         )
 
-    def _hydra(self, tactic: Tactic) -> None:
+    def _hydra(self, tactic: Tactic, name: str) -> None:
         start, end = self.window(tactic)
         for c, size in enumerate(tactic.campaign_sizes):
             rng = self.rng("hydra", c)
@@ -529,7 +758,7 @@ class ScenarioBuilder:
                     signup_ip=rng.choice(proxies)[0],
                 )
 
-    def _router(self, tactic: Tactic) -> None:
+    def _router(self, tactic: Tactic, name: str) -> None:
         start, end = self.window(tactic)
         for a in range(tactic.actors):
             rng = self.rng("router", a)
@@ -564,7 +793,7 @@ class ScenarioBuilder:
                     tier=rng.choice(("tier-3", "tier-4")),
                 )
 
-    def _recidivist(self, tactic: Tactic) -> None:
+    def _recidivist(self, tactic: Tactic, name: str) -> None:
         start, days = self.window(tactic)
         span = days - start
         early_end = start + max(1, int(span * 0.45))
@@ -603,7 +832,7 @@ class ScenarioBuilder:
                 reused = early or rng.random() < 0.5
                 self._adversary_record(account, rng, payment=payment if reused else None)
 
-    def _adaptive(self, tactic: Tactic) -> None:
+    def _adaptive(self, tactic: Tactic, name: str) -> None:
         start, end = self.window(tactic)
         for a in range(tactic.actors):
             rng = self.rng("adaptive", a)
@@ -632,12 +861,24 @@ class ScenarioBuilder:
                 self._adversary_record(account, rng, aged=slow)
 
 
+def _default_of(spec: Any) -> Callable[[], Any]:
+    if spec.default_factory is not dataclasses.MISSING:
+        factory: Callable[[], Any] = spec.default_factory
+        return factory
+    return lambda: spec.default
+
+
+_FIELD_DEFAULTS = {f.name: _default_of(f) for f in dataclasses.fields(SimAccount)}
+
+
 def build_accounts(scenario: Scenario, pools: Pools, seed: int) -> ScenarioBuilder:
     builder = ScenarioBuilder(scenario, pools, seed)
     for name, population in scenario.populations().items():
         builder.benign(name, population)
     for name, tactic in scenario.tactics().items():
         builder.tactic(name, tactic)
+    if scenario.careful:
+        builder.take_cover()
     return builder
 
 
@@ -827,6 +1068,11 @@ def format_summary(summary: dict[str, Any]) -> str:
     if summary["router_keys_per_share"]:
         shares = ", ".join(f"{k}: {v}" for k, v in summary["router_keys_per_share"].items())
         lines.append(f"router keys per attack share: {shares}")
+    links = Counter("+".join(d["links"]) for d in summary["actor_details"] if "links" in d)
+    if links:
+        lines.append(
+            "careful actors by link kept: " + ", ".join(f"{k}: {v}" for k, v in sorted(links.items()))
+        )
     if summary["hydra_max_calls_per_account_day"] is not None:
         lines.append(
             f"hydra: busiest account averages {summary['hydra_max_calls_per_account_day']} calls/day"

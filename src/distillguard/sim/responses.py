@@ -28,14 +28,6 @@ _VOCAB = (
     "context", "source", "information", "plan", "strategy", "goal",
 )  # fmt: skip
 
-_REASONING_OPENERS = (
-    "Okay, let me think about this. ",
-    "Let me work through this step by step. ",
-    "Hmm, first I need to figure out what is being asked. ",
-    "Alright, so the question is about ",
-    "Wait, let me reconsider. ",
-)
-
 
 def _word_salad(length: int = 300_000) -> str:
     rng = random.Random(20260202)
@@ -54,23 +46,37 @@ _CALCULATOR = re.compile(r"<<[^>]*>>")
 
 class Prose:
     """Placeholder text: slices of real prose (the split's corpus answers, unrelated to the prompt at
-    hand), topped up with word salad when the corpus has too little. Slicing is all a response costs."""
+    hand), topped up with word salad when the corpus has less than `min_chars` (reasoning passes 0:
+    it is only ever real trace text). Slicing is all a response costs."""
 
     MIN_CHARS = 200_000
 
-    def __init__(self, texts: Sequence[str] = ()) -> None:
+    def __init__(self, texts: Sequence[str] = (), min_chars: int = MIN_CHARS) -> None:
         # GSM8K's calculator annotations (<<3*4=12>>) are not what a model would say
         joined = "\n\n".join(_CALCULATOR.sub("", t).strip() for t in texts if t and t.strip())
-        if len(joined) < self.MIN_CHARS:
-            joined = (joined + "\n\n" + _word_salad(self.MIN_CHARS - len(joined) + 10_000)).strip()
+        self.real_chars = len(joined)
+        if len(joined) < max(min_chars, 5_000):
+            joined = (joined + "\n\n" + _word_salad(max(min_chars, 5_000) - len(joined) + 10_000)).strip()
         self.text = joined
 
     def take(self, rng: random.Random, low: int, high: int) -> str:
         """Between `low` and `high` characters, starting at a word boundary."""
-        length = rng.randint(low, high)
+        return self.take_chars(rng, rng.randint(low, high))
+
+    def take_chars(self, rng: random.Random, length: int, sentence: bool = False) -> str:
+        """About `length` characters, starting at a word boundary (or, with `sentence`, at the start
+        of a sentence or paragraph, the way a trace reads)."""
+        length = min(length, len(self.text) - 2)
         start = rng.randrange(0, len(self.text) - length - 1)
-        space = self.text.find(" ", start)
-        start = space + 1 if 0 <= space < start + 40 else start
+        if sentence:
+            ends = [i for i in (self.text.find(". ", start), self.text.find("\n", start)) if i >= 0]
+            cut = min(ends, default=-1)
+            start = cut + 1 if 0 <= cut < start + 400 else start
+            while start < len(self.text) and self.text[start] in " \n":
+                start += 1
+        else:
+            space = self.text.find(" ", start)
+            start = space + 1 if 0 <= space < start + 40 else start
         return self.text[start : start + length].strip()
 
 
@@ -111,12 +117,26 @@ def _ranking(rng: random.Random) -> str:
     return f"[{{'model': 'model_1', 'rank': {first}}}, {{'model': 'model_2', 'rank': {second}}}]"
 
 
-def judge_verdict(prompt: str, rng: random.Random, prose: Prose = WORD_SALAD) -> str:
-    """What a judge model answers to a grading prompt, in the format the template asks for."""
+def judge_verdict(prompt: str, rng: random.Random, prose: Prose = WORD_SALAD, chars: int = 400) -> str:
+    """What a judge model answers to a grading prompt, in the format the template asks for; its
+    justification is about `chars` long."""
+    low, high = max(20, chars // 2), max(40, chars)
     for pattern, make in _VERDICT_PATTERNS:
         if pattern.search(prompt):
-            return str(make(rng, prose))
-    return f"{prose.take(rng, 150, 500)}\n\nScore: {rng.randint(1, 10)}/10"
+            return str(make(rng, _Sized(prose, low, high)))
+    return f"{prose.take(rng, low, high)}\n\nScore: {rng.randint(1, 10)}/10"
+
+
+class _Sized:
+    """A Prose whose `take` ignores the verdict template's own bounds: the judge's length comes from
+    the kind of prompt (kinds.reply_chars), the same for every caller."""
+
+    def __init__(self, prose: Prose, low: int, high: int) -> None:
+        self.prose, self.low, self.high = prose, low, high
+
+    def take(self, rng: random.Random, low: int, high: int) -> str:
+        share = (low + high) / 2 / 400  # the template's parts keep their proportions
+        return self.prose.take(rng, max(10, int(self.low * share)), max(20, int(self.high * share)))
 
 
 def chat_response(
@@ -130,16 +150,24 @@ def chat_response(
     reasoning: str | None = None,
     finish_reason: str = "stop",
     logprobs: dict[str, Any] | None = None,
-    n: int = 1,
+    other_samples: Sequence[str] = (),
 ) -> dict[str, Any]:
+    """A chat.completion body; `other_samples` are the further choices of a call with n > 1."""
     message: dict[str, Any] = {"role": "assistant", "content": content}
     if reasoning is not None:
         message["reasoning_content"] = reasoning
-    choices = [
-        {"index": i, "message": message, "logprobs": logprobs, "finish_reason": finish_reason}
-        for i in range(n)
-    ]
-    completion_tokens = tokens(content) * n + (tokens(reasoning) if reasoning else 0)
+    choices = [{"index": 0, "message": message, "logprobs": logprobs, "finish_reason": finish_reason}]
+    for i, other in enumerate(other_samples, start=1):
+        choices.append(
+            {
+                "index": i,
+                "message": {"role": "assistant", "content": other},
+                "logprobs": None,
+                "finish_reason": finish_reason,
+            }
+        )
+    texts = (content, *other_samples)
+    completion_tokens = sum(tokens(t) for t in texts) + (tokens(reasoning) if reasoning else 0)
     usage: dict[str, Any] = {
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
@@ -197,20 +225,22 @@ _PROBE_TOKENS = (
 )
 
 
-def probe_logprobs(rng: random.Random, top: int) -> tuple[str, dict[str, Any]]:
-    """One sampled token with its top alternatives, as a logprobs=true, max_tokens=1 call returns."""
-    candidates = rng.sample(_PROBE_TOKENS, k=min(top, len(_PROBE_TOKENS)))
-    values = sorted((-abs(rng.gauss(0, 2.5)) for _ in candidates), reverse=True)
-    top_list = [
-        {"token": t, "logprob": round(v, 5), "bytes": list(t.encode())}
-        for t, v in zip(candidates, values, strict=True)
-    ]
-    chosen = top_list[0]
-    return candidates[0], {"content": [{**chosen, "top_logprobs": top_list}], "refusal": None}
-
-
-def reasoning_trace(rng: random.Random, prose: Prose = WORD_SALAD, low: int = 1500, high: int = 6000) -> str:
-    return rng.choice(_REASONING_OPENERS) + prose.take(rng, low, high)
+def probe_logprobs(rng: random.Random, top: int, answer: str | None = None) -> tuple[str, dict[str, Any]]:
+    """Logprobs as a `logprobs: true` call returns them: for one sampled token (max_tokens 1), or,
+    with `answer`, for its first few words (a careful prober reads the alternatives of each)."""
+    words = [f" {w}" if i else w for i, w in enumerate(answer.split()[:8])] if answer else []
+    entries = []
+    for position in range(max(1, len(words))):
+        candidates = rng.sample(_PROBE_TOKENS, k=min(top, len(_PROBE_TOKENS)))
+        if words:
+            candidates[0] = words[position]
+        values = sorted((-abs(rng.gauss(0, 2.5)) for _ in candidates), reverse=True)
+        top_list = [
+            {"token": t, "logprob": round(v, 5), "bytes": list(t.encode())}
+            for t, v in zip(candidates, values, strict=True)
+        ]
+        entries.append({**top_list[0], "top_logprobs": top_list})
+    return str(entries[0]["token"]), {"content": entries, "refusal": None}
 
 
 def error_body(status: int) -> dict[str, Any]:

@@ -16,7 +16,7 @@ import msgspec
 import yaml
 from msgspec import Meta
 
-PRESETS = ("small", "default", "large")
+PRESETS = ("small", "default", "large", "careful-small", "careful")
 PRESET_DIR = Path(str(resources.files("distillguard.sim") / "presets"))
 
 NonNegInt = Annotated[int, Meta(ge=0)]
@@ -100,6 +100,9 @@ class Scenario(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     model: str = "frontier-1"
     reasoning_model: str = "frontier-reasoner-1"
     release_days: list[NonNegInt] = []  # days with a model release: evaluation customers burst then
+    # careful adversary: distiller accounts look like benign developers, app backends and casual
+    # users in everything but what they ask (docs/simulator.md, "Careful mode")
+    careful: bool = False
     benign: Benign
     adversaries: Adversaries
 

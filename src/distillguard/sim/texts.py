@@ -1,7 +1,8 @@
-"""Text the simulator writes itself: app system prompts, the batch customer's ticket template and its
-fillings, follow-up turns, harvest wrappers, paraphrases and translations an adaptive adversary uses.
+"""Benign text the simulator writes itself: app and tutoring system prompts, the batch customer's
+ticket template and its fillings, follow-up turns.
 
-Everything else the simulator sends is real public text from the corpus.
+The adversary's own wording (wrappers, paraphrases, translations, judge formats, topic sweeps) is in
+`wording.py`, split train / dev / test. Everything else the simulator sends is real corpus text.
 """
 
 from __future__ import annotations
@@ -136,49 +137,6 @@ CODING_FOLLOW_UPS = (
     "Make it async.",
     "Add error handling for when the file doesn't exist.",
     "How would I deploy this with Docker?",
-)
-
-# How a response harvester may wrap an instruction (bare questions are sent with no wrapper at all).
-HARVEST_WRAPPERS = (
-    "{q}",
-    "{q}",
-    "{q}",
-    "Answer the following question thoroughly.\n\n{q}",
-    "Instruction: {q}\nResponse:",
-    "Please respond to the following instruction.\n\n### Instruction:\n{q}\n\n### Response:",
-    "Q: {q}\nA:",
-)
-
-# Paraphrased wrappers an adaptive adversary rotates so no single template repeats.
-PARAPHRASED_WRAPPERS = (
-    "hey quick one - {q}",
-    "{q} (keep it detailed pls)",
-    "I've been wondering about this: {q}",
-    "My teacher asked us this and I'm stuck: {q}",
-    "{q}\n\nThanks in advance!",
-    "Could you help me with something? {q}",
-    "for a blog post I'm writing: {q}",
-    "{q} Explain your answer.",
-)
-
-# Translated instructions: the same harvest, asked in another language.
-TRANSLATED_WRAPPERS = (
-    ("es", "Responde detalladamente a la siguiente pregunta:\n\n{q}"),
-    ("fr", "Réponds de manière détaillée à la question suivante :\n\n{q}"),
-    ("de", "Beantworte die folgende Frage ausführlich:\n\n{q}"),
-    ("zh", "请详细回答下面的问题，并给出推理过程：\n\n{q}"),
-    ("ja", "次の質問に詳しく答えてください。\n\n{q}"),
-    ("ru", "Подробно ответь на следующий вопрос:\n\n{q}"),
-    ("pt", "Responda detalhadamente à seguinte pergunta:\n\n{q}"),
-    ("ko", "다음 질문에 자세히 답해 주세요.\n\n{q}"),
-)
-
-# A paraphrased system prompt for an adaptive CoT harvester (same intent as the Orca/R1 ones).
-PARAPHRASED_COT_SYSTEMS = (
-    "Work through the problem carefully, writing out each intermediate step before the result.",
-    "Take your time. Lay out your thinking in full, then state the final answer.",
-    "You are a meticulous assistant: show all of your work, step after step, and box the final answer.",
-    "Think out loud in detail before answering; do not skip any step of the derivation.",
 )
 
 SANCTIONED_SYSTEM = (

@@ -18,8 +18,11 @@ from distillguard.corpus import CorpusItem
 from distillguard.events.model import CallEvent, Client
 from distillguard.sim import responses as r
 from distillguard.sim import texts
+from distillguard.sim.kinds import REAL_ANSWER_KINDS, prompt_kind, reasoning_chars, reply_chars
 from distillguard.sim.metadata import CLIENTS, draw_ip
+from distillguard.sim.params import ParamHabit, request_params
 from distillguard.sim.pools import Pools
+from distillguard.sim.wording import wording_for
 
 DAY = 86_400.0
 
@@ -99,8 +102,10 @@ class SimAccount:
     conversation: tuple[CorpusItem, ...] = ()
     history: list[tuple[str, str]] = field(default_factory=list)  # (user, assistant) of this session
     probe_sweep: int = 0
+    sweep_position: int = 0  # topic sweeps: how far through the topic list
     lang: str = "en"  # non-English users mostly write in their own language
     stream: bool = False  # chat front-ends stream; the event holds the reassembled response
+    habit: ParamHabit | None = None  # request parameters; None: a standard distiller's tactic sets them
 
     def active(self, day: int) -> bool:
         return self.first_day <= day < self.last_day
@@ -132,8 +137,21 @@ class Traffic:
             for i in items
             if i.answer
         ]
+        rationales = [i.answer for i in pools.bare if i.answer and i.source.startswith("flan_")]
         self.prose = r.Prose(answers)
-        self.thoughts = r.Prose(traces + worked)
+        # placeholder lengths of the kinds answered with real text follow the real answers' lengths,
+        # so a call's answer length does not tell whether its prompt came with an answer
+        self.real_lengths: dict[str, list[int]] = {}
+        for item in {id(i): i for i in (*pools.bare, *pools.eval_questions, *pools.math)}.values():
+            if item.answer and not item.answer.startswith("<think>"):
+                kind = prompt_kind(item.text)
+                if kind in REAL_ANSWER_KINDS:
+                    self.real_lengths.setdefault(kind, []).append(
+                        len(r.without_calculator_marks(item.answer))
+                    )
+        self.real_lengths = {k: sorted(v) for k, v in self.real_lengths.items() if len(v) >= 50}
+        # reasoning is only ever real trace text: R1-style traces, worked solutions, FLAN rationales
+        self.thoughts = r.Prose(traces + worked + rationales, min_chars=0)
         # MT-bench style questions have a second turn that follows the first one's answer
         self.next_turn: dict[CorpusItem, CorpusItem] = {}
         by_group: dict[str, list[CorpusItem]] = {}
@@ -146,6 +164,11 @@ class Traffic:
         second_turns = set(self.next_turn.values())
         self.first_turns = tuple(i for i in pools.eval_questions if i not in second_turns)
         self.arena = tuple(i for i in pools.openers if i.source == "arena_hard")
+        self.wording = wording_for(pools.split)
+        # what the simulator's own judge formats grade: real questions of the split
+        self.judged = tuple(
+            i for i in (*pools.eval_questions, *pools.bare, *pools.openers) if len(i.text) < 2000
+        )
         self.non_english_by_lang: dict[str, tuple[CorpusItem, ...]] = {}
         for item in pools.non_english:
             self.non_english_by_lang.setdefault(item.lang, ())
@@ -293,19 +316,16 @@ class Traffic:
         rid = "chatcmpl-" + event_id[2:]
         pools = self.pools
         model = account.model
-        reasoning: str | None = None
-        synthetic = True
-        params: dict[str, Any] = {}
-        system = ""
         if content in ("casual", "router_user", "developer"):
             user = self._conversation_turn(account, turn, rng, coding=content == "developer")
+            system = ""
             if content == "developer":
                 system = "You are a helpful coding assistant." if account.style % 3 == 0 else ""
-                params["temperature"] = 0.2 if account.style % 2 else 0.7
+            kind = prompt_kind(user)
             messages = self._with_history(account, system, user)
-            body = self.prose.take(rng, 300, 2200 if content == "developer" else 1500)
+            body = self._reply(kind, rng)
             account.history.append((user, body[:400]))
-            return self._chat(rid, created, model, messages, body, params, rng, account)
+            return self._chat(rid, created, model, messages, body, rng, account, kind=kind)
         if content == "non_english":
             own = self.non_english_by_lang.get(account.lang, ())
             if turn == 0 or not account.conversation:
@@ -315,24 +335,25 @@ class Traffic:
             else:
                 same = self.non_english_by_lang.get(account.conversation[0].lang) or pools.non_english
                 item = rng.choice(same)
+            kind = prompt_kind(item.text)
             messages = self._with_history(account, "", item.text)
-            body = self.prose.take(rng, 200, 1200)
+            body = self._reply(kind, rng)
             account.history.append((item.text, body[:300]))
-            return self._chat(rid, created, model, messages, body, params, rng, account)
+            return self._chat(rid, created, model, messages, body, rng, account, kind=kind)
         if content == "red_team":
             item = rng.choice(pools.redteam)
             messages = [{"role": "user", "content": item.text}]
             refuse = rng.random() < 0.6
-            body = rng.choice(r.REFUSALS) if refuse else self.prose.take(rng, 150, 900)
-            return self._chat(rid, created, model, messages, body, params, rng, account, synthetic=not refuse)
+            body = rng.choice(r.REFUSALS) if refuse else self._reply("chat", rng)
+            return self._chat(
+                rid, created, model, messages, body, rng, account, kind="chat", synthetic=not refuse
+            )
         if content == "app":
             system = texts.APP_SYSTEM_PROMPTS[account.style % len(texts.APP_SYSTEM_PROMPTS)]
             item = rng.choice(pools.openers)
+            kind = prompt_kind(item.text)
             messages = [{"role": "system", "content": system}, {"role": "user", "content": item.text}]
-            params = {"temperature": 0.5, "max_tokens": 800}
-            return self._chat(
-                rid, created, model, messages, self.prose.take(rng, 150, 900), params, rng, account
-            )
+            return self._chat(rid, created, model, messages, self._reply(kind, rng), rng, account, kind=kind)
         if content == "batch":
             text, category = texts.support_ticket(rng)
             messages = [{"role": "system", "content": texts.TICKET_SYSTEM}, {"role": "user", "content": text}]
@@ -340,58 +361,21 @@ class Traffic:
                 f'{{"category": "{category}", "priority": "{rng.choice(("low", "medium", "high"))}", '
                 f'"sentiment": "{rng.choice(("negative", "neutral", "positive"))}"}}'
             )
-            params = {"temperature": 0, "max_tokens": 60, "response_format": {"type": "json_object"}}
-            return self._chat(rid, created, model, messages, label, params, rng, account, synthetic=False)
+            return self._chat(
+                rid, created, model, messages, label, rng, account, kind="classification", synthetic=False
+            )
         if content == "eval":
             if rng.random() < 0.55:
-                previous = account.conversation[0] if account.conversation else None
-                follow = self.next_turn.get(previous) if previous is not None else None
-                if follow is not None and account.history:
-                    # the benchmark's second turn, after the model's first answer
-                    item = follow
-                    past_user, past_answer = account.history[-1]
-                    messages = [
-                        {"role": "user", "content": past_user},
-                        {"role": "assistant", "content": past_answer},
-                        {"role": "user", "content": item.text},
-                    ]
-                    account.conversation = ()
-                else:
-                    use_arena = self.arena and rng.random() < 0.3
-                    item = (
-                        rng.choice(self.arena)
-                        if use_arena
-                        else rng.choice(self.first_turns or pools.eval_questions)
-                    )
-                    messages = [{"role": "user", "content": item.text}]
-                    account.conversation = (item,)
-                body = item.answer or self.prose.take(rng, 400, 2500)
-                account.history[:] = [(item.text, body[:1500])]
-                synthetic = item.answer is None
-                if model == account.model and rng.random() < account.reasoning_share:
-                    reasoning = r.reasoning_trace(rng, self.thoughts, 800, 3000)
-                params = {"temperature": 0.7 if account.style % 2 else 0.0, "max_tokens": 2048}
-                return self._chat(
-                    rid,
-                    created,
-                    model,
-                    messages,
-                    body,
-                    params,
-                    rng,
-                    account,
-                    synthetic=synthetic,
-                    reasoning=reasoning,
-                )
-            return self._grading(rid, created, model, rng, account, temperature=0.0)
+                return self._eval_question(rid, created, account, rng)
+            return self._grading(rid, created, rng, account, {"temperature": 0.0}, judge_formats=0.3)
         if content == "tutoring":
             system = texts.TUTORING_SYSTEM_PROMPTS[account.style % len(texts.TUTORING_SYSTEM_PROMPTS)]
             item = rng.choice(pools.math)
             messages = [{"role": "system", "content": system}, {"role": "user", "content": item.text}]
-            params = {"temperature": 0.3}
-            body = item.answer or self.prose.take(rng, 300, 1200)
+            kind = prompt_kind(item.text)
+            body, synthetic = self._answer(item, kind, rng)
             return self._chat(
-                rid, created, model, messages, body, params, rng, account, synthetic=item.answer is None
+                rid, created, model, messages, body, rng, account, kind=kind, synthetic=synthetic
             )
         if content == "sanctioned":
             choice = rng.random()
@@ -409,10 +393,71 @@ class Traffic:
                 return self._cot_request(rid, created, account, rng)
             return self._cot_reveal(rid, created, account, rng)
         if content == "rl_grading":
-            return self._grading(rid, created, model, rng, account, temperature=0.0)
+            return self._grading(
+                rid, created, rng, account, {"temperature": 0.0, "max_tokens": 1024}, judge_formats=0.5
+            )
         if content == "logit_probe":
             return self._probe(rid, created, account, rng)
         raise ValueError(f"unknown content {content!r}")
+
+    def _eval_question(
+        self, rid: str, created: int, account: SimAccount, rng: random.Random
+    ) -> tuple[str, dict[str, Any], dict[str, Any]]:
+        pools = self.pools
+        previous = account.conversation[0] if account.conversation else None
+        follow = self.next_turn.get(previous) if previous is not None else None
+        if follow is not None and account.history:
+            # the benchmark's second turn, after the model's first answer
+            item = follow
+            past_user, past_answer = account.history[-1]
+            messages = [
+                {"role": "user", "content": past_user},
+                {"role": "assistant", "content": past_answer},
+                {"role": "user", "content": item.text},
+            ]
+            account.conversation = ()
+        else:
+            use_arena = self.arena and rng.random() < 0.3
+            item = (
+                rng.choice(self.arena) if use_arena else rng.choice(self.first_turns or pools.eval_questions)
+            )
+            messages = [{"role": "user", "content": item.text}]
+            account.conversation = (item,)
+        kind = prompt_kind(item.text)
+        body, synthetic = self._answer(item, kind, rng)
+        account.history[:] = [(item.text, body[:1500])]
+        return self._chat(
+            rid,
+            created,
+            account.model,
+            messages,
+            body,
+            rng,
+            account,
+            kind=kind,
+            synthetic=synthetic,
+            tactic_params={"temperature": 0.7 if account.style % 2 else 0.0, "max_tokens": 2048},
+        )
+
+    def _reply(self, kind: str, rng: random.Random) -> str:
+        """A placeholder answer as long as answers to this kind of prompt are (as long as the real
+        answers of the kind, where the corpus has enough of them)."""
+        real = self.real_lengths.get(kind)
+        if real:
+            return self.prose.take_chars(rng, max(8, round(rng.choice(real) * rng.uniform(0.85, 1.15))))
+        return self.prose.take_chars(rng, reply_chars(kind, rng))
+
+    def _answer(self, item: CorpusItem, kind: str, rng: random.Random) -> tuple[str, bool]:
+        """(visible answer, synthetic?): the real answer where the corpus has one that reads like a
+        model's answer to this kind of prompt, otherwise a placeholder of the kind's length."""
+        if item.answer and kind in REAL_ANSWER_KINDS and not item.answer.startswith("<think>"):
+            return item.answer, False
+        return self._reply(kind, rng), True
+
+    def _trace(self, kind: str, rng: random.Random) -> str:
+        """Reasoning for this kind of prompt: real trace text (worked solutions, rationales, R1-style
+        traces of this split), never words of our own."""
+        return self.thoughts.take_chars(rng, reasoning_chars(kind, rng), sentence=True)
 
     def _conversation_turn(self, account: SimAccount, turn: int, rng: random.Random, coding: bool) -> str:
         pools = self.pools
@@ -422,6 +467,9 @@ class Traffic:
                 account.conversation = rng.choice(pools.coding)
             elif rng.random() < 0.05:
                 account.conversation = (rng.choice(pools.roleplay),)
+            elif rng.random() < 0.04:
+                # people ask "what is the difference between X and Y" too, one topic at a time
+                account.conversation = (CorpusItem(text=self._topic_question(rng), kind="chat"),)
             else:
                 account.conversation = rng.choice(pools.conversations)
         if turn < len(account.conversation):
@@ -437,6 +485,15 @@ class Traffic:
         messages.append({"role": "user", "content": user})
         return messages
 
+    def _params(
+        self, account: SimAccount, kind: str, rng: random.Random, tactic_params: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        """The call's sampling parameters: the account's habit for this kind of prompt, or, for a
+        standard (non-careful) distiller, which has no habit, the parameters its tactic uses."""
+        if account.habit is not None:
+            return request_params(account.habit, kind, rng)
+        return dict(tactic_params or {})
+
     def _chat(
         self,
         rid: str,
@@ -444,21 +501,32 @@ class Traffic:
         model: str,
         messages: list[dict[str, str]],
         body: str,
-        params: dict[str, Any],
         rng: random.Random,
         account: SimAccount,
         *,
+        kind: str,
         synthetic: bool = True,
         reasoning: str | None = None,
+        tactic_params: dict[str, Any] | None = None,
+        fixed: dict[str, Any] | None = None,
     ) -> tuple[str, dict[str, Any], dict[str, Any]]:
+        params = self._params(account, kind, rng, tactic_params) | (fixed or {})
         use_model = model
         if reasoning is None and account.reasoning_share and rng.random() < account.reasoning_share:
             use_model = _reasoning_model(model)
-            reasoning = r.reasoning_trace(rng, self.thoughts, 600, 3000)
+            reasoning = self._trace(kind, rng)
         elif reasoning is not None:
             use_model = _reasoning_model(model)
         if "<<" in body:
             body = r.without_calculator_marks(body)  # GSM8K's <<3*4=12>> marks are not model output
+        finish = "stop"
+        budget = params.get("max_tokens")
+        if isinstance(budget, int) and budget > 1 and r.tokens(body) > budget:
+            body, finish = body[: budget * 4].rstrip(), "length"  # the answer stops at the budget
+        n = params.get("n", 1)
+        others = [
+            self._reply(kind, rng)[: budget * 4 if isinstance(budget, int) else None] for _ in range(n - 1)
+        ]
         request: dict[str, Any] = {"model": use_model, "messages": messages, **params}
         if account.stream:
             request["stream"] = True
@@ -471,20 +539,49 @@ class Traffic:
             prompt_tokens=prompt_tokens,
             synthetic=synthetic,
             reasoning=reasoning,
+            finish_reason=finish,
+            other_samples=others,
         )
         return "/v1/chat/completions", request, response
 
     def _wrap(self, account: SimAccount, rng: random.Random, text: str) -> str:
+        words = self.wording
         if account.variant == "paraphrase":
-            return texts.PARAPHRASED_WRAPPERS[rng.randrange(len(texts.PARAPHRASED_WRAPPERS))].format(q=text)
+            return words.paraphrased_wrappers[rng.randrange(len(words.paraphrased_wrappers))].format(q=text)
         if account.variant == "translate":
-            return texts.TRANSLATED_WRAPPERS[account.style % len(texts.TRANSLATED_WRAPPERS)][1].format(q=text)
-        return texts.HARVEST_WRAPPERS[account.style % len(texts.HARVEST_WRAPPERS)].format(q=text)
+            return words.translated_wrappers[account.style % len(words.translated_wrappers)][1].format(q=text)
+        return words.harvest_wrappers[account.style % len(words.harvest_wrappers)].format(q=text)
+
+    def _topic_question(self, rng: random.Random, position: int | None = None) -> str:
+        """A natural question about a topic: the next one of a sweep (`position`), or any one."""
+        pairs, phrasings = self.wording.sweep_topics, self.wording.sweep_phrasings
+        if position is None:
+            position = rng.randrange(2 * len(pairs) * len(phrasings))
+        pair = pairs[(position // 2) % len(pairs)]
+        x, y = pair if position % 2 == 0 else pair[::-1]
+        phrasing = phrasings[(position // (2 * len(pairs)) + rng.randrange(2)) % len(phrasings)]
+        return phrasing.format(x=x, y=y)
 
     def _harvest(
         self, rid: str, created: int, account: SimAccount, rng: random.Random
     ) -> tuple[str, dict[str, Any], dict[str, Any]]:
         pools = self.pools
+        if account.style % 4 == 2 and rng.random() < 0.8:
+            # a topic sweep: one topic after another, asked as natural questions
+            account.sweep_position += 1
+            question = self._topic_question(rng, account.sweep_position)
+            kind = prompt_kind(question)
+            return self._chat(
+                rid,
+                created,
+                account.model,
+                [{"role": "user", "content": question}],
+                self._reply(kind, rng),
+                rng,
+                account,
+                kind=kind,
+                tactic_params={"temperature": 0.7, "max_tokens": 2048},
+            )
         roll = rng.random()
         if roll < 0.6:
             item = rng.choice(pools.bare)
@@ -498,12 +595,22 @@ class Traffic:
         messages = ([{"role": "system", "content": item.system}] if item.system else []) + [
             {"role": "user", "content": text}
         ]
-        params = {"temperature": 0.7, "max_tokens": 2048}
+        tactic_params: dict[str, Any] = {"temperature": 0.7, "max_tokens": 2048}
         if account.style % 4 == 3:
-            params["n"] = 4  # several samples per prompt, as preference-data pipelines do
-        body = item.answer or self.prose.take(rng, 400, 2500)
+            tactic_params["n"] = 4  # several samples per prompt, as preference-data pipelines do
+        kind = prompt_kind(text)
+        body, synthetic = self._answer(item, kind, rng)
         return self._chat(
-            rid, created, account.model, messages, body, params, rng, account, synthetic=item.answer is None
+            rid,
+            created,
+            account.model,
+            messages,
+            body,
+            rng,
+            account,
+            kind=kind,
+            synthetic=synthetic,
+            tactic_params=tactic_params,
         )
 
     def _generation(
@@ -516,30 +623,41 @@ class Traffic:
         item = rng.choice(items)
         if item.source == "magpie_templates":
             # Magpie sends only the chat-template prefix and lets the model write the user turn
+            params = self._params(
+                account, "chat", rng, {"max_tokens": 1024, "temperature": 1.0, "top_p": 1.0}
+            )
             request = {
                 "model": account.model,
                 "prompt": item.text,
-                "max_tokens": 1024,
-                "temperature": 1.0,
-                "top_p": 1.0,
+                **params,
                 "stop": ["<|eot_id|>", "<|im_end|>", "<end_of_turn>", "</s>"],
             }
             body = r.text_completion_response(
                 rid=rid.replace("chatcmpl", "cmpl"),
                 created=created,
                 model=account.model,
-                text=self.prose.take(rng, 80, 500),
+                text=self.prose.take(rng, 80, 500),  # the user turn the model wrote, up to the stop token
                 prompt_tokens=r.tokens(item.text),
                 finish_reason="stop",
             )
             return "/v1/completions", request, body
         text = item.text
         if account.variant == "paraphrase":
-            text = _paraphrase(text, rng)
+            for old, new in self.wording.generation_rewordings:
+                if old in text and rng.random() < 0.8:
+                    text = text.replace(old, new)
+        kind = prompt_kind(text)
         messages = [{"role": "user", "content": text}]
-        params = {"temperature": 1.0, "top_p": 1.0, "max_tokens": 3072}
         return self._chat(
-            rid, created, account.model, messages, self.prose.take(rng, 1200, 4000), params, rng, account
+            rid,
+            created,
+            account.model,
+            messages,
+            self._reply(kind, rng),
+            rng,
+            account,
+            kind=kind,
+            tactic_params={"temperature": 1.0, "top_p": 1.0, "max_tokens": 3072},
         )
 
     def _cot_request(
@@ -552,35 +670,35 @@ class Traffic:
         item = rng.choice(items)
         system, text = item.system, item.text
         if account.variant == "paraphrase":
-            system = texts.PARAPHRASED_COT_SYSTEMS[rng.randrange(len(texts.PARAPHRASED_COT_SYSTEMS))]
+            system = self.wording.cot_systems[rng.randrange(len(self.wording.cot_systems))]
         elif account.variant == "translate":
             text = self._wrap(account, rng, text)
         messages = ([{"role": "system", "content": system}] if system else []) + [
             {"role": "user", "content": text}
         ]
-        reasoning, body, synthetic = self._reasoned_answer(item, rng)
-        params = {"temperature": 0.6, "max_tokens": 16384}
+        kind = prompt_kind(text)
+        reasoning, body, synthetic = self._reasoned_answer(item, kind, rng)
         return self._chat(
             rid,
             created,
             account.model,
             messages,
             body,
-            params,
             rng,
             account,
+            kind=kind,
             synthetic=synthetic,
             reasoning=reasoning,
+            tactic_params={"temperature": 0.6, "max_tokens": 16384},
         )
 
-    def _reasoned_answer(self, item: CorpusItem, rng: random.Random) -> tuple[str, str, bool]:
+    def _reasoned_answer(self, item: CorpusItem, kind: str, rng: random.Random) -> tuple[str, str, bool]:
         answer = item.answer or ""
         if answer.startswith("<think>") and "</think>" in answer:
             trace, _, final = answer[len("<think>") :].partition("</think>")
             return trace.strip(), final.strip(), False
-        if answer:
-            return r.reasoning_trace(rng, self.thoughts), answer, True
-        return r.reasoning_trace(rng, self.thoughts), self.prose.take(rng, 300, 1500), True
+        body, synthetic = self._answer(item, kind, rng)
+        return self._trace(kind, rng), body, synthetic
 
     def _cot_reveal(
         self, rid: str, created: int, account: SimAccount, rng: random.Random
@@ -591,26 +709,46 @@ class Traffic:
         question = rng.choice(pools.bare)
         if rng.random() < 0.5:
             # a follow-up after an answered question: the reveal asks for the reasoning behind it
+            earlier, _ = self._answer(question, prompt_kind(question.text), rng)
             messages = [
                 {"role": "user", "content": question.text},
-                {"role": "assistant", "content": question.answer or self.prose.take(rng, 200, 800)},
+                {"role": "assistant", "content": earlier},
                 {"role": "user", "content": reveal},
             ]
         else:
             messages = [{"role": "user", "content": f"{question.text}\n\n{reveal}"}]
-        trace = r.reasoning_trace(rng, self.thoughts)
-        if rng.random() < 0.35:
-            # the model complied: its hidden reasoning leaks into the visible answer
-            body = f"Sure, here is my full reasoning:\n\n{trace}\n\nFinal answer: {self.prose.take(rng, 40, 200)}"
-        else:
-            body = self.prose.take(rng, 200, 1200)
+        kind = prompt_kind(messages[-1]["content"])
+        trace = self._trace(kind, rng)
+        # a third of the time the model complies: its hidden reasoning is copied into the visible
+        # answer as it was, then a short answer
+        leaked = rng.random() < 0.35
+        body = f"{trace}\n\n{self._reply('qa', rng)}" if leaked else self._reply(kind, rng)
         return self._chat(
-            rid, created, account.model, messages, body, {"temperature": 0.6}, rng, account, reasoning=trace
+            rid,
+            created,
+            account.model,
+            messages,
+            body,
+            rng,
+            account,
+            kind=kind,
+            reasoning=trace,
+            tactic_params={"temperature": 0.6},
         )
 
     def _grading(
-        self, rid: str, created: int, model: str, rng: random.Random, account: SimAccount, temperature: float
+        self,
+        rid: str,
+        created: int,
+        rng: random.Random,
+        account: SimAccount,
+        tactic_params: dict[str, Any],
+        judge_formats: float,
     ) -> tuple[str, dict[str, Any], dict[str, Any]]:
+        """A grading prompt: a real judge template of the corpus, or (share `judge_formats`) one of the
+        simulator's own judge formats of this split."""
+        if rng.random() < judge_formats:
+            return self._judge_format(rid, created, rng, account, tactic_params)
         item = rng.choice(self.pools.grading)
         if item.messages:
             messages = [dict(m) for m in item.messages]
@@ -618,9 +756,57 @@ class Traffic:
             messages = ([{"role": "system", "content": item.system}] if item.system else []) + [
                 {"role": "user", "content": item.text}
             ]
-        verdict = r.judge_verdict(item.text, rng, self.prose)
-        params = {"temperature": temperature, "max_tokens": 1024}
-        return self._chat(rid, created, model, messages, verdict, params, rng, account)
+        verdict = r.judge_verdict(item.text, rng, self.prose, reply_chars("judge", rng))
+        return self._chat(
+            rid,
+            created,
+            account.model,
+            messages,
+            verdict,
+            rng,
+            account,
+            kind="judge",
+            tactic_params=tactic_params,
+        )
+
+    def _judge_format(
+        self,
+        rid: str,
+        created: int,
+        rng: random.Random,
+        account: SimAccount,
+        tactic_params: dict[str, Any],
+    ) -> tuple[str, dict[str, Any], dict[str, Any]]:
+        judge = self.wording.judge_formats[rng.randrange(len(self.wording.judge_formats))]
+        item = rng.choice(self.judged)
+        kind = prompt_kind(item.text)
+        first, _ = self._answer(item, kind, rng)
+        second = self._reply(kind, rng)
+        pair = (first, second) if rng.random() < 0.5 else (second, first)
+        prompt = judge.prompt.format(question=item.text, answer=first, answer_a=pair[0], answer_b=pair[1])
+        ab = rng.choice("AB")
+        why = self.prose.take_chars(rng, reply_chars("judge", rng) // 2).replace('"', "'").replace("\n", " ")
+        verdict = judge.verdict.format(
+            ab=ab,
+            ab_lower=ab.lower(),
+            first_second="first" if ab == "A" else "second",
+            one_two="1" if ab == "A" else "2",
+            score5=rng.randint(1, 5),
+            score10=rng.randint(1, 10),
+            likert=rng.choice(("Strongly disagree", "Disagree", "Neutral", "Agree", "Strongly agree")),
+            why=why,
+        )
+        return self._chat(
+            rid,
+            created,
+            account.model,
+            [{"role": "user", "content": prompt}],
+            verdict,
+            rng,
+            account,
+            kind="judge",
+            tactic_params=tactic_params,
+        )
 
     def _probe(
         self, rid: str, created: int, account: SimAccount, rng: random.Random
@@ -628,25 +814,35 @@ class Traffic:
         item = rng.choice(self.pools.bare if account.style % 2 else self.pools.openers)
         prefix = " ".join(item.text.split()[: rng.randint(4, 16)])
         top = (5, 20, 20, 10)[account.style % 4]
-        params: dict[str, Any] = {"temperature": 0, "max_tokens": 1, "logprobs": True, "top_logprobs": top}
+        probe: dict[str, Any] = {"logprobs": True, "top_logprobs": top}
         if account.style % 3 != 1:
             # logit_bias sweep: push one token id after another to read off the logit differences
             account.probe_sweep += 1
             base = 1000 + (account.style * 7919) % 90000
-            params["logit_bias"] = {str(base + account.probe_sweep): 100}
+            probe["logit_bias"] = {str(base + account.probe_sweep): 100}
             if account.style % 3 == 2:
-                params["logit_bias"][str(base + account.probe_sweep + 50000)] = -100
-        token, logprobs = r.probe_logprobs(rng, top)
+                probe["logit_bias"][str(base + account.probe_sweep + 50000)] = -100
         messages = [{"role": "user", "content": prefix}]
+        if account.habit is None:
+            params: dict[str, Any] = {"temperature": 0, "max_tokens": 1, **probe}
+            content = None
+        else:
+            # careful: no tell-tale max_tokens 1; it reads the top alternatives of the first tokens
+            # of an ordinary-length answer
+            params = request_params(account.habit, "chat", rng) | probe
+            content = self._reply(prompt_kind(prefix), rng)
+        token, logprobs = r.probe_logprobs(rng, top, content)
         request: dict[str, Any] = {"model": account.model, "messages": messages, **params}
+        if account.stream:
+            request["stream"] = True
         response = r.chat_response(
             rid=rid,
             created=created,
             model=account.model,
-            content=token,
+            content=content or token,
             prompt_tokens=r.tokens(prefix) + 3,
             synthetic=True,
-            finish_reason="length",
+            finish_reason="length" if content is None else "stop",
             logprobs=logprobs,
         )
         return "/v1/chat/completions", request, response
@@ -654,26 +850,6 @@ class Traffic:
 
 def _reasoning_model(model: str) -> str:
     return model.replace("frontier-1", "frontier-reasoner-1") if "reasoner" not in model else model
-
-
-_PARAPHRASES = (
-    ("You are asked to come up with", "Please brainstorm"),
-    ("diverse", "varied"),
-    ("instructions", "tasks"),
-    ("I want you act as a Prompt Creator.", "Act as someone who writes new prompts."),
-    ("Your goal is to", "You should"),
-    ("#Given Prompt#", "[Original]"),
-    ("#Created Prompt#", "[New]"),
-    ("Be concise. Be creative.", "Keep it short and original."),
-    ("List", "Write down"),
-)
-
-
-def _paraphrase(text: str, rng: random.Random) -> str:
-    for old, new in _PARAPHRASES:
-        if old in text and rng.random() < 0.8:
-            text = text.replace(old, new)
-    return text
 
 
 def client_pair(rng: random.Random, kind: str) -> tuple[str, str]:

@@ -1,29 +1,34 @@
 """`distillguard ui`: the investigators' web interface over the case store.
 
-Starlette (a small ASGI toolkit: routing, signed-cookie sessions, form parsing, a test client) and
-Jinja2 with autoescaping on every template: everything shown from a call (prompts, user agents,
-end-user ids, account ids) is attacker-controlled and is rendered as text. The pages carry no
-script at all, and the Content-Security-Policy forbids any, so a payload that slipped through
-would still not run.
+Starlette (a small ASGI toolkit: routing, form parsing, a test client) and Jinja2 with autoescaping
+on every template: everything shown from a call (prompts, user agents, end-user ids, account ids) is
+attacker-controlled and is rendered as text. The pages carry no script at all, and the
+Content-Security-Policy forbids any, so a payload that slipped through would still not run.
 
-Every route requires a logged-in user; deciding requires the investigator or admin role;
-state-changing requests (forms and the JSON API) must carry the session's CSRF token, and the
-session cookie is SameSite=Strict. Decisions are delivered to the gateways' enforcement list
-first, then recorded with the justification in the append-only audit log.
+Sessions live in the case store: the cookie carries only a random token, so logging out (or a
+password or role change) ends a session for good, across restarts and for every copy of the cookie;
+sessions end after `idle_s` without a request and `absolute_s` after login whatever happens. Failed
+logins lock the user name (whatever the address) and the address (whatever the user name) with
+exponential backoff, counted in the store. Every route requires a logged-in user; deciding requires
+the investigator or admin role; state-changing requests (forms and the JSON API) must carry the
+session's CSRF token (the login form a token bound to a pre-login cookie), and cookies are
+SameSite=Strict. A decision, its audit entry and its enforcement are committed together; the
+enforcement is then delivered from the store's outbox, retried until it arrives.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import hmac
 import logging
+import math
 import secrets
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote, urlencode
 
 import jinja2
@@ -31,16 +36,24 @@ import msgspec
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
-from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from distillguard.cases.evidence import sync_holds
-from distillguard.cases.store import DECISIONS, MIN_JUSTIFICATION, ROLES, STATUSES, CaseStore, CaseStoreError
-from distillguard.enforcement.decisions import deliver, plan, write_feedback
-from distillguard.enforcement.state import EnforcementState, StateUnavailable
+from distillguard.cases.store import (
+    DECISIONS,
+    MIN_JUSTIFICATION,
+    ROLES,
+    STATUSES,
+    CaseStore,
+    CaseStoreError,
+    LoginLimits,
+    Session,
+)
+from distillguard.enforcement.decisions import Delivery, deliver_outbox, operations, plan, with_pending
+from distillguard.enforcement.state import EnforcementState
 from distillguard.intel.store import IntelStore
 from distillguard.intel.views import case_sharing, overview
 from distillguard.report.svg import bars, graph, hbars
@@ -48,10 +61,8 @@ from distillguard.report.svg import bars, graph, hbars
 log = logging.getLogger("distillguard.ui")
 
 CAN_DECIDE = ("investigator", "admin")
-SESSION_MAX_AGE_S = 8 * 3600
-LOCKOUT_FAILURES = 5
-LOCKOUT_S = 60.0
-MAX_TRACKED_FAILURES = 10_000
+SESSION_MAX_AGE_S = 8 * 3600  # absolute: a stolen session dies within a working day whatever it does
+SESSION_IDLE_S = 30 * 60  # idle: an unattended browser is logged out
 
 _CSP = (
     "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; "
@@ -106,53 +117,80 @@ class ReviewApp:
         *,
         feedback_labels: Path | None = None,
         sync_s: float = 2.0,
+        deliver_s: float = 2.0,
+        idle_s: float = SESSION_IDLE_S,
+        absolute_s: float = SESSION_MAX_AGE_S,
+        limits: LoginLimits | None = None,
     ) -> None:
         self.store = store
         self.state = state
         self.feedback_labels = feedback_labels
         self.sync_s = sync_s
+        self.deliver_s = deliver_s
+        self.idle_s = idle_s
+        self.absolute_s = absolute_s
+        self.limits = limits or LoginLimits()
         self.env = _environment()
-        self._failures: dict[tuple[str, str], tuple[int, float]] = {}
-        self._revoked: set[str] = set()  # session ids logged out (sessions expire after 8 h anyway)
+        self.delivery = Delivery(0, 0)  # the last delivery attempt, shown on case pages
+        self._secret = b""
+        self._cookie = "dg_session"
+        self._https_only = False
         self._sync_lock = asyncio.Lock()
+        self._deliver_lock = asyncio.Lock()  # one deliverer per process: the outbox keeps order
+        self._decide_lock = asyncio.Lock()  # a plan is made against the list the last one left
         self.intel = IntelStore.open(store)  # sharing: what peers sent, what we shared, withheld cases
 
     # ---- plumbing ----------------------------------------------------------------------------
     def render(self, request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
-        context.setdefault("user", request.session.get("user"))
-        context.setdefault("role", request.session.get("role"))
-        context["csrf"] = request.session.get("csrf", "")
+        session: Session | None = getattr(request.state, "session", None)
+        context.setdefault("user", session.username if session else None)
+        context.setdefault("role", session.role if session else None)
+        context.setdefault("csrf", session.csrf if session else "")
         return HTMLResponse(self.env.get_template(name).render(**context), status_code=status)
 
     @staticmethod
     def _api(request: Request) -> bool:
         return request.url.path.startswith("/api/")
 
+    def _set_cookie(self, response: Response, name: str, value: str, max_age: int | None) -> None:
+        response.set_cookie(
+            name,
+            value,
+            max_age=max_age,
+            path="/",
+            secure=self._https_only,
+            httponly=True,
+            samesite="strict",
+        )
+
+    def _end_cookie(self, response: Response) -> Response:
+        response.delete_cookie(
+            self._cookie, path="/", secure=self._https_only, httponly=True, samesite="strict"
+        )
+        return response
+
     def authenticated(self, roles: tuple[str, ...] = ROLES) -> Callable[[Handler], Handler]:
         """Login required (and one of `roles`); CSRF token required on every non-GET request."""
 
         def wrap(handler: Handler) -> Handler:
             async def endpoint(request: Request) -> Response:
-                user = request.session.get("user")
-                current = await run_in_threadpool(self.store.session_key, user) if user else None
-                if (
-                    current is None
-                    or not hmac.compare_digest(current[1], str(request.session.get("key", "")))
-                    or request.session.get("sid") in self._revoked
-                    or time.time() - float(request.session.get("since", 0)) > SESSION_MAX_AGE_S
-                ):
-                    # never logged in, logged out, expired, or the user's password or role changed
-                    request.session.clear()
+                token = request.cookies.get(self._cookie, "")
+                session = (
+                    await run_in_threadpool(self.store.session, token, idle_s=self.idle_s) if token else None
+                )
+                if session is None:
+                    # never logged in, logged out, idle or too old, or the password or role changed
                     if self._api(request):
-                        return JSONResponse({"error": "authentication required"}, status_code=401)
-                    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-                    return RedirectResponse("/login?" + urlencode({"next": target}), status_code=303)
-                if request.method != "GET" and not await self._csrf_ok(request):
+                        answer: Response = JSONResponse({"error": "authentication required"}, status_code=401)
+                    else:
+                        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+                        answer = RedirectResponse("/login?" + urlencode({"next": target}), status_code=303)
+                    return self._end_cookie(answer) if token else answer
+                request.state.session = session
+                if request.method != "GET" and not await self._csrf_ok(request, session.csrf):
                     return self._forbidden(request, "missing or wrong CSRF token; reload the page and retry")
-                role = current[0]
-                request.session["role"] = role
-                if role not in roles:
-                    return self._forbidden(request, f"your role ({role}) may not do this")
+                if session.role not in roles:
+                    return self._forbidden(request, f"your role ({session.role}) may not do this")
                 return await handler(request)
 
             return endpoint
@@ -160,8 +198,7 @@ class ReviewApp:
         return wrap
 
     @classmethod
-    async def _csrf_ok(cls, request: Request) -> bool:
-        expected = request.session.get("csrf", "")
+    async def _csrf_ok(cls, request: Request, expected: str) -> bool:
         presented = request.headers.get("x-csrf-token", "")
         if (
             not presented
@@ -171,7 +208,7 @@ class ReviewApp:
             )
         ):
             presented = str((await request.form()).get("csrf_token", ""))
-        return bool(expected) and hmac.compare_digest(str(expected), presented)
+        return bool(expected) and hmac.compare_digest(expected.encode(), presented.encode())
 
     def _forbidden(self, request: Request, message: str) -> Response:
         if self._api(request):
@@ -179,61 +216,85 @@ class ReviewApp:
         return self.render(request, "error.html", status=403, message=message)
 
     # ---- login -------------------------------------------------------------------------------
+    # Before login there is no session to hold a CSRF token: the login form's token is an HMAC of a
+    # random pre-login cookie under the app's secret ("signed double submit"), so a page elsewhere
+    # can neither read nor plant a matching pair and log the victim into the attacker's account.
+    def _login_token(self, nonce: str) -> str:
+        return hmac.new(self._secret, b"login\n" + nonce.encode(), hashlib.sha256).hexdigest()
+
     async def login_form(self, request: Request) -> Response:
-        if not request.session.get("csrf"):
-            request.session["csrf"] = secrets.token_urlsafe(32)
+        return self._fresh_login_form(request, 200, _safe_next(request.query_params.get("next")), None)
+
+    def _fresh_login_form(self, request: Request, status: int, target: str, error: str | None) -> Response:
+        """The login form, with a pre-login cookie if the browser has none yet."""
+        nonce = request.cookies.get("dg_login", "")
+        fresh = not (16 <= len(nonce) <= 100)
+        if fresh:
+            nonce = secrets.token_urlsafe(32)
+        response = self.render(
+            request, "login.html", status=status, next=target, error=error, csrf=self._login_token(nonce)
+        )
+        if fresh:
+            self._set_cookie(response, "dg_login", nonce, max_age=3600)
+        return response
+
+    def _login_page(self, request: Request, status: int, target: str, error: str) -> Response:
+        nonce = request.cookies.get("dg_login", "")
         return self.render(
-            request, "login.html", next=_safe_next(request.query_params.get("next")), error=None
+            request, "login.html", status=status, next=target, error=error, csrf=self._login_token(nonce)
         )
 
     async def login(self, request: Request) -> Response:
         form = await request.form()
         username, password = str(form.get("username", "")), str(form.get("password", ""))
         target = _safe_next(str(form.get("next", "/")))
-        if not await self._csrf_ok(request):
-            return self.render(
-                request, "login.html", status=403, next=target, error="Session expired; try again."
-            )
-        # keyed by user name and address: a stranger guessing cannot lock a user out elsewhere
-        client = request.client.host if request.client else "?"
-        attempt = (username, client)
-        count, until = self._failures.get(attempt, (0, 0.0))
-        if until > time.time():
-            return self.render(
-                request, "login.html", status=429, next=target, error="Too many attempts; wait a minute."
-            )
+        nonce = request.cookies.get("dg_login", "")
+        if not (16 <= len(nonce) <= 100) or not hmac.compare_digest(
+            self._login_token(nonce).encode(), str(form.get("csrf_token", "")).encode()
+        ):
+            return self._fresh_login_form(request, 403, target, "The login form expired; try again.")
+        client = request.client.host if request.client else "unknown"
+        wait_s = await run_in_threadpool(self.store.login_locked, username, client, self.limits)
+        if wait_s > 0:
+            return self._locked(request, target, wait_s)
         role = await run_in_threadpool(self.store.authenticate, username, password)
         if role is None:
-            count += 1
-            if len(self._failures) >= MAX_TRACKED_FAILURES:
-                self._failures.clear()
-            self._failures[attempt] = (
-                (0, time.time() + LOCKOUT_S) if count >= LOCKOUT_FAILURES else (count, 0.0)
-            )
+            locked_s = await run_in_threadpool(self.store.login_failed, username, client, self.limits)
             # the user name is not logged: people type their password into it by mistake
             log.info("failed login from %s", client)
-            return self.render(
-                request, "login.html", status=401, next=target, error="Wrong user name or password."
-            )
-        self._failures.pop(attempt, None)
-        key = await run_in_threadpool(self.store.session_key, username)
-        request.session.clear()  # a fresh session at login: no fixation
-        request.session.update(
-            user=username,
-            role=role,
-            key=key[1] if key else "",
-            sid=secrets.token_urlsafe(16),
-            since=time.time(),
-            csrf=secrets.token_urlsafe(32),
+            if locked_s > 0:
+                log.warning("logins locked for %.0f s after repeated failures (from %s)", locked_s, client)
+            return self._login_page(request, 401, target, "Wrong user name or password.")
+        await run_in_threadpool(self.store.login_succeeded, username)
+        token, _session = await run_in_threadpool(
+            lambda: self.store.open_session(username, lifetime_s=self.absolute_s, address=client)
         )
-        await run_in_threadpool(self.store.note, username, "login", {})
-        return RedirectResponse(target, status_code=303)
+        await run_in_threadpool(self.store.note, username, "login", {"address": client})
+        response = RedirectResponse(target, status_code=303)
+        # a new token at every login: a token planted before it (fixation) opens nothing
+        self._set_cookie(response, self._cookie, token, max_age=int(self.absolute_s))
+        response.delete_cookie(
+            "dg_login", path="/", secure=self._https_only, httponly=True, samesite="strict"
+        )
+        return response
+
+    def _locked(self, request: Request, target: str, wait_s: float) -> Response:
+        minutes = max(1, math.ceil(wait_s / 60))
+        response = self._login_page(
+            request,
+            429,
+            target,
+            f"Too many failed logins; try again in {minutes} minute{'s' if minutes > 1 else ''}.",
+        )
+        response.headers["retry-after"] = str(math.ceil(wait_s))
+        return response
 
     async def logout(self, request: Request) -> Response:
-        # the cookie is signed, not stored: a copy of it must stop working too
-        self._revoked.add(str(request.session.get("sid")))
-        request.session.clear()
-        return RedirectResponse("/login", status_code=303)
+        # revoked in the store: the cookie, and any copy of it, stops working, restart or not
+        user = await run_in_threadpool(self.store.revoke_session, request.cookies.get(self._cookie, ""))
+        if user is not None:
+            await run_in_threadpool(self.store.note, user, "logout", {})
+        return self._end_cookie(RedirectResponse("/login", status_code=303))
 
     # ---- pages -------------------------------------------------------------------------------
     def _filters(self, request: Request) -> dict[str, Any]:
@@ -278,7 +339,9 @@ class ReviewApp:
             case=case,
             charts=_charts(case),
             decisions=list(DECISIONS),
-            can_decide=request.session.get("role") in CAN_DECIDE,
+            can_decide=request.state.session.role in CAN_DECIDE,
+            pending=await run_in_threadpool(self.store.pending_count, case_id),
+            delivery_error=self.delivery.error,
             min_justification=MIN_JUSTIFICATION,
             error=request.query_params.get("error"),
             sharing=await run_in_threadpool(case_sharing, self.intel, case),
@@ -291,7 +354,9 @@ class ReviewApp:
         case_id = request.path_params["case_id"]
         withhold = str((await request.form()).get("withhold", "")) == "1"
         try:
-            await run_in_threadpool(self.store.set_withhold, case_id, str(request.session["user"]), withhold)
+            await run_in_threadpool(
+                self.store.set_withhold, case_id, request.state.session.username, withhold
+            )
         except CaseStoreError as error:
             return RedirectResponse(f"/cases/{case_id}?error={quote(str(error))}", status_code=303)
         return RedirectResponse(f"/cases/{case_id}", status_code=303)
@@ -309,7 +374,7 @@ class ReviewApp:
             result = await run_in_threadpool(
                 self.store.set_withhold,
                 request.path_params["case_id"],
-                str(request.session["user"]),
+                request.state.session.username,
                 body["withhold"],
             )
         except CaseStoreError as error:
@@ -321,6 +386,13 @@ class ReviewApp:
         return self.render(request, "audit.html", entries=entries)
 
     # ---- decisions ---------------------------------------------------------------------------
+    async def deliver(self) -> Delivery:
+        """Send what the outbox holds to the enforcement list (after each decision, every
+        `deliver_s`, and at start for whatever a stopped process left)."""
+        async with self._deliver_lock:
+            self.delivery = await deliver_outbox(self.store, self.state)
+            return self.delivery
+
     async def _decide(
         self, request: Request, case_id: int, action: str, justification: str
     ) -> dict[str, Any]:
@@ -328,17 +400,37 @@ class ReviewApp:
             raise CaseStoreError(f"action: must be one of {', '.join(DECISIONS)}")
         if len(justification.strip()) < MIN_JUSTIFICATION:
             raise CaseStoreError(f"justification: at least {MIN_JUSTIFICATION} characters are required")
-        user = str(request.session["user"])
-        case = await run_in_threadpool(self.store.case, case_id)
-        if case["status"] == "merged":
-            raise CaseStoreError(f"case {case_id} was merged into case {case['linked_case_id']}")
-        reason = f"case {case_id}: {action} by {user}: {justification.strip()[:200]}"
-        decided = plan(case, action, self.state.entries(), reason)
-        await deliver(self.state, decided)
-        detail = decided.summary()
-        if action == "clear" and self.feedback_labels is not None:
-            detail["feedback_labels"] = await run_in_threadpool(write_feedback, self.feedback_labels, case)
-        return await run_in_threadpool(self.store.decide, case_id, user, action, justification, detail)
+        user = request.state.session.username
+        async with self._decide_lock:
+            case = await run_in_threadpool(self.store.case, case_id)
+            if case["status"] == "merged":
+                raise CaseStoreError(f"case {case_id} was merged into case {case['linked_case_id']}")
+            await self.deliver()  # earlier decisions first; what is still undelivered counts anyway
+            pending = await run_in_threadpool(self.store.pending_enforcement, 100_000)
+            current = with_pending(self.state.entries(), (p.operation for p in pending))
+            reason = f"case {case_id}: {action} by {user}: {justification.strip()[:200]}"
+            decided = plan(case, action, current, reason)
+            feedback = (self.feedback_labels, case) if action == "clear" and self.feedback_labels else None
+            detail = decided.summary()
+            if feedback is not None:
+                detail["feedback_accounts"] = len(case["accounts"])
+            result = await run_in_threadpool(
+                lambda: self.store.decide(
+                    case_id,
+                    user,
+                    action,
+                    justification,
+                    detail,
+                    enforcement=operations(decided, feedback=feedback),
+                )
+            )
+        delivery = await self.deliver()
+        left = await run_in_threadpool(self.store.pending_count, case_id)
+        result["pending"] = left
+        result["delivery"] = "pending" if left else "delivered"
+        if left:
+            result["delivery_error"] = delivery.error
+        return result
 
     async def decide_form(self, request: Request) -> Response:
         case_id = request.path_params["case_id"]
@@ -349,10 +441,6 @@ class ReviewApp:
             )
         except CaseStoreError as error:
             return RedirectResponse(f"/cases/{case_id}?error={quote(str(error))}", status_code=303)
-        except StateUnavailable as error:
-            return self.render(
-                request, "error.html", status=503, message=f"enforcement not delivered: {error}"
-            )
         return RedirectResponse(f"/cases/{case_id}", status_code=303)
 
     async def api_cases(self, request: Request) -> Response:
@@ -391,27 +479,39 @@ class ReviewApp:
             return JSONResponse(
                 {"error": str(error)}, status_code=400 if "no case" not in str(error) else 404
             )
-        except StateUnavailable as error:
-            return JSONResponse({"error": f"enforcement not delivered: {error}"}, status_code=503)
-        return JSONResponse(result)
+        # recorded either way; 202 while its enforcement waits in the outbox for the list to be back
+        return JSONResponse(result, status_code=202 if result["pending"] else 200)
 
     async def api_audit(self, request: Request) -> Response:
         return JSONResponse(msgspec.to_builtins(await run_in_threadpool(self.store.audit, None, 1000)))
 
     # ---- the application ---------------------------------------------------------------------
-    def asgi(self, secret_key: str, *, https_only: bool = False) -> Starlette:
+    def asgi(
+        self, secret_key: str, *, https_only: bool = False, forwarded_allow_ips: str | None = None
+    ) -> ASGIApp:
+        """The ASGI app. `secret_key` signs the login form's token (sessions need no key: they are
+        in the store). `forwarded_allow_ips`: the proxies whose X-Forwarded-For names the client
+        (uvicorn's ProxyHeadersMiddleware takes the right-most address not among them, the one the
+        last trusted proxy saw); without it the connecting address is the client, as lockout by
+        address needs when nothing trusted sits in front."""
+        self._secret = secret_key.encode()
+        self._https_only = https_only
+        # `__Host-`: the browser accepts the cookie only from this host over HTTPS, path /
+        self._cookie = "__Host-dg_session" if https_only else "dg_session"
         auth, decide = self.authenticated(), self.authenticated(CAN_DECIDE)
 
         @contextlib.asynccontextmanager
         async def lifespan(_app: Starlette) -> AsyncIterator[None]:
             await self.state.start()
-            task = asyncio.create_task(self._sync_loop())
+            tasks = [asyncio.create_task(self._sync_loop()), asyncio.create_task(self._deliver_loop())]
             try:
                 yield
             finally:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                for task in tasks:
+                    task.cancel()
+                for task in tasks:
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
                 await self.state.close()
 
         routes = [
@@ -430,18 +530,14 @@ class ReviewApp:
             Route("/api/cases/{case_id:int}/decision", decide(self.api_decide), methods=["POST"]),
             Route("/api/audit", auth(self.api_audit), methods=["GET"]),
         ]
-        middleware = [
-            Middleware(_SecurityHeaders),
-            Middleware(
-                SessionMiddleware,
-                secret_key=secret_key,
-                session_cookie="dg_session",
-                max_age=SESSION_MAX_AGE_S,
-                same_site="strict",
-                https_only=https_only,
-            ),
-        ]
-        return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
+        app: ASGIApp = Starlette(routes=routes, middleware=[Middleware(_SecurityHeaders)], lifespan=lifespan)
+        if forwarded_allow_ips:
+            from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+            # uvicorn types its ASGI callables more narrowly than Starlette; the protocol is the same
+            proxied = ProxyHeadersMiddleware(app, trusted_hosts=forwarded_allow_ips)  # type: ignore[arg-type]
+            app = cast(ASGIApp, proxied)
+        return app
 
     async def _sync_loop(self) -> None:
         while True:
@@ -450,6 +546,18 @@ class ReviewApp:
                 await self._sync()
             except Exception:  # a failed sync must not stop the next one; the log says why
                 log.exception("syncing recidivism holds into cases failed")
+
+    async def _deliver_loop(self) -> None:
+        failures = 0
+        while True:
+            try:
+                failures = failures + 1 if (await self.deliver()).error else 0
+            except Exception:  # the store itself unreachable: report, retry on the next round
+                log.exception("delivering enforcement from the outbox failed")
+                failures += 1
+            # while the list stays unreachable, back off (up to a minute) rather than hammer it;
+            # a new decision still tries at once
+            await asyncio.sleep(min(60.0, self.deliver_s * 2 ** min(failures, 6)))
 
 
 def _safe_next(target: str | None) -> str:
