@@ -90,6 +90,7 @@ DIGEST = KEYS.digest("payment", "pm_1")
 HOSTILE = [
     ("yara pattern", _set("indicator", "pattern_type", "yara"), "not_stix_pattern"),
     ("broken STIX pattern", _pattern("[x-distillguard-indicator:kind = 'payment' AND"), "not_stix_pattern"),
+    ("empty pattern", _pattern(""), "not_stix_pattern"),
     ("someone else's pattern", _pattern("[ipv4-addr:value = '203.0.113.7']"), "unsupported_pattern"),
     (
         "OR instead of AND",
@@ -184,3 +185,41 @@ def test_a_revoked_indicator_is_kept_as_a_revocation_even_expired() -> None:
     the(objects, "indicator")["revoked"] = True
     (indicator,) = read_objects(objects, "lab-a", KEYS, now=NOW).indicators
     assert indicator.revoked
+
+
+def test_fuzzed_objects_never_crash_the_reader() -> None:
+    """Random fields replaced by random JSON values or removed: each object is kept or refused,
+    and every refusal is counted."""
+    import random
+
+    rng = random.Random(13)
+    values: list[Any] = [
+        None,
+        True,
+        0,
+        -1,
+        10**30,
+        1.5,
+        "",
+        "x" * 5000,
+        "2026-13-45T00:00:00Z",
+        [],
+        {},
+        [1, [2, [3]]],
+        {"a": {"b": None}},
+        "indicator--zzz",
+        "\x00",
+        "[file:name = 'x']",
+    ]
+    base = peer_objects()
+    for _ in range(400):
+        objects = copy.deepcopy(base)
+        for _ in range(rng.randint(1, 4)):
+            target = rng.choice(objects)
+            if rng.random() < 0.2:
+                del target[rng.choice(list(target))]
+            else:
+                target[rng.choice([*target, "extra"])] = rng.choice(values)
+        got = read_objects(objects, "lab-a", KEYS, now=NOW)
+        used = len(got.indicators) + len(got.actors) + len(got.links) + sum(got.ignored.values())
+        assert used + sum(got.rejected.values()) == len(objects)

@@ -23,7 +23,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import stix2
-from stix2.exceptions import STIXError
 
 from distillguard.intel.community_key import CommunityKeys
 from distillguard.intel.export import NAMESPACE
@@ -348,9 +347,12 @@ def read_objects(
         if kind == "indicator" and raw.get("pattern_type") != "stix":
             out.reject("not_stix_pattern", label, f"pattern_type {str(raw.get('pattern_type'))[:40]!r}")
             continue
+        if kind == "indicator" and not (isinstance(raw.get("pattern"), str) and raw["pattern"].strip()):
+            out.reject("not_stix_pattern", label, "the pattern is empty or not a string")
+            continue
         try:
             parsed = stix2.parse(dict(raw), allow_custom=False)
-        except (STIXError, ValueError, TypeError, KeyError, AttributeError, RecursionError) as error:
+        except Exception as error:  # hostile input: the libraries raise anything (stix2-patterns, NameError)
             reason = "not_stix_pattern" if kind == "indicator" and "'pattern'" in str(error) else "malformed"
             out.reject(reason, label, str(error).splitlines()[0] if str(error) else type(error).__name__)
             continue
