@@ -229,6 +229,7 @@ def run_seed(preset: str, seed: int, out: Path, corpus: Path | None) -> dict[str
         int(b_verdicts[a]["calls_to_flag"]) for a in found_alone if b_verdicts[a].get("calls_to_flag")
     )
     kinds = Counter(k for a in returning if a in shared["kinds"] for k in shared["kinds"][a])
+    decided_returning = [a for a in returning if labels[a].actor in banned_actors]
     benign_held = sorted(a for a in benign if a in shared["held_at"])
     return {
         "preset": preset,
@@ -242,6 +243,8 @@ def run_seed(preset: str, seed: int, out: Path, corpus: Path | None) -> dict[str
         "indicators_by_kind": dict(Counter(i.kind for a in actors for i in a.indicators)),
         "import_at_B": shared["import"],
         "returning_accounts_at_B": len(returning),
+        "returning_accounts_of_actors_banned_at_A": len(decided_returning),
+        "held_first_call_of_those": sum(1 for a in decided_returning if shared["first"].get(a)),
         "held_first_call_with_A": sum(1 for a in returning if shared["first"].get(a)),
         "held_any_call_with_A": sum(1 for a in returning if a in shared["held_at"]),
         "held_first_call_B_alone": sum(1 for a in returning if alone["first"].get(a)),
@@ -266,6 +269,10 @@ def run_bench(preset: str, seeds: list[int], out: Path, corpus: Path | None) -> 
         "returning_accounts_at_B": returning,
         "held_first_call_with_A": held,
         "held_first_call_share": round(held / returning, 4) if returning else None,
+        "returning_accounts_of_actors_banned_at_A": sum(
+            r["returning_accounts_of_actors_banned_at_A"] for r in runs
+        ),
+        "held_first_call_of_those": sum(r["held_first_call_of_those"] for r in runs),
         "held_first_call_B_alone": sum(r["held_first_call_B_alone"] for r in runs),
         "found_by_B_scan_alone": sum(r["found_by_B_scan_alone"] for r in runs),
         "benign_accounts_at_B": sum(r["benign_accounts_at_B"] for r in runs),
