@@ -155,3 +155,61 @@ def test_shipped_sample_is_what_build_sample_makes(shared_data: Path, tmp_path: 
     shipped = {p.relative_to(SAMPLE_DIR): p.read_bytes() for p in SAMPLE_DIR.rglob("*") if p.is_file()}
     assert rebuilt.keys() == shipped.keys()
     assert [name for name in rebuilt if rebuilt[name] != shipped[name]] == []
+
+
+def test_hard_negatives_are_ours_labelled_and_split_by_group() -> None:
+    from distillguard.corpus.corpus import HARD_NEGATIVES_FILE, read_hard_negatives
+
+    header = HARD_NEGATIVES_FILE.read_text(encoding="utf-8")[:1500]
+    assert "Written by the DistillGuard authors" in header and "Apache-2.0" in header  # the licence note
+    items = read_hard_negatives()
+    assert len(items) >= 300
+    assert len({(i.system, i.text) for i in items}) == len(items)
+    assert {i.kind for i in items} == {"hard_negative"} and {i.source for i in items} == {"hard_negatives"}
+    corpus = load_corpus()
+    shipped = corpus.items(kind="hard_negative")
+    assert len(shipped) >= 300  # the set ships in the package: the sample has it too
+    families = corpus.families(kind="hard_negative")
+    assert set(families.values()) == set(SPLITS)
+    # every scenario category has groups in train, dev and test (unseen phrasings are measured)
+    for category in (
+        "homework_en",
+        "homework_zh",
+        "translation",
+        "encoding",
+        "about_cot",
+        "tutoring_explain",
+    ):
+        splits = {split for family, split in families.items() if family.startswith(f"hardneg:{category}_")}
+        assert splits == set(SPLITS), category
+    assert any("写出推理过程" in i.text for i in shipped) and any("请写出解题步骤" in i.text for i in shipped)
+    assert sum(1 for i in shipped if i.answer) >= 100  # ordinary answers, for reasoning_leak
+    assert any(i.system for i in shipped)  # tutoring apps send system prompts
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("categories: []\n", r"field 'categories' must map a category"),
+        ("categories:\n  c:\n    g: []\n", r"field 'categories\.c\.g' must be a non-empty list"),
+        (
+            "categories:\n  c:\n    g:\n      - 3\n",
+            r"field 'categories\.c\.g\[0\]' must be a string or a mapping",
+        ),
+        (
+            "categories:\n  c:\n    g:\n      - {text: hi, anwser: x}\n",
+            r"'categories\.c\.g\[0\]': unknown key\(s\) \['anwser'\]",
+        ),
+        (
+            "categories:\n  c:\n    g:\n      - {system: s}\n",
+            r"field 'categories\.c\.g\[0\]\.text' must be a non-empty string",
+        ),
+    ],
+)
+def test_hard_negative_file_errors_name_the_field(tmp_path: Path, body: str, message: str) -> None:
+    from distillguard.corpus.corpus import read_hard_negatives
+
+    path = tmp_path / "hard_negatives.yaml"
+    path.write_text(body, encoding="utf-8")
+    with pytest.raises(ValueError, match=message):
+        read_hard_negatives(path)

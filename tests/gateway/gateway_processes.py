@@ -56,7 +56,10 @@ def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
             proc.wait()
 
 
-def start_upstream(token_rate: float = 0.0) -> tuple[subprocess.Popen[bytes], str]:
+def start_upstream(
+    token_rate: float = 0.0, record: Path | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
+    """The local model server; with `record`, it appends every request it receives to that file."""
     port = free_port()
     proc = subprocess.Popen(
         [
@@ -67,6 +70,7 @@ def start_upstream(token_rate: float = 0.0) -> tuple[subprocess.Popen[bytes], st
             str(port),
             "--token-rate",
             str(token_rate),
+            *(["--record", str(record)] if record else []),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -86,6 +90,13 @@ class RunningGateway:
 
     def key(self, name: str) -> str:
         return CALLERS[name][0]
+
+
+def recorded(path: Path) -> list[dict]:
+    """What a recording upstream received (and the ends of its streams)."""
+    import json
+
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
 def logged_calls(log_dir: Path) -> list[dict]:

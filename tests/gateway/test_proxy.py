@@ -21,11 +21,13 @@ COT_REVEAL = [
 
 @pytest.fixture(scope="module")
 def gateway(start_gateway, paced_upstream: str, tmp_path_factory: pytest.TempPathFactory) -> RunningGateway:
-    """The packaged default policy with one sanctioned distillation account."""
+    """The packaged default policy with one sanctioned distillation account and one vendor
+    parameter let through."""
     policy = yaml.safe_load(
         Path(default_policy.__code__.co_filename).with_name("default_policy.yaml").read_text()
     )
     policy["allow_accounts"] = ["acct-sanctioned"]
+    policy["requests"]["pass_parameters"] = ["vendor_knob"]
     path = tmp_path_factory.mktemp("policy") / "policy.yaml"
     path.write_text(yaml.safe_dump(policy))
     return start_gateway(paced_upstream, "--policy", str(path))
@@ -146,13 +148,18 @@ def test_tier_parameter_limits(
     assert caught.value.body["code"] == "parameter_not_allowed"
 
 
-def test_unknown_parameters_pass_through_and_are_noted(gateway: RunningGateway) -> None:
+def test_unknown_parameters_pass_only_where_the_policy_says(gateway: RunningGateway) -> None:
     raw = client(gateway).chat.completions.with_raw_response.create(
         model="frontier-1", messages=MESSAGES, extra_body={"vendor_knob": {"x": 1}}
     )
     call = record(gateway, raw.headers["x-request-id"])
     assert call["request"]["vendor_knob"] == {"x": 1}
     assert any("vendor_knob" in note for note in call["decision"]["notes"])
+    with pytest.raises(openai.BadRequestError) as caught:
+        client(gateway).chat.completions.create(
+            model="frontier-1", messages=MESSAGES, extra_body={"other_knob": 1}
+        )
+    assert caught.value.body["param"] == "other_knob" and caught.value.body["code"] == "unknown_parameter"
 
 
 def test_other_routes(gateway: RunningGateway) -> None:

@@ -65,18 +65,38 @@ def test_bad_input_gets_a_4xx_in_openai_format(
 
 
 @pytest.mark.parametrize(
-    "body",
+    ("body", "status", "param"),
     [
-        b'{"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"hi"}],"x":1}],"zzz":[1]}',
-        b'{"model":"m","messages":"not a list","temperature":"warm","n":null}',  # the model server judges these
-        b'{"model":"m","messages":[{"role":"user","content":"caf\xc3\xa9 \xe2\x98\x95"}]}',
+        # what the API allows passes: extra fields inside a message, null for "not given", any text
+        (
+            b'{"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"hi"}],"x":1}]}',
+            200,
+            None,
+        ),
+        (b'{"model":"m","messages":[{"role":"user","content":"hi"}],"n":null,"temperature":0.5}', 200, None),
+        (b'{"model":"m","messages":[{"role":"user","content":"caf\xc3\xa9 \xe2\x98\x95"}]}', 200, None),
+        # what the gateway cannot check the way the upstream reads it is refused, naming the field
+        (b'{"model":"m","messages":[{"role":"user","content":"hi"}],"zzz":[1]}', 400, "zzz"),
+        (b'{"model":"m","messages":"not a list"}', 400, "messages"),
+        (
+            b'{"model":"m","messages":[{"role":"user","content":"hi"}],"temperature":"warm"}',
+            400,
+            "temperature",
+        ),
+        (b'{"model":"m","messages":[{"role":"user","content":{"text":"hi"}}]}', 400, "messages[0].content"),
+        (b'{"model":"m","messages":[]}', 400, "messages"),
+        (b'{"messages":[{"role":"user","content":"hi"}]}', 400, "model"),
     ],
 )
-def test_unknown_and_odd_fields_are_passed_not_rejected(gateway: RunningGateway, body: bytes) -> None:
+def test_requests_are_typed_as_the_api_types_them(
+    gateway: RunningGateway, body: bytes, status: int, param: str | None
+) -> None:
     response = httpx.post(
         gateway.url + CHAT, headers={**AUTH, "content-type": "application/json"}, content=body
     )
-    assert response.status_code == 200
+    assert response.status_code == status, response.text
+    if status != 200:
+        assert is_openai_error(response) and response.json()["error"]["param"] == param
 
 
 def api(gateway: RunningGateway) -> openai.OpenAI:

@@ -117,3 +117,31 @@ def test_unreachable_redis_follows_fail_mode(
     gateway = start_gateway(upstream, "--policy", str(policy), "--state", "redis://127.0.0.1:1/0")
     assert httpx.get(gateway.url + "/healthz").status_code == 503  # degraded, visible to the load balancer
     assert status_of(gateway, "free", MESSAGES) == status
+
+
+@pytest.mark.parametrize("fail_mode", ["open", "closed"])
+def test_a_malformed_shared_ban_entry_is_never_an_outage(
+    start_gateway, upstream: str, redis_up: str, tmp_path: Path, fail_mode: str
+) -> None:  # type: ignore[no-untyped-def]
+    """Issue 12, finding 7: one bad entry in dg:bans made every refresh fail (closed: 503 for all)."""
+    import redis
+
+    prefix = f"dgtest-{uuid.uuid4().hex[:8]}:"
+    client = redis.Redis.from_url(redis_up)
+    client.hset(prefix + "bans", "account:acct-x", b"{not json")
+    client.hset(prefix + "bans", "account:acct-free2", b'{"subject":"account:acct-free2","reason":"case 9"}')
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(f"fail_mode: {fail_mode}\n")
+    try:
+        gateway = start_gateway(
+            upstream, "--policy", str(policy), "--state", redis_up, "--state-prefix", prefix
+        )
+        assert status_of(gateway, "free", MESSAGES) == 200
+        assert status_of(gateway, "free2", MESSAGES) == 403
+        client.hset(prefix + "bans", "account:acct-ent", b'{"subject":"account:acct-ent","reason":"later"}')
+        wait_for(lambda: status_of(gateway, "enterprise", MESSAGES) == 403, 4)  # new bans still apply
+        health = httpx.get(gateway.url + "/healthz")
+        assert health.status_code == 200
+        assert health.json()["bans"]["skipped"] == 1 and "acct-x" in health.json()["bans"]["last_skipped"]
+    finally:
+        client.delete(prefix + "bans")

@@ -98,6 +98,8 @@ def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]
         "model_list:\n"
         "  - model_name: reasoning\n"
         f"    litellm_params: {{model: openai/reasoning, api_base: 'http://127.0.0.1:{up_port}/v1', api_key: sk-up}}\n"
+        "  - model_name: reasoning-carriers\n"
+        f"    litellm_params: {{model: openai/reasoning-carriers, api_base: 'http://127.0.0.1:{up_port}/v1', api_key: sk-up}}\n"
         "  - model_name: frontier-1\n"
         f"    litellm_params: {{model: openai/frontier-1, api_base: 'http://127.0.0.1:{up_port}/v1', api_key: sk-up}}\n"
         "guardrails:\n"
@@ -175,6 +177,34 @@ def test_reasoning_is_stripped(proxy: tuple[str, Path], stream: bool) -> None:
         text, thought = message.content or "", getattr(message, "reasoning_content", None) or ""
     assert thought == "" and "<think>" not in text and "Hidden musing" not in text
     assert text.strip()
+
+
+@pytest.mark.parametrize(
+    ("extra", "error", "param"),
+    [
+        ({"n": "8"}, openai.BadRequestError, "n"),  # typed as the gateway types it (issue 12, finding 2)
+        ({"logit_bias": [[1, 5]]}, openai.BadRequestError, "logit_bias"),
+        ({"prompt_logprobs": 1}, openai.PermissionDeniedError, "prompt_logprobs"),
+        ({"best_of": 4}, openai.PermissionDeniedError, "best_of"),
+    ],
+)
+def test_parameters_are_checked_by_the_gateways_own_stages(
+    proxy: tuple[str, Path], extra: dict, error: type[openai.APIStatusError], param: str
+) -> None:
+    with pytest.raises(error) as caught:
+        api(proxy[0]).chat.completions.create(model="frontier-1", messages=MESSAGES, extra_body=extra)
+    assert f"'{param}'" in str(caught.value) or param in str(caught.value)
+
+
+def test_reasoning_carriers_are_stripped(proxy: tuple[str, Path]) -> None:
+    """Issue 12, finding 4, through LiteLLM: no carrier of the upstream's reasoning reaches the client."""
+    raw = api(proxy[0]).chat.completions.with_raw_response.create(
+        model="reasoning-carriers", messages=MESSAGES
+    )
+    text = raw.http_response.text
+    for secret in ("Okay, so the user asks", "Carried reasoning", "Hidden musing", "<think>"):
+        assert secret not in text
+    assert raw.parse().choices[0].message.content.strip()
 
 
 def test_calls_are_in_the_log(proxy: tuple[str, Path]) -> None:

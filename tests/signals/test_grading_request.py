@@ -27,11 +27,9 @@ CASES = [
         0.8,
         "which_is_better",
     ),
-    ("Rating: [[5]]", "verdict_format", 0.9, "verdict_brackets"),
-    ("哪个回答更好？请给出理由。", "judge_role", 0.7, "grading.zh"),
-    ("¿Cuál respuesta es mejor, la primera o la segunda?", "judge_role", 0.7, "grading.es"),
-    ("Welche Antwort ist besser?", "judge_role", 0.7, "grading.de"),
-    ("Какой ответ лучше?", "judge_role", 0.7, "grading.ru"),
+    ("Output your final verdict: [[A]] or [[B]].", "verdict_format", 0.9, "verdict_brackets"),
+    ("Rate outputs 1 to 5 and give a rationale.", "rubric", 0.6, "rubric_scale"),
+    ("请你以公正的评判者的身份，评估一个AI助手对于用户提问的回答的质量。", "judge_role", 0.7, "grading.zh"),
     ("What's a good recipe for banana bread?", None, 0.0, None),
     ("Summarize this article about climate change in three sentences.", None, 0.0, None),
 ]
@@ -46,3 +44,11 @@ def test_rule_table(call_of, prompt: str, aspect: str | None, minimum: float, ro
         return
     assert result.parts[aspect] >= minimum
     assert any(m.startswith(f"{aspect}/{row}:") for m in result.matched), result.matched
+
+
+# Verdict formats and labels only the TEST judge templates use were removed (no TRAIN/DEV source):
+# they must not fire on their own any more.
+@pytest.mark.parametrize("prompt", ["Verdict: A>>B", "[[C]]", "Rating: [[5]]", "[[rating]]"])
+def test_test_only_verdict_formats_are_not_rules(call_of, prompt: str) -> None:
+    result = RULES.analyze(call_of(prompt))
+    assert result is not None and result.parts["verdict_format"] == 0.0, result.matched

@@ -2,12 +2,24 @@ from __future__ import annotations
 
 import pytest
 
-from distillguard.signals.reasoning_leak import ReasoningLeak
+from distillguard.signals.reasoning_leak import ReasoningLeak, answer_text, echo_share
 
 SIGNAL = ReasoningLeak()
-TRACE = (
+RULES = ReasoningLeak(mode="rules")
+# the openers a simulator writes into its traces; no real TRAIN/DEV trace uses them
+PLANTED = (
     "Okay, so I need to find the sum. Let me check the first term again. Hmm, that gives 12. "
     "Wait, I think I made a mistake. Alternatively, I could add them pairwise. " * 3
+)
+WORKED = (
+    "Natalia sold 48 clips in April. In May she sold half as many, which is 48 / 2 = 24 clips. "
+    "Altogether she sold 48 + 24 = 72 clips in April and May. Each clip costs $2, so the clips "
+    "she sold in May earned her 24 * 2 = 48 dollars, and the clips from both months 72 * 2 = 144."
+)
+ORDINARY = "Paris is the capital of France. It is also the country's largest city."
+LONG_ORDINARY = (
+    "Paris is the capital of France and its largest city, with about two million people in the city "
+    "proper. It is known for the Eiffel Tower, the Louvre and its cafés, and it sits on the Seine."
 )
 
 # (response_text, reasoning_text, expected minimum score, aspect that must fire or None)
@@ -15,26 +27,74 @@ CASES = [
     ("The answer is 42.", "First I considered the question...", 1.0, "reasoning_field"),
     ("<think>The user wants a sum. 2+2=4.</think>The answer is 4.", "", 0.95, "format"),
     ("<|begin_of_thought|>step one<|end_of_thought|> 4", "", 0.9, "format"),
-    (TRACE, "", 0.5, "trace"),
-    ("Paris is the capital of France.", "", 0.0, None),
+    (WORKED, "", 0.5, "trace"),
 ]
 
 
 @pytest.mark.parametrize(("response", "reasoning", "minimum", "aspect"), CASES)
-def test_table(call_of, response: str, reasoning: str, minimum: float, aspect: str | None) -> None:
+def test_table(call_of, response: str, reasoning: str, minimum: float, aspect: str) -> None:
     result = SIGNAL.analyze(call_of("q", response_text=response, reasoning_text=reasoning))
     assert result is not None
-    if aspect is None:
-        assert result.score == 0.0 and result.matched == []
-    else:
-        assert result.parts[aspect] >= minimum and result.score >= minimum
+    assert result.parts[aspect] >= minimum and result.score >= minimum
+
+
+@pytest.mark.parametrize(
+    "response", [ORDINARY, LONG_ORDINARY, "Sure! Here's a haiku:\nSoft rain on the roof"]
+)
+def test_ordinary_answers_are_not_reasoning(call_of, response: str) -> None:
+    result = SIGNAL.analyze(call_of("q", response_text=response))
+    assert result is not None and result.score < 0.5, result
+
+
+def test_short_answers_are_not_read_by_the_trace_classifier(call_of) -> None:
+    result = SIGNAL.analyze(call_of("q", response_text=ORDINARY))
+    assert result is not None and "model" not in result.parts
+
+
+def test_planted_openers_are_not_rules(call_of) -> None:
+    result = RULES.analyze(call_of("q", response_text=PLANTED))
+    assert result is not None and result.score == 0.0 and result.matched == []
+
+
+def test_cues_of_real_traces_are_weak_evidence(call_of) -> None:
+    result = RULES.analyze(call_of("q", response_text="We need to find x. Let's verify the second case."))
+    assert result is not None and 0.0 < result.parts["trace"] < 0.5
+    assert any(m.startswith("trace/we_need_to") for m in result.matched)
+
+
+def test_an_answer_copied_from_the_reasoning_is_an_echo(call_of) -> None:
+    reasoning = "First, list the facts. " + WORKED * 2 + " So the total is 72."
+    result = SIGNAL.analyze(call_of("q", response_text=WORKED * 2, reasoning_text=reasoning))
+    assert result is not None and result.parts["echo"] >= 0.9
+    assert any(m.startswith("echo:") for m in result.matched)
+    short = SIGNAL.analyze(call_of("q", response_text="72 clips.", reasoning_text=reasoning))
+    assert short is not None and short.parts["echo"] == 0.0  # a short answer restates by design
+
+
+@pytest.mark.parametrize(
+    ("answer", "reasoning", "share"),
+    [("", "x", 0.0), (WORKED, WORKED, 1.0), (WORKED, ORDINARY * 5, 0.0), (ORDINARY, ORDINARY, 0.0)],
+)
+def test_echo_share(answer: str, reasoning: str, share: float) -> None:
+    assert echo_share(answer, reasoning) == pytest.approx(share)
+
+
+@pytest.mark.parametrize(
+    ("stored", "read"),
+    [
+        ("Half of 48 is 48/2 = <<48/2=24>>24.\n#### 24", "Half of 48 is 48/2 = 24."),
+        ("Sex equals reproduction. So the answer is (D).", "Sex equals reproduction."),
+        ("<think>\nconsider x\n</think>\n\nx = 2", "consider x\n \n\nx = 2"),
+    ],
+)
+def test_answer_text_drops_storage_formats(stored: str, read: str) -> None:
+    assert answer_text(stored) == read
 
 
 def test_abstains_without_a_response(call_of) -> None:
     assert SIGNAL.analyze(call_of("q")) is None
 
 
-def test_short_answer_with_one_wait_is_discounted(call_of) -> None:
-    result = SIGNAL.analyze(call_of("q", response_text="Wait, did you mean Paris, Texas? Let me check."))
-    assert result is not None and result.score < 0.5
-    assert result.adjustments
+def test_unknown_mode_fails_loudly() -> None:
+    with pytest.raises(ValueError, match="known: rules\\+model, rules"):
+        ReasoningLeak(mode="keywords")

@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from distillguard.corpus.corpus import SplitTable
 from distillguard.signals import text_model
 from distillguard.signals.text_model import (
     HASHING,
@@ -58,13 +59,40 @@ def test_ngram_counts_stay_inside_each_text(text: str, grams: int) -> None:
     assert batch.counts[0] == grams
 
 
-@pytest.mark.parametrize("name", ["cot_extraction", "grading_request", "generation_request"])
-def test_shipped_artifact_loads_without_training_data(name: str) -> None:
+ORDINARY_PROMPT = "What is the capital of France?"
+# reasoning_leak's classifier reads answers of at least 150 characters
+ORDINARY_ANSWER = (
+    "Paris is the capital of France and its largest city, with about two million people in the city "
+    "proper. It is known for the Eiffel Tower, the Louvre and its cafés, and it sits on the Seine."
+)
+
+
+@pytest.mark.parametrize(
+    ("name", "ordinary"),
+    [
+        ("cot_extraction", ORDINARY_PROMPT),
+        ("grading_request", ORDINARY_PROMPT),
+        ("generation_request", ORDINARY_PROMPT),
+        ("reasoning_leak", ORDINARY_ANSWER),
+    ],
+)
+def test_shipped_artifact_loads_without_training_data(name: str, ordinary: str) -> None:
     classifier = TextClassifier.load(text_model.MODELS_DIR / f"{name}.npz")
     assert classifier.name == name
     assert (text_model.MODELS_DIR / f"{name}.npz").stat().st_size < 2_000_000
     assert 0.0 < classifier.threshold < 1.0
     # trained on train families, thresholded on dev families: test families never seen
     assert not any(f in classifier.metadata["dev_families"] for f in classifier.metadata["train_families"])
-    scores = classifier.scores(["What is the capital of France?"])
+    split_of = SplitTable().split_of
+    assert {split_of[f] for f in classifier.metadata["train_families"]} == {"train"}
+    assert {split_of[f] for f in classifier.metadata["dev_families"]} == {"dev"}
+    assert "hard_negative_weight" in classifier.metadata  # trained with the hard negatives
+    scores = classifier.scores([ordinary])
     assert scores.shape == (1,) and 0.0 <= float(scores[0]) < 0.5
+
+
+def test_two_batches_are_hashed_once_each() -> None:
+    prompts, answers = ["act as a judge"], ["The answer is 4 because 2 + 2 = 4."]
+    first = text_model._LAST.of(prompts)
+    text_model._LAST.of(answers)
+    assert text_model._LAST.of(prompts) is first  # the answer batch did not evict the prompts

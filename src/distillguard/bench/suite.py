@@ -45,6 +45,7 @@ def run_preset(
     calibration_seed: int,
     work: Path,
     workers: int,
+    also: Mapping[str, Path] | None = None,
     log: Any = click.echo,
 ) -> dict[str, Any]:
     """Every report of one preset: the systems, the baselines and how the baselines were set up."""
@@ -66,12 +67,14 @@ def run_preset(
 
     reports: dict[str, Any] = {}
     cal_fpr: dict[str, float] = {}
-    for name, model in SYSTEMS.items():
+    models: dict[str, str | Path] = {**SYSTEMS, **(also or {})}
+    for name, model in models.items():
         scorer = AccountScorer.load(FEATURES, model=model)
         cal_fpr[name] = _fpr(cal_labels, _verdicts(cal_replay, scorer, cal_dir / "accounts.jsonl"))
         verdicts = _verdicts(eval_replay, scorer, eval_dir / "accounts.jsonl")
         reports[name] = evaluate(labels, verdicts)
-        out = work / "verdicts" / preset / f"{split}-{seed}-{model}.accounts_out.jsonl"
+        tag = model if isinstance(model, str) else name
+        out = work / "verdicts" / preset / f"{split}-{seed}-{tag}.accounts_out.jsonl"
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_bytes(b"".join(to_json_line(v) + b"\n" for v in verdicts.values()))
 
@@ -133,6 +136,12 @@ def run_preset(
 )
 @click.option("--workers", default=2, show_default=True)
 @click.option(
+    "--also",
+    "also_specs",
+    multiple=True,
+    help="Another model folder to score side by side, as NAME=FOLDER (e.g. the previous release's).",
+)
+@click.option(
     "--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Write every metric here."
 )
 def detect_suite(
@@ -143,12 +152,21 @@ def detect_suite(
     calibration_seed: int,
     work: Path,
     workers: int,
+    also_specs: Sequence[str],
     json_path: Path | None,
 ) -> None:
     """Detection quality of the full and the content-behaviour models on each preset, next to both
     baselines calibrated on the same DEV traffic to DistillGuard's false-positive rate there."""
     from distillguard.bench.targets import comparison, render_table
 
+    also: dict[str, Path] = {}
+    for spec in also_specs:
+        name, sep, folder = spec.partition("=")
+        if not sep or not name or not Path(folder).is_dir():
+            raise click.BadParameter(
+                f"{spec!r}: expected NAME=FOLDER with an existing folder", param_hint="--also"
+            )
+        also[name] = Path(folder)
     results = []
     for preset in presets:
         result = run_preset(
@@ -159,6 +177,7 @@ def detect_suite(
             calibration_seed=calibration_seed,
             work=work,
             workers=workers,
+            also=also,
         )
         system = result["systems"]["DistillGuard"]
         variants = {k: v for k, v in result["systems"].items() if k != "DistillGuard"}

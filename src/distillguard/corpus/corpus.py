@@ -17,10 +17,12 @@ import yaml
 
 from distillguard.corpus import sources as s
 from distillguard.corpus.items import KINDS, SPLITS, CorpusItem
+from distillguard.corpus.lang import guess_lang
 
 SAMPLE_DIR = Path(str(resources.files("distillguard.corpus") / "sample"))
 SPLIT_FILE = Path(str(resources.files("distillguard.corpus") / "split.yaml"))
 COT_REVEAL_FILE = Path(str(resources.files("distillguard.corpus") / "cot_reveal.yaml"))
+HARD_NEGATIVES_FILE = Path(str(resources.files("distillguard.corpus") / "hard_negatives.yaml"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,6 +323,57 @@ def read_cot_reveal(path: Path = COT_REVEAL_FILE) -> list[CorpusItem]:
     return items
 
 
+def read_hard_negatives(path: Path = HARD_NEGATIVES_FILE) -> list[CorpusItem]:
+    """Our own labelled hard negatives: category -> group -> items; a group is a family."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise ValueError(f"{path}: not valid YAML ({error})") from error
+    categories = data.get("categories") if isinstance(data, dict) else None
+    if not isinstance(categories, dict):
+        raise ValueError(f"{path}: field 'categories' must map a category to its groups")
+    items = []
+    for category, groups in categories.items():
+        if not isinstance(groups, dict) or not groups:
+            raise ValueError(f"{path}: field 'categories.{category}' must map a group name to its items")
+        for group, rows in groups.items():
+            where = f"categories.{category}.{group}"
+            if not isinstance(rows, list) or not rows:
+                raise ValueError(f"{path}: field '{where}' must be a non-empty list of items")
+            for number, row in enumerate(rows):
+                items.append(_hard_negative(row, path, f"{where}[{number}]", f"hardneg:{category}_{group}"))
+    return items
+
+
+_HARD_NEGATIVE_FIELDS = ("text", "system", "answer")
+
+
+def _hard_negative(row: Any, path: Path, where: str, family: str) -> CorpusItem:
+    if isinstance(row, str):
+        row = {"text": row}
+    if not isinstance(row, dict):
+        raise ValueError(f"{path}: field '{where}' must be a string or a mapping with 'text'")
+    unknown = sorted(set(row) - set(_HARD_NEGATIVE_FIELDS))
+    if unknown:
+        raise ValueError(
+            f"{path}: field '{where}': unknown key(s) {unknown}; allowed: {', '.join(_HARD_NEGATIVE_FIELDS)}"
+        )
+    for key in _HARD_NEGATIVE_FIELDS:
+        value = row.get(key, "")
+        if not isinstance(value, str) or (key == "text" and not value.strip()):
+            raise ValueError(f"{path}: field '{where}.{key}' must be a non-empty string")
+    text = str(row["text"]).strip()
+    return CorpusItem(
+        text=text,
+        system=str(row.get("system", "")).strip(),
+        answer=str(row["answer"]).strip() if row.get("answer") else None,
+        source="hard_negatives",
+        family=family,
+        kind="hard_negative",
+        lang=guess_lang(text),
+    )
+
+
 class Corpus:
     """Every item of a corpus root with its split; queries return items in a deterministic order."""
 
@@ -407,6 +460,7 @@ def _load(root: Path | None) -> Corpus:
             raise FileNotFoundError(f"corpus source {source.name!r}: {path} is missing")
         raw.extend(source.read(path))
     raw.extend(read_cot_reveal())
+    raw.extend(read_hard_negatives())
     for item in raw:
         if item.kind not in KINDS:
             raise ValueError(f"source {item.source!r} produced unknown kind {item.kind!r}")

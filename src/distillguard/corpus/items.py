@@ -21,6 +21,7 @@ KINDS = (
     "cot_reveal",  # requests to reveal / repeat / translate / encode / continue hidden reasoning (ours)
     "grading",  # judge / pairwise / ranking / rubric / reward-model requests
     "completion_collection",  # UltraFeedback-style completion requests with principle system prompts
+    "hard_negative",  # benign prompts that look like reasoning extraction, and ordinary answers (ours)
 )
 
 

@@ -20,8 +20,8 @@ These files are small subsets of public corpora, copied from the project's devel
 (`../shared/data`, see its README) by `distillguard sim build-sample --corpus ../shared/data`.
 Only permissively licensed files are shipped (Apache-2.0, MIT, CC0-1.0); ShareGPT, Alpaca and
 WizardLM data and anything that embeds them are never shipped. Rows are kept evenly spaced so each
-template family of a file is represented. The reveal-request phrasings (`../cot_reveal.yaml`) are
-the project's own text (Apache-2.0).
+template family of a file is represented. The reveal-request phrasings (`../cot_reveal.yaml`) and
+the labelled hard negatives (`../hard_negatives.yaml`) are the project's own text (Apache-2.0).
 
 | file | rows | source | licence |
 |---|---|---|---|

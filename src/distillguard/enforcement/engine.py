@@ -3,7 +3,8 @@ with the evidence for it. The gateway, `distillguard replay` and the LiteLLM gua
 so the three can never decide differently.
 
 Order of checks, cheapest and most certain first: ban list, shared-state health, tier parameter
-limits, tier rate limit, then the inline signals against the policy's rules. Sanctioned accounts
+limits, tier rate limit, then the inline signals against the policy's rules. Each is a stage
+method over one `Deciding` record, so the gateway can stack them with its own stages. Sanctioned accounts
 (`allow_accounts`) skip the rules; in shadow mode everything is decided and nothing enforced.
 """
 
@@ -16,6 +17,7 @@ from datetime import UTC, datetime
 
 import msgspec
 
+from distillguard.enforcement.parameters import Ask, asks_of_view, tier_violation
 from distillguard.enforcement.policy import SEVERITY, Bucket, Policy, Rule
 from distillguard.enforcement.state import Ban, EnforcementState, StateUnavailable, ban_subject
 from distillguard.events.call_view import CallView
@@ -82,6 +84,21 @@ class Decision(msgspec.Struct, kw_only=True):
         return self.enforced and self.status != 200
 
 
+class Deciding:
+    """One call on its way through the engine's stages: what they read and what they found."""
+
+    __slots__ = ("action", "allowed_account", "asks", "call", "caller", "decision", "entry", "fired")
+
+    def __init__(
+        self, call: CallView, caller: Caller, decision: Decision, asks: Sequence[Ask], allowed_account: bool
+    ) -> None:
+        self.call, self.caller, self.decision, self.asks = call, caller, decision, asks
+        self.allowed_account = allowed_account
+        self.entry: Ban | None = None  # the caller's enforcement entry, if any
+        self.action = "allow"  # the most severe action the rules fired so far
+        self.fired: Rule | None = None
+
+
 class LiveEngine:
     """Policy + state + inline signals. `decide` runs on the request path: keep it cheap."""
 
@@ -121,75 +138,80 @@ class LiveEngine:
         )
         return decision
 
-    def _tier_violation(self, call: CallView, caller: Caller, decision: Decision) -> bool:
-        tier = self.policy.tier(caller.tier)
-        name = caller.tier or self.policy.default_tier
-        problem: tuple[str, str] | None = None
-        if call.logprobs and not tier.logprobs:
-            problem = ("logprobs", f"logprobs are not available on the {name!r} tier")
-        elif (call.top_logprobs or 0) > tier.max_top_logprobs:
-            problem = (
-                "top_logprobs",
-                f"top_logprobs is limited to {tier.max_top_logprobs} on the {name!r} tier",
-            )
-        elif call.logit_bias_size and not tier.logit_bias:
-            problem = ("logit_bias", f"logit_bias is not available on the {name!r} tier")
-        elif (call.n or 1) > tier.max_n:
-            problem = ("n", f"n is limited to {tier.max_n} on the {name!r} tier")
-        if problem is None:
-            return False
-        decision.action = "block"
-        decision.param = problem[0]
-        decision.notes.append(f"tier limit: {problem[1]}")
-        self._refuse(decision, 403, "permission_error", "parameter_not_allowed", problem[1] + ".")
-        return True
-
-    async def decide(self, call: CallView, caller: Caller) -> Decision:
+    # ---- the decision as stages: each reads and annotates one `Deciding` record, and returns
+    # True when it has decided the call (refused it, or would have in shadow mode) -------------
+    def start(self, call: CallView, caller: Caller, asks: Sequence[Ask] | None = None) -> Deciding:
+        """The record the stages below share; `asks` are what the request asks of tier limits
+        (`enforcement.parameters.check_request`), derived from the view when not given."""
         policy = self.policy
         decision = Decision(enforced=policy.mode == "enforce")
         allowed_account = caller.account_id in self.allowed_accounts
         decision.reasoning = (
             "keep" if allowed_account and policy.reasoning.keep_for_allowed else policy.reasoning.action
         )
+        if asks is None:
+            asks = asks_of_view(call.logprobs, call.top_logprobs, call.logit_bias_size, call.n)
+        return Deciding(call, caller, decision, asks, allowed_account)
+
+    async def check_listed(self, d: Deciding) -> bool:
+        """The ban list (account, actor, held indicators), then the shared state's health."""
+        decision, caller = d.decision, d.caller
         entry = self.state.banned(caller.account_id, caller.actor)
-        if entry is None and not allowed_account and self.state.has_indicators:
-            entry = await self._hold(caller, self._static_subjects(call, caller), decision)
-        if entry is None and not allowed_account and self.peer_watch is not None:
-            entry = await self.peer_watch.hold(call, caller, decision)
+        if entry is None and not d.allowed_account and self.state.has_indicators:
+            entry = await self._hold(caller, self._static_subjects(d.call, caller), decision)
+        if entry is None and not d.allowed_account and self.peer_watch is not None:
+            entry = await self.peer_watch.hold(d.call, caller, decision)
+        d.entry = entry
         if entry is not None and entry.action == "ban":
-            return self._refuse_listed(decision, entry)
+            self._refuse_listed(decision, entry)
+            return True
         if entry is not None and entry.action == "allow":
-            allowed_account = True
+            d.allowed_account = True
             decision.notes.append(f"sanctioned by {entry.subject}: {entry.reason}")
-        if not self.state.healthy and policy.fail_mode == "closed":
+        if not self.state.healthy and self.policy.fail_mode == "closed":
             decision.action = "block"
             decision.notes.append("shared state unreachable and fail_mode is closed")
-            return self._refuse(
+            self._refuse(
                 decision,
                 503,
                 "api_error",
                 "enforcement_unavailable",
                 "The service is temporarily unavailable.",
             )
-        if self._tier_violation(call, caller, decision):
-            return decision
-        tier = policy.tier(caller.tier)
+            return True
+        return False
+
+    async def check_tier(self, d: Deciding) -> bool:
+        """The tier's parameter limits (`parameters.TIER_LIMITS`), then its rate limit."""
+        decision, caller = d.decision, d.caller
+        tier = self.policy.tier(caller.tier)
+        problem = tier_violation(d.asks, tier, caller.tier or self.policy.default_tier)
+        if problem is not None:
+            decision.action = "block"
+            decision.param = problem[0]
+            decision.notes.append(f"tier limit: {problem[1]}")
+            self._refuse(decision, 403, "permission_error", "parameter_not_allowed", problem[1] + ".")
+            return True
         if tier.rate_limit is not None and not await self._take(
             "tier:" + caller.account_id, tier.rate_limit, decision
         ):
             decision.action = "throttle"
             decision.retry_after_s = 1.0 / tier.rate_limit.rate_per_s
-            return self._refuse(
+            self._refuse(
                 decision,
                 429,
                 "rate_limit_error",
                 "rate_limit_exceeded",
                 "Rate limit exceeded for this account.",
             )
-        action = "allow"
-        fired: Rule | None = None
+            return True
+        return False
+
+    def run_signals(self, d: Deciding) -> None:
+        """The inline signals, and the policy rules their scores fire (evidence: every match)."""
+        decision = d.decision
         for signal in self.input_signals:
-            result = signal.analyze(call)
+            result = signal.analyze(d.call)
             if result is None:
                 continue
             decision.signals.append(result)
@@ -199,14 +221,21 @@ class LiveEngine:
                     decision.matches.append(
                         Match(rule=rule.name, signal=signal.name, score=score, action=rule.action)
                     )
-                    if SEVERITY[rule.action] > SEVERITY[action]:
-                        action, fired = rule.action, rule
-        if entry is None and not allowed_account and self.state.has_indicators:
+                    if SEVERITY[rule.action] > SEVERITY[d.action]:
+                        d.action, d.fired = rule.action, rule
+
+    async def apply_policy(self, d: Deciding) -> None:
+        """The most severe action wins, after what is known about the account (a held template,
+        a case's throttle, an account verdict, a sanctioned account)."""
+        policy, decision, caller = self.policy, d.decision, d.caller
+        entry, action, fired = d.entry, d.action, d.fired
+        if entry is None and not d.allowed_account and self.state.has_indicators:
             template = _template_subject(decision.signals)
             if template is not None:
                 entry = await self._hold(caller, [template], decision)
                 if entry is not None and entry.action == "ban":
-                    return self._refuse_listed(decision, entry)
+                    self._refuse_listed(decision, entry)
+                    return
         if entry is not None and entry.action == "throttle" and SEVERITY[action] < SEVERITY["throttle"]:
             action, fired = "throttle", _forced_throttle(decision, "case_decision", "case")
             decision.notes.append(f"throttled by {entry.subject}: {entry.reason}")
@@ -214,30 +243,31 @@ class LiveEngine:
         if verdict is not None and SEVERITY[action] < SEVERITY["throttle"]:
             action, fired = "throttle", _forced_throttle(decision, "account_verdict", "account_risk")
             decision.notes.append(verdict)
-        if allowed_account:
+        if d.allowed_account:
             if action != "allow":
                 decision.notes.append(
                     f"sanctioned account: {action} by {fired.name if fired else '?'} not applied"
                 )
             decision.action = "allow"
-            return decision
+            return
         decision.action = action
         if fired is None:
-            return decision
+            return
         if action == "throttle":
             actor = caller.actor or (entry.actor if entry is not None else None)
             by = actor if policy.throttle.by == "actor" and actor else caller.account_id
             if not await self._take("throttle:" + by, policy.throttle.bucket, decision):
                 decision.retry_after_s = 1.0 / policy.throttle.bucket.rate_per_s
-                return self._refuse(
+                self._refuse(
                     decision,
                     429,
                     "rate_limit_error",
                     "rate_limit_exceeded",
                     fired.message or f"Too many requests of this kind ({fired.signal}); slow down.",
                 )
+                return
             decision.notes.append("throttle bucket had a token: served")
-            return decision
+            return
         if action == "ban":
             subject = (
                 ban_subject("actor", caller.actor)
@@ -252,22 +282,33 @@ class LiveEngine:
                     decision.notes.append(f"ban of {subject} not recorded: {error}")
             else:
                 decision.notes.append(f"shadow: would ban {subject}")
-            return self._refuse(
+            self._refuse(
                 decision,
                 403,
                 "permission_error",
                 "account_banned",
                 fired.message or "This account has been suspended for violating the usage policy.",
             )
+            return
         if action == "block":
-            return self._refuse(
+            self._refuse(
                 decision,
                 403,
                 "permission_error",
                 "request_blocked",
                 fired.message or f"This request was blocked by policy ({fired.name}).",
             )
-        return decision  # flag: log only
+        # flag: log only
+
+    async def decide(self, call: CallView, caller: Caller, asks: Sequence[Ask] | None = None) -> Decision:
+        """Every stage in order: ban list, tier limits, inline signals, policy. The gateway runs the
+        same stages one by one (`gateway.pipeline`)."""
+        d = self.start(call, caller, asks)
+        if await self.check_listed(d) or await self.check_tier(d):
+            return d.decision
+        self.run_signals(d)
+        await self.apply_policy(d)
+        return d.decision
 
     def _refuse_listed(self, decision: Decision, entry: Ban) -> Decision:
         decision.action = "ban"

@@ -13,6 +13,8 @@ from typing import Any, Literal
 import msgspec
 import yaml
 
+from distillguard.enforcement.parameters import KNOWN_INCLUDES
+
 # Ordered by severity: when several rules match, the most severe action wins.
 ACTIONS: tuple[str, ...] = ("allow", "flag", "throttle", "block", "ban")
 SEVERITY: dict[str, int] = {action: i for i, action in enumerate(ACTIONS)}
@@ -57,15 +59,64 @@ class Throttle(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     by: Literal["account", "actor"] = "actor"
 
 
-class Tier(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """What an account tier may ask for (OWASP LLM10: logprobs and logit_bias reveal the
-    distribution a student model wants), and an optional rate limit for every call of the tier."""
+# /v1/responses `include` entries a tier may ask for unless its `include` says otherwise: none of
+# them reveals the model's distribution or its reasoning (the log-probabilities entry is governed
+# by `logprobs`; encrypted reasoning is removed from answers whenever reasoning is not kept).
+DEFAULT_INCLUDES = (
+    "reasoning.encrypted_content",
+    "file_search_call.results",
+    "web_search_call.results",
+    "web_search_call.action.sources",
+    "code_interpreter_call.outputs",
+    "computer_call_output.output.image_url",
+    "message.input_image.image_url",
+)
 
-    logprobs: bool = False
-    max_top_logprobs: int = 0
+
+class Tier(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """What an account tier may ask for of the parameters that reveal the model's output
+    distribution or sample it wholesale (OWASP LLM10: a student model learns best from
+    log-probabilities), and an optional rate limit for every call of the tier. The table of which
+    request parameter draws on which limit is `enforcement.parameters.TIER_LIMITS`."""
+
+    logprobs: bool = False  # chat `logprobs`, completions `logprobs` (even 0), `top_logprobs`, include
+    max_top_logprobs: int = 0  # chat/responses `top_logprobs`, completions `logprobs`
     logit_bias: bool = False
     max_n: int = 1
+    max_best_of: int = 1
+    echo: bool = False  # completions `echo`: with logprobs, the prompt's log-probabilities
+    prompt_logprobs: bool = False  # vLLM `prompt_logprobs`
+    allowed_token_ids: bool = False  # vLLM `allowed_token_ids`
+    include: list[str] = msgspec.field(default_factory=lambda: list(DEFAULT_INCLUDES))
     rate_limit: Bucket | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("max_top_logprobs", "max_n", "max_best_of"):
+            least = 0 if name == "max_top_logprobs" else 1
+            if getattr(self, name) < least:
+                raise ValueError(f"{name} must be >= {least}")
+        for i, entry in enumerate(self.include):
+            if entry not in KNOWN_INCLUDES:
+                raise ValueError(
+                    f"include[{i}]: unknown include entry {entry!r}; known: {', '.join(sorted(KNOWN_INCLUDES))}"
+                )
+
+
+class Requests(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """What a request body may be: parameters the gateway does not know are refused (400) unless
+    `unknown_parameters` is `pass` or they are named in `pass_parameters` (vendor extensions);
+    bodies nested deeper than `max_depth` or holding more than `max_values` values are refused."""
+
+    unknown_parameters: Literal["refuse", "pass"] = "refuse"
+    pass_parameters: list[str] = []
+    max_depth: int = 64
+    max_values: int = 200_000
+
+    def __post_init__(self) -> None:
+        if not 2 <= self.max_depth <= 512:
+            raise ValueError(f"max_depth must be between 2 and 512, not {self.max_depth}")
+        if self.max_values < 10:
+            raise ValueError(f"max_values must be >= 10, not {self.max_values}")
 
 
 class Reasoning(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -135,6 +186,7 @@ class Policy(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             "enterprise": Tier(logprobs=True, max_top_logprobs=20, logit_bias=True, max_n=8),
         }
     )
+    requests: Requests = msgspec.field(default_factory=Requests)
     rules: list[Rule] = []
     throttle: Throttle = msgspec.field(default_factory=Throttle)
     reasoning: Reasoning = msgspec.field(default_factory=Reasoning)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -69,6 +70,31 @@ def ban_subject(kind: str, ident: str) -> str:
     return f"{kind}:{ident}"
 
 
+ACTIONS = ("ban", "throttle", "allow", "exempt")
+
+
+def entry_problem(entry: Ban, recorded_as: str | None = None) -> str | None:
+    """Why an entry read from a shared ban list cannot be applied, or None. Such an entry is
+    skipped and counted (`BanListReport`), never allowed to stop the list from loading."""
+    kind, sep, ident = entry.subject.partition(":")
+    if not sep or not ident or (kind not in ACCOUNT_KINDS and kind not in INDICATOR_KINDS):
+        return f"subject {entry.subject[:80]!r} is not <kind>:<id> of a known kind"
+    if entry.action not in ACTIONS:
+        return f"action {entry.action[:40]!r} is not one of {', '.join(ACTIONS)}"
+    if recorded_as is not None and recorded_as != entry.subject:
+        return f"recorded under {recorded_as[:80]!r} but its subject is {entry.subject[:80]!r}"
+    return None
+
+
+class BanListReport(msgspec.Struct, kw_only=True):
+    """What /healthz says of the ban list: entries in force, and entries skipped as malformed."""
+
+    entries: int = 0
+    skipped: int = 0  # in the last full read of the list
+    skipped_total: int = 0  # since start, pub/sub messages included
+    last_skipped: str | None = None  # where and why, for the operator
+
+
 class EnforcementState(Protocol):
     name: str
 
@@ -87,6 +113,7 @@ class EnforcementState(Protocol):
     async def take(self, key: str, bucket: Bucket) -> bool: ...
     def count(self, account_id: str, action: str) -> None: ...
     async def counts(self, account_id: str) -> dict[str, int]: ...
+    def ban_list_report(self) -> BanListReport: ...
 
 
 class _BanCache:
@@ -97,10 +124,29 @@ class _BanCache:
         # entries keyed by an indicator (not an account or actor): while there are none, which is
         # the usual case, the request path skips recidivism matching altogether
         self.indicators = 0
+        self.report = BanListReport()
+        self._skipped: set[str] = set()  # "where: why" of the last full read, reported once each
 
-    def replace(self, bans: dict[str, Ban]) -> None:
+    def skip_message(self, where: str, why: str) -> None:
+        """A pushed entry that cannot be applied: skipped, counted and reported, never fatal."""
+        self.report.skipped_total += 1
+        self.report.last_skipped = f"{where}: {why}"
+        log.warning("ban list entry skipped: %s: %s", where, why)
+
+    def replace(self, bans: dict[str, Ban], skipped: tuple[str, ...] = ()) -> None:
+        """The whole list, read again; `skipped` says where and why of each unusable entry (the
+        list is re-read every few seconds: each is logged once, not at every read)."""
         self.bans = {subject: ban for subject, ban in bans.items() if not ban.lifted}
         self.indicators = sum(1 for subject in self.bans if not _on_account(subject))
+        new = [line for line in skipped if line not in self._skipped]
+        for line in new:
+            log.warning("ban list entry skipped: %s", line)
+        self._skipped = set(skipped)
+        self.report.entries = len(self.bans)
+        self.report.skipped = len(skipped)
+        self.report.skipped_total += len(new)
+        if new:
+            self.report.last_skipped = new[-1]
 
     def apply(self, ban: Ban) -> None:
         known = ban.subject in self.bans
@@ -110,6 +156,7 @@ class _BanCache:
             self.bans[ban.subject] = ban
         if not _on_account(ban.subject) and known != (ban.subject in self.bans):
             self.indicators += 1 if not known else -1
+        self.report.entries = len(self.bans)
 
     def banned(self, account_id: str, actor: str | None) -> Ban | None:
         if not self.bans:
@@ -161,6 +208,9 @@ class _ListedState:
     @property
     def has_indicators(self) -> bool:
         return self._cache.indicators > 0
+
+    def ban_list_report(self) -> BanListReport:
+        return msgspec.structs.replace(self._cache.report)
 
     async def ban(self, subject: str, reason: str, source: str = "gateway") -> Ban:
         return await self.put(Ban(subject=subject, reason=reason, source=source))
@@ -224,16 +274,16 @@ class MemoryState(_ListedState):
         if self._seen == (stat.st_mtime, stat.st_size):
             return
         bans: dict[str, Ban] = {}
+        skipped: list[str] = []
         for number, line in enumerate(self.bans_file.read_bytes().splitlines(), 1):
             if not line.strip():
                 continue
-            try:
-                ban = _ban_decoder.decode(line)
-            except msgspec.DecodeError as error:
-                log.warning("%s:%d: ban line skipped: %s", self.bans_file, number, error)
+            ban, problem = _decode_entry(line)
+            if ban is None:
+                skipped.append(f"{self.bans_file}:{number}: {problem}")
                 continue
             bans[ban.subject] = ban  # later lines (lifts, re-bans) win
-        self._cache.replace(bans)
+        self._cache.replace(bans, tuple(skipped))
         self._seen = (stat.st_mtime, stat.st_size)
 
     async def _watch(self) -> None:
@@ -247,7 +297,9 @@ class MemoryState(_ListedState):
     def _append(self, ban: Ban) -> None:
         self._cache.apply(ban)
         if self.bans_file is not None:
-            with self.bans_file.open("ab") as out:
+            # the list names accounts and actors: readable by the operator's group, no one else
+            fd = os.open(self.bans_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+            with os.fdopen(fd, "ab") as out:
                 out.write(msgspec.json.encode(ban) + b"\n")
 
     async def _record(self, entry: Ban) -> None:
@@ -287,8 +339,20 @@ return ok
 """
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+def _text(value: bytes | str, lenient: bool = False) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "backslashreplace" if lenient else "strict")
+    return value
+
+
+def _decode_entry(value: bytes | str, key: bytes | str | None = None) -> tuple[Ban | None, str | None]:
+    """An entry of the shared list, or (None, why it is unusable)."""
+    try:
+        ban = _ban_decoder.decode(value)
+        problem = entry_problem(ban, None if key is None else _text(key))
+    except (msgspec.DecodeError, UnicodeDecodeError) as error:  # ValidationError too
+        return None, f"not an entry: {error}"
+    return (None, problem) if problem else (ban, None)
 
 
 class RedisState(_ListedState):
@@ -364,7 +428,15 @@ class RedisState(_ListedState):
 
     async def _refresh(self) -> None:
         raw = await self._redis.hgetall(self.bans_key)
-        self._cache.replace({_text(k): _ban_decoder.decode(v) for k, v in raw.items()})
+        bans: dict[str, Ban] = {}
+        skipped: list[str] = []
+        for key, value in raw.items():
+            ban, problem = _decode_entry(value, key)
+            if ban is None:
+                skipped.append(f"{self.bans_key}[{_text(key, lenient=True)[:80]!r}]: {problem}")
+                continue
+            bans[ban.subject] = ban
+        self._cache.replace(bans, tuple(sorted(skipped)))
         self._mark(True)
 
     async def _poll(self) -> None:
@@ -385,7 +457,12 @@ class RedisState(_ListedState):
                 while not self._closing:
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.5)
                     if message is not None and message.get("type") == "message":
-                        self._cache.apply(_ban_decoder.decode(message["data"]))
+                        ban, problem = _decode_entry(message["data"])
+                        if ban is None:
+                            where = f"message on channel {self.bans_key}"
+                            self._cache.skip_message(where, problem or "unreadable")
+                        else:
+                            self._cache.apply(ban)
             except Exception as error:
                 if self._closing:
                     return
@@ -463,6 +540,7 @@ def ban_from_json(line: str | bytes) -> Ban:
 
 __all__ = [
     "Ban",
+    "BanListReport",
     "EnforcementState",
     "MemoryState",
     "RedisState",

@@ -88,6 +88,25 @@ def store_rows(calls: list[LoggedCall]) -> list[dict[str, Any]]:
     return rows
 
 
+# The log holds prompts and answers: the operator's account and its group may read it, nobody else.
+DIRECTORY_MODE = 0o750
+FILE_MODE = 0o640
+
+
+def _private_directory(path: Path) -> None:
+    """Creates `path` 0750; one that exists is the operator's: said, not changed, if others can read it."""
+    try:
+        path.mkdir(mode=DIRECTORY_MODE, parents=True)
+    except FileExistsError:
+        if path.stat().st_mode & 0o007:
+            log.warning("%s can be read by every user of this machine; the call log holds prompts", path)
+
+
+def _private_file(path: Path) -> Any:
+    """A new file open for writing whose mode never passes through the umask's default 0644."""
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE), "wb")
+
+
 def roll_segment(segment: Path, root: Path) -> Path | None:
     """Write a closed segment into the Parquet store and archive it; returns the Parquet file."""
     import pyarrow as pa
@@ -95,16 +114,17 @@ def roll_segment(segment: Path, root: Path) -> Path | None:
 
     calls = list(read_segment(segment))
     store, archive = root / "store", root / "archive"
-    store.mkdir(exist_ok=True)
-    archive.mkdir(exist_ok=True)
+    _private_directory(store)
+    _private_directory(archive)
     part: Path | None = None
     if calls:
         part = store / f"part-{segment.stem}.parquet"
         tmp = part.with_suffix(".parquet.tmp")
-        pq.write_table(pa.Table.from_pylist(store_rows(calls), schema=STORE_SCHEMA), tmp)
+        with _private_file(tmp) as out:
+            pq.write_table(pa.Table.from_pylist(store_rows(calls), schema=STORE_SCHEMA), out)
         os.replace(tmp, part)
     gz = archive / (segment.name + ".gz")
-    with segment.open("rb") as src, gzip.open(gz, "wb") as dst:
+    with segment.open("rb") as src, _private_file(gz) as raw, gzip.GzipFile(fileobj=raw, mode="wb") as dst:
         shutil.copyfileobj(src, dst)
     segment.unlink()
     return part
@@ -143,14 +163,14 @@ class CallLog:
         return self._segment
 
     def open(self) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
+        _private_directory(self.root)
         self._rotate()
 
     def _rotate(self) -> None:
         old_fd, old = self._fd, self._segment
         name = f"calls-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{time.time_ns() % 10**9:09d}-{os.getpid()}"
         segment = self.root / f"{name}.jsonl"
-        fd = os.open(segment, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+        fd = os.open(segment, os.O_WRONLY | os.O_CREAT | os.O_APPEND, FILE_MODE)
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         self._fd, self._segment, self._records, self._opened_at = fd, segment, 0, time.monotonic()
         if old_fd >= 0:

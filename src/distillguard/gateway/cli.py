@@ -134,7 +134,16 @@ def setup_logging(level: str = "info") -> None:
 @click.option(
     "--trust-forwarded-for",
     is_flag=True,
-    help="Take the client IP from X-Forwarded-For (only behind your own proxy).",
+    help="Take the client IP from X-Forwarded-For (only behind your own proxy): the right-most "
+    "address that is not a --trusted-proxy.",
+)
+@click.option(
+    "--trusted-proxy",
+    "trusted_proxies",
+    multiple=True,
+    help="Your own proxies (CIDR or address; repeat): X-Forwarded-For entries they wrote are skipped, "
+    "and the header is believed only when the connection comes from one. Default: none, so the "
+    "right-most entry is the client.",
 )
 @click.option(
     "--tls-fingerprint-header", default=None, help="Header in which the edge passes a JA3/JA4 fingerprint."
@@ -178,6 +187,7 @@ def serve(**options: Any) -> None:
         max_body_bytes=options["max_body_bytes"],
         read_timeout_s=options["read_timeout"],
         trust_forwarded_for=options["trust_forwarded_for"],
+        trusted_proxies=list(options["trusted_proxies"]),
         tls_fingerprint_header=options["tls_fingerprint_header"],
         asn_header=options["asn_header"],
         access_log=options["access_log"],
@@ -189,10 +199,16 @@ def serve(**options: Any) -> None:
         "http": "httptools",
         "lifespan": "on",
         "access_log": False,
+        # the client address is the gateway's to decide (--trust-forwarded-for, --trusted-proxy);
+        # uvicorn would otherwise rewrite it from X-Forwarded-For for loopback peers on its own
+        "proxy_headers": False,
         "log_config": None,
         "timeout_graceful_shutdown": 10,
     }
     try:
+        from distillguard.gateway.forwarded import parse_networks
+
+        parse_networks(config.trusted_proxies)
         if options["server"] == "granian":
             # granian forks its workers: a parent that loaded the signal models (native thread
             # pools) would hand them a deadlock, so only the files are checked here

@@ -2,9 +2,16 @@
 objects, streamed at a chosen token rate or at once, and failures on request.
 
 The model name picks the behaviour, so one server covers every case:
-`reasoning` (answers with `reasoning_content` and a `<think>` block), `fail-500` (HTTP 500 with a
-non-OpenAI body), `fail-json-500` (HTTP 500 with an OpenAI error), `slow` (answers after 30 s),
-`cut` (a stream that breaks off mid-way); any other name answers normally.
+`reasoning` (answers with `reasoning_content` and a `<think>` block), `reasoning-carriers` (also
+`reasoning_details`, `thinking`, a thinking content part and log-probabilities whose tokens spell
+the `<think>` block), `fail-500` (HTTP 500 with a non-OpenAI body), `fail-json-500` (HTTP 500 with
+an OpenAI error), `slow` (answers after 30 s), `cut` (a stream that breaks off mid-way), `long` (a
+stream of 5,000 tokens); any other name answers normally.
+
+With `record`, every request it receives is appended to that file as one JSON line (method, path
+as received, query string, whether it carried an Authorization header) and every stream's end
+(`stream_end`: chunks sent, whether the client went away first): tests read what reached the
+upstream.
 """
 
 from __future__ import annotations
@@ -34,6 +41,9 @@ REASONING = (
     "Okay, so the user asks what 17 times 23 is. Let me compute: 17 times 20 is 340, 17 times 3 is 51. "
     "Wait, let me double-check: 340 plus 51 is 391. So the answer is 391."
 )
+THINK = "Hidden musing about the secret method."  # what the <think> block says
+CARRIED = "Carried reasoning: first split the product, then add the partial products."
+LONG_TOKENS = 5000
 
 _encode = msgspec.json.Encoder().encode
 _ids = itertools.count(1)
@@ -47,9 +57,16 @@ def _tokens(text: str) -> list[str]:
 class LocalUpstream:
     """ASGI app. `token_rate` is tokens per second when streaming (0: all at once)."""
 
-    def __init__(self, token_rate: float = 0.0) -> None:
+    def __init__(self, token_rate: float = 0.0, record: str | None = None, failures: bool = True) -> None:
         self.token_rate = token_rate
         self.calls = 0
+        self.record = record
+        self.failures = failures  # False: the failure models answer normally (fuzzing sends any name)
+
+    def _note(self, entry: dict[str, Any]) -> None:
+        if self.record:
+            with open(self.record, "ab") as out:
+                out.write(_encode(entry) + b"\n")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -70,11 +87,25 @@ class LocalUpstream:
                 break
         self.calls += 1
         path = scope["path"]
+        headers = dict(scope["headers"])
+        self._note(
+            {
+                "method": scope["method"],
+                "path": (scope.get("raw_path") or path.encode()).decode("latin-1"),
+                "query": scope.get("query_string", b"").decode("latin-1"),
+                "authorization": b"authorization" in headers,
+            }
+        )
         if path == "/v1/models":
             await self._json(
                 send,
                 200,
                 {"object": "list", "data": [{"id": "frontier-1", "object": "model", "owned_by": "local"}]},
+            )
+            return
+        if path.startswith("/v1/models/"):
+            await self._json(
+                send, 200, {"id": path.rsplit("/", 1)[1], "object": "model", "owned_by": "local"}
             )
             return
         try:
@@ -87,6 +118,8 @@ class LocalUpstream:
             return
         raw_model = request.get("model")
         model = raw_model if isinstance(raw_model, str) else "frontier-1"
+        if not self.failures and model in ("fail-500", "fail-json-500", "slow", "cut", "long"):
+            model = "frontier-1"
         if model == "fail-500":
             await send(
                 {"type": "http.response.start", "status": 500, "headers": [(b"content-type", b"text/plain")]}
@@ -110,11 +143,15 @@ class LocalUpstream:
         if model == "slow":
             await asyncio.sleep(30)
         answer = ANSWERS[self.calls % len(ANSWERS)]
-        reasoning = REASONING if model == "reasoning" else None
+        reasoning = REASONING if model.startswith("reasoning") else None
         stream = request.get("stream") is True
         if path == "/v1/chat/completions":
-            if stream:
+            if stream and model == "long":
+                await self._long_stream(send, receive)
+            elif stream:
                 await self._chat_stream(send, model, answer, reasoning, cut=model == "cut")
+            elif model == "reasoning-carriers":
+                await self._json(send, 200, _carriers(model, answer))
             else:
                 await self._json(send, 200, _chat(model, answer, reasoning))
         elif path == "/v1/completions":
@@ -209,6 +246,50 @@ class LocalUpstream:
         tail = chunk({}, "stop") + chunk(None, None, usage)  # usage arrives in a chunk without choices
         await send({"type": "http.response.body", "body": tail + b"data: [DONE]\n\n"})
 
+    async def _long_stream(self, send: Send, receive: Receive) -> None:
+        """5,000 paced tokens; stops as soon as the client (the gateway) goes away, and says so."""
+        gone = asyncio.Event()
+
+        async def watch() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            gone.set()
+
+        watcher = asyncio.create_task(watch())
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"text/event-stream")],
+            }
+        )
+        sent = 0
+        try:
+            for i in range(LONG_TOKENS):
+                if gone.is_set():
+                    break
+                chunk = {
+                    "id": "chatcmpl-long",
+                    "object": "chat.completion.chunk",
+                    "created": 0,
+                    "model": "long",
+                    "choices": [{"index": 0, "delta": {"content": f" w{i}"}, "finish_reason": None}],
+                }
+                await send(
+                    {
+                        "type": "http.response.body",
+                        "body": b"data: " + _encode(chunk) + b"\n\n",
+                        "more_body": True,
+                    }
+                )
+                sent += 1
+                await asyncio.sleep(1.0 / self.token_rate if self.token_rate > 0 else 0)
+            if not gone.is_set():
+                await send({"type": "http.response.body", "body": b"data: [DONE]\n\n"})
+        finally:
+            watcher.cancel()
+            self._note({"stream_end": "long", "sent": sent, "client_gone": gone.is_set()})
+
     async def _responses_stream(self, send: Send, model: str, answer: str, reasoning: str | None) -> None:
         await send(
             {
@@ -226,7 +307,17 @@ class LocalUpstream:
             event({"type": "response.created", "response": {**final, "status": "in_progress", "output": []}})
         ]
         if reasoning:
-            out += [event({"type": "response.reasoning_text.delta", "delta": t}) for t in _tokens(reasoning)]
+            item = final["output"][0]
+            out.append(
+                event(
+                    {"type": "response.output_item.added", "output_index": 0, "item": {**item, "content": []}}
+                )
+            )
+            out += [
+                event({"type": "response.reasoning_text.delta", "output_index": 0, "delta": t})
+                for t in _tokens(reasoning)
+            ]
+            out.append(event({"type": "response.output_item.done", "output_index": 0, "item": item}))
         out += [event({"type": "response.output_text.delta", "delta": t}) for t in _tokens(answer)]
         out.append(event({"type": "response.completed", "response": final}))
         for piece in out:
@@ -259,6 +350,50 @@ def _chat(model: str, answer: str, reasoning: str | None) -> dict[str, Any]:
     }
 
 
+def _logprob_tokens(tokens: list[str]) -> list[dict[str, Any]]:
+    return [
+        {
+            "token": t,
+            "logprob": -0.5,
+            "bytes": list(t.encode()),
+            "top_logprobs": [{"token": t, "logprob": -0.5}],
+        }
+        for t in tokens
+    ]
+
+
+def _carriers(model: str, answer: str) -> dict[str, Any]:
+    """Reasoning in every place a server has been seen to put it."""
+    content = f"<think>{THINK}</think>\n\n{answer}"
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": content,
+        "reasoning_content": REASONING,
+        "reasoning_details": [{"type": "reasoning.text", "text": CARRIED}],
+        "thinking": CARRIED,
+        "provider_specific_fields": {"raw_trace": REASONING},
+    }
+    return {
+        "id": f"chatcmpl-{next(_ids)}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": message,
+                "finish_reason": "stop",
+                "logprobs": {
+                    "content": _logprob_tokens(
+                        ["<think>", *_tokens(THINK), "</think>", "\n\n", *_tokens(answer)]
+                    )
+                },
+            }
+        ],
+        "usage": _usage(answer),
+    }
+
+
 def _completion(model: str, answer: str) -> dict[str, Any]:
     return {
         "id": f"cmpl-{next(_ids)}",
@@ -277,8 +412,11 @@ def _response(model: str, answer: str, reasoning: str | None) -> dict[str, Any]:
             {
                 "type": "reasoning",
                 "id": "rs_1",
-                "summary": [],
+                "summary": [{"type": "summary_text", "text": "Multiplied 17 by 23."}],
                 "content": [{"type": "reasoning_text", "text": reasoning}],
+                # what OpenAI returns with include ["reasoning.encrypted_content"]; here the trace
+                # itself, so that a leak of it is visible
+                "encrypted_content": "enc:" + reasoning,
             }
         )
     output.append(
@@ -313,9 +451,10 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=9000)
     parser.add_argument("--token-rate", type=float, default=0.0, help="tokens/s when streaming; 0 = at once")
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--record", default=None, help="append each request received to this JSONL file")
     args = parser.parse_args()
     uvicorn.run(
-        LocalUpstream(args.token_rate),
+        LocalUpstream(args.token_rate, args.record),
         host=args.host,
         port=args.port,
         loop="uvloop",

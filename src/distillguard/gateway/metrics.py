@@ -7,6 +7,7 @@ worker's /metrics reports the sum over all workers (prometheus_client's multipro
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client import multiprocess as prometheus_multiprocess
@@ -25,6 +26,24 @@ OVERHEAD = Histogram(
     "Time spent deciding on the request path (signals, policy, state)",
     buckets=(0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05),
 )
+
+
+class GatewayMetrics:
+    """The pipeline's stages report here (`pipeline.CallMetrics`)."""
+
+    def __init__(self) -> None:
+        self._calls: dict[tuple[str, int], Any] = {}  # label lookups cached: the request path is hot
+
+    def decision_time(self, seconds: float) -> None:
+        OVERHEAD.observe(seconds)
+
+    def call(self, endpoint: str, status: int, decision: Any, seconds: float) -> None:
+        counter = self._calls.get((endpoint, status))
+        if counter is None:
+            counter = self._calls[(endpoint, status)] = CALLS.labels(endpoint, str(status))
+        counter.inc()
+        DECISIONS.labels(decision.action, str(decision.enforced).lower()).inc()
+        LATENCY.labels(endpoint).observe(seconds)
 
 
 def render() -> tuple[bytes, str]:

@@ -41,6 +41,16 @@ def event_data(raw: bytes) -> bytes | None:
     return b"\n".join(line[6:] if line.startswith(b"data: ") else line[5:] for line in lines)
 
 
+def with_data(raw: bytes, data: bytes) -> bytes:
+    """The raw event with its `data:` replaced by `data`, its other lines (`event:`, `id:`) kept.
+
+    >>> with_data(b"event: x\\ndata: {}\\n\\n", b'{"a":1}')
+    b'event: x\\ndata: {"a":1}\\n\\n'
+    """
+    lines = [line for line in raw.splitlines() if line and not line.startswith(b"data:")]
+    return b"\n".join([*lines, b"data: " + data]) + b"\n\n"
+
+
 class StreamAssembler:
     """Rebuilds the non-streaming response object from the decoded events of a stream."""
 
@@ -50,6 +60,7 @@ class StreamAssembler:
         self.choices: dict[int, dict[str, Any]] = {}
         self.usage: Any = None
         self.final: dict[str, Any] | None = None  # /v1/responses sends the whole object at the end
+        self.output_text: list[str] = []  # /v1/responses text deltas, for a stream cut short
         self.error: Any = None
 
     def add(self, obj: Any) -> None:
@@ -60,12 +71,19 @@ class StreamAssembler:
             return
         if self.endpoint == "/v1/responses":
             response = obj.get("response")
-            if isinstance(response, dict) and obj.get("type") in (
+            kind = obj.get("type")
+            if isinstance(response, dict) and kind in (
+                "response.created",
                 "response.completed",
                 "response.incomplete",
                 "response.failed",
             ):
-                self.final = response
+                if kind == "response.created":
+                    self.meta = {k: v for k, v in response.items() if k in ("id", "model", "created_at")}
+                else:
+                    self.final = response
+            elif kind == "response.output_text.delta" and isinstance(obj.get("delta"), str):
+                self.output_text.append(obj["delta"])
             return
         for key in ("id", "model", "created", "system_fingerprint", "service_tier"):
             if key in obj and key not in self.meta:
@@ -110,7 +128,12 @@ class StreamAssembler:
 
     def result(self) -> dict[str, Any] | None:
         if self.endpoint == "/v1/responses":
-            return self.final
+            if self.final is not None or not (self.meta or self.output_text):
+                return self.final
+            # cut short: what the deltas delivered
+            part = {"type": "output_text", "text": "".join(self.output_text)}
+            item = {"type": "message", "role": "assistant", "content": [part]}
+            return {**self.meta, "object": "response", "status": "incomplete", "output": [item]}
         if not self.choices and not self.meta:
             return None
         chat = self.endpoint == "/v1/chat/completions"

@@ -20,7 +20,6 @@ account; key or team metadata `distillguard_tier` / `distillguard_actor` give ti
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import AsyncGenerator
 from datetime import UTC, datetime
@@ -29,17 +28,28 @@ from typing import Any
 from fastapi import HTTPException
 from litellm.integrations.custom_guardrail import CustomGuardrail
 
-from distillguard.enforcement.engine import Caller, Decision, LiveEngine, load_signals
+from distillguard.enforcement.engine import Caller, LiveEngine, load_signals
+from distillguard.enforcement.parameters import CHAT, known_parameters
 from distillguard.enforcement.policy import default_policy, load_policy
 from distillguard.enforcement.state import open_state
-from distillguard.events.call_view import CallView, request_parts, response_parts
-from distillguard.events.credentials import strip_credentials
-from distillguard.events.model import Client
-from distillguard.gateway.calllog import CallLog, LoggedCall
-from distillguard.gateway.reasoning import REASONING_FIELDS, ThinkFilter, _protect_text, summarise
+from distillguard.gateway.calllog import CallLog
+from distillguard.gateway.errors import Refusal
+from distillguard.gateway.pipeline import (
+    ApplyPolicy,
+    BanList,
+    Call,
+    InlineSignals,
+    RecordCall,
+    Stage,
+    TierLimits,
+    ValidateRequest,
+    run,
+)
+from distillguard.gateway.reasoning import REASONING_FIELDS, ReasoningProtector
+from distillguard.gateway.sse import StreamAssembler
 
-_DECISION = "distillguard_decision"
-_STARTED = "distillguard_started"
+_CALL = "distillguard_call"
+_LITELLM_KEYS = frozenset({"metadata", "litellm_metadata"})
 _ROUTES = {
     "acompletion": "/v1/chat/completions",
     "completion": "/v1/chat/completions",
@@ -55,6 +65,26 @@ _ROUTES = {
 def _metadata(obj: Any) -> dict[str, Any]:
     found = getattr(obj, "metadata", None)
     return found if isinstance(found, dict) else {}
+
+
+def _dump(obj: Any) -> dict[str, Any] | None:
+    if isinstance(obj, dict):
+        return obj
+    dump = getattr(obj, "model_dump", None)
+    return dump() if callable(dump) else None
+
+
+def _write_back(target: Any, protected: dict[str, Any], fields: tuple[str, ...]) -> None:
+    """Carries what the protector decided (on a dict) back onto LiteLLM's response objects."""
+    for field in fields:
+        if field in protected:
+            value = protected[field]
+        elif field in ("content", "text"):
+            continue
+        else:
+            value = None  # removed: a reasoning carrier or an unlisted field
+        if hasattr(target, field) and getattr(target, field, None) != value:
+            setattr(target, field, value)
 
 
 class DistillGuardGuardrail(CustomGuardrail):
@@ -76,6 +106,16 @@ class DistillGuardGuardrail(CustomGuardrail):
 
         self.slow_signals = [registry.get(name) for name in during_call_signals or []]
         self.calllog = CallLog(log_dir) if log_dir else None
+        self.record = RecordCall(self.engine, self.calllog)
+        # the gateway's own decision stages over the same per-call record (`gateway.pipeline`);
+        # LiteLLM did the transport part (authentication, routing, parsing)
+        self.stages: tuple[Stage, ...] = (
+            ValidateRequest(self.policy.requests),
+            BanList(self.engine),
+            TierLimits(self.engine),
+            InlineSignals(self.engine),
+            ApplyPolicy(self.engine),
+        )
         self._started = False
 
     async def _start(self) -> None:
@@ -103,183 +143,107 @@ class DistillGuardGuardrail(CustomGuardrail):
         )
 
     @staticmethod
-    def _request(data: dict[str, Any]) -> dict[str, Any]:
-        keep = (
-            "model",
-            "messages",
-            "prompt",
-            "input",
-            "instructions",
-            "temperature",
-            "top_p",
-            "n",
-            "stream",
-            "max_tokens",
-            "max_completion_tokens",
-            "logprobs",
-            "top_logprobs",
-            "logit_bias",
-            "user",
-            "tools",
-        )
-        request = {key: data[key] for key in keep if key in data}
-        strip_credentials(request)
-        return request
+    def _request(data: dict[str, Any], endpoint: str) -> dict[str, Any]:
+        """The API parameters of LiteLLM's request data (its own bookkeeping keys left out:
+        `metadata` is LiteLLM's, holding its auth objects and this guardrail's call)."""
+        known = known_parameters(endpoint)
+        return {key: value for key, value in data.items() if key in known and key not in _LITELLM_KEYS}
+
+    @staticmethod
+    def _call(data: dict[str, Any]) -> Call | None:
+        found = (data.get("metadata") or {}).get(_CALL)
+        return found if isinstance(found, Call) else None
 
     async def async_pre_call_hook(
         self, user_api_key_dict: Any, cache: Any, data: dict, call_type: Any
     ) -> dict:
         await self._start()
-        caller = self._caller(user_api_key_dict)
-        request = self._request(data)
-        view = CallView(
-            event_id="litellm-" + uuid.uuid4().hex,
-            ts=datetime.now(UTC),
-            account_id=caller.account_id,
-            key_id=caller.key_id,
-            endpoint=_ROUTES.get(str(call_type), "/v1/chat/completions"),
-            **request_parts(request),
-        )
-        decision = await self.engine.decide(view, caller)
+        call = Call("litellm-" + uuid.uuid4().hex, datetime.now(UTC))
+        call.caller = self._caller(user_api_key_dict)
+        call.endpoint = _ROUTES.get(str(call_type), CHAT)
+        call.request = self._request(data, call.endpoint)
+        try:
+            await run(self.stages, call)
+        except Refusal as refusal:
+            call.status, call.failure = refusal.status, refusal.message
+            error = {
+                "message": refusal.message,
+                "type": refusal.type_,
+                "param": refusal.param,
+                "code": refusal.code,
+            }
+            call.response = {"error": error}
+            self.record(call)
+            raise HTTPException(status_code=refusal.status, detail={"error": error}) from None
         data.setdefault("metadata", {})
-        data["metadata"][_DECISION] = decision
-        data["metadata"][_STARTED] = (time.perf_counter(), view.event_id, view.ts, caller, view.endpoint)
-        if decision.refuses:
-            self.engine.record(caller, decision)
-            self._log(data, None, decision.status)
-            raise HTTPException(
-                status_code=decision.status,
-                detail={
-                    "error": {
-                        "message": decision.message,
-                        "type": decision.error_type,
-                        "param": decision.param,
-                        "code": decision.error_code,
-                    }
-                },
-            )
+        data["metadata"][_CALL] = call
         return data
 
     async def async_moderation_hook(self, data: dict, user_api_key_dict: Any, call_type: Any) -> None:
         """During the call: slower signals; their evidence joins the decision in the log."""
-        decision = (data.get("metadata") or {}).get(_DECISION)
-        if not self.slow_signals or not isinstance(decision, Decision):
+        call = self._call(data)
+        if not self.slow_signals or call is None or call.view is None:
             return
-        started = (data.get("metadata") or {}).get(_STARTED)
-        if started is None:
-            return
-        view = CallView(
-            event_id=started[1],
-            ts=started[2],
-            account_id=started[3].account_id,
-            **request_parts(self._request(data)),
-        )
         for signal in self.slow_signals:
-            result = signal.analyze(view)
+            result = signal.analyze(call.view)
             if result is not None:
-                decision.signals.append(result)
+                call.decision.signals.append(result)
 
-    def _decision(self, data: dict) -> Decision:
-        found = (data.get("metadata") or {}).get(_DECISION)
-        return found if isinstance(found, Decision) else Decision(reasoning=self.policy.reasoning.action)
+    def _protector(self, call: Call | None) -> ReasoningProtector | None:
+        action = call.decision.reasoning if call is not None else self.policy.reasoning.action
+        return ReasoningProtector(action, self.policy.reasoning.summary_chars) if action != "keep" else None
 
     async def async_post_call_success_hook(self, data: dict, user_api_key_dict: Any, response: Any) -> Any:
-        decision = self._decision(data)
-        hidden = 0
-        for choice in getattr(response, "choices", None) or []:
-            message = getattr(choice, "message", None)
-            if message is None or decision.reasoning == "keep":
-                continue
-            for field in (*REASONING_FIELDS, "thinking_blocks"):
-                value = getattr(message, field, None)
-                if value:
-                    hidden += len(str(value))
-                    keep = (
-                        summarise(value, self.policy.reasoning.summary_chars)
-                        if decision.reasoning == "summary" and isinstance(value, str)
-                        else None
-                    )
-                    setattr(message, field, keep)
-            content = getattr(message, "content", None)
-            if isinstance(content, str) and "<" in content:
-                message.content, n = _protect_text(
-                    content, decision.reasoning, self.policy.reasoning.summary_chars
-                )
-                hidden += n
-        if hidden:
-            decision.notes.append(f"reasoning {decision.reasoning}: {hidden} characters withheld")
-        body = response.model_dump() if hasattr(response, "model_dump") else None
-        self._finish(data, decision, body)
+        call = self._call(data)
+        protector = self._protector(call)
+        body = _dump(response)
+        if protector is not None and body is not None and protector.response(body):
+            for choice, protected in zip(
+                getattr(response, "choices", None) or [], body.get("choices") or [], strict=False
+            ):
+                message = getattr(choice, "message", None)
+                if message is not None and isinstance(protected.get("message"), dict):
+                    _write_back(message, protected["message"], _MESSAGE_ATTRIBUTES)
+                if hasattr(choice, "logprobs"):
+                    choice.logprobs = protected.get("logprobs")
+        self._finish(call, protector, body)
         return response
 
     async def async_post_call_streaming_iterator_hook(
         self, user_api_key_dict: Any, response: Any, request_data: dict
     ) -> AsyncGenerator[Any, None]:
-        decision = self._decision(request_data)
-        filters: dict[int, ThinkFilter] = {}
-        text: dict[int, list[str]] = {}
-        hidden = 0
+        call = self._call(request_data)
+        protector = self._protector(call)
+        assembler = StreamAssembler(call.endpoint if call is not None else CHAT)
         async for chunk in response:
-            for choice in getattr(chunk, "choices", None) or []:
-                delta = getattr(choice, "delta", None)
-                if delta is None:
-                    continue
-                index = getattr(choice, "index", 0) or 0
-                if decision.reasoning != "keep":
-                    for field in REASONING_FIELDS:
-                        value = getattr(delta, field, None)
-                        if value:
-                            hidden += len(value)
-                            setattr(delta, field, None)
-                    content = getattr(delta, "content", None)
-                    if content:
-                        think = filters.setdefault(index, ThinkFilter())
-                        delta.content = think.feed(content)
-                        hidden += len(content) - len(delta.content)
-                    if getattr(choice, "finish_reason", None) and index in filters:
-                        delta.content = (delta.content or "") + filters[index].flush()
-                text.setdefault(index, []).append(getattr(delta, "content", None) or "")
-            yield chunk
-        if hidden:
-            decision.notes.append(f"reasoning {decision.reasoning}: {hidden} characters withheld")
-        body = {
-            "object": "chat.completion",
-            "choices": [
-                {"index": i, "message": {"role": "assistant", "content": "".join(parts)}}
-                for i, parts in sorted(text.items())
-            ],
-        }
-        self._finish(request_data, decision, body)
-
-    def _finish(self, data: dict, decision: Decision, body: dict[str, Any] | None) -> None:
-        started = (data.get("metadata") or {}).get(_STARTED)
-        if started is not None:
-            caller: Caller = started[3]
+            body = _dump(chunk)
+            if protector is not None and body is not None:
+                if protector.chat_chunk(body) is None:
+                    continue  # it carried only reasoning
+                if protector.changed:
+                    for choice, protected in zip(
+                        getattr(chunk, "choices", None) or [], body.get("choices") or [], strict=False
+                    ):
+                        delta = getattr(choice, "delta", None)
+                        if delta is not None and isinstance(protected.get("delta"), dict):
+                            _write_back(delta, protected["delta"], _MESSAGE_ATTRIBUTES)
+                        if hasattr(choice, "logprobs"):
+                            choice.logprobs = protected.get("logprobs")
             if body is not None:
-                view = CallView(
-                    event_id=started[1], ts=started[2], account_id=caller.account_id, **response_parts(body)
-                )
-                self.engine.analyze_output(view, decision)
-            self.engine.record(caller, decision)
-        self._log(data, body, 200)
+                assembler.add(body)
+            yield chunk
+        self._finish(call, protector, assembler.result())
 
-    def _log(self, data: dict, body: dict[str, Any] | None, status: int) -> None:
-        started = (data.get("metadata") or {}).get(_STARTED)
-        if self.calllog is None or started is None:
+    def _finish(
+        self, call: Call | None, protector: ReasoningProtector | None, body: dict[str, Any] | None
+    ) -> None:
+        if call is None:
             return
-        began, event_id, ts, caller, endpoint = started
-        self.calllog.append(
-            LoggedCall(
-                event_id=event_id,
-                ts=ts,
-                account_id=caller.account_id,
-                key_id=caller.key_id,
-                client=Client(ip=""),
-                endpoint=endpoint,
-                request=self._request(data),
-                response=body,
-                status=status,
-                latency_ms=round((time.perf_counter() - began) * 1000, 3),
-                decision=data["metadata"].get(_DECISION),
-            )
-        )
+        if protector is not None:
+            call.decision.notes.extend(protector.notes())
+        call.status, call.response = 200, body
+        self.record(call)
+
+
+# the attributes of LiteLLM's Message and Delta that the protector may change or remove
+_MESSAGE_ATTRIBUTES = ("content", *REASONING_FIELDS, "provider_specific_fields")

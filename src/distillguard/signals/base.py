@@ -6,6 +6,7 @@ to say about this call, e.g. an output signal on a call without a response).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import ClassVar
 
@@ -13,6 +14,13 @@ import msgspec
 import pyarrow as pa
 
 from distillguard.events.call_view import CallView, views_of_batch
+
+
+def score_down(value: float, digits: int = 4) -> float:
+    """A score cut (not rounded) to `digits` decimals: a model score just below the firing
+    threshold must not be reported at it (0.49999 -> 0.4999, never 0.5)."""
+    scale = 10**digits
+    return math.floor(value * scale + 1e-9) / scale
 
 
 class SignalResult(msgspec.Struct, kw_only=True, omit_defaults=True):

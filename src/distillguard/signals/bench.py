@@ -1,12 +1,18 @@
-"""`distillguard bench signals`: how well each prompt classifier separates TEST template families
-it never saw (true-positive rate at 1% false-positive rate), next to its keyword-only rules in the
-same run, and how fast the whole signal set runs on one core."""
+"""`distillguard bench signals`: how well each text classifier separates TEST template families it
+never saw, next to its keyword-only rules in the same run, and how fast the signal set runs.
+
+By default it prints what may guide work: per-family numbers on TRAIN and DEV (what the rules and
+models were written, trained and calibrated on), and TEST only aggregated per signal. Fire rates
+per TEST family are printed only with `--final-report`: looking at them while changing a rule or a
+model is how a benchmark stops measuring unseen families.
+"""
 
 from __future__ import annotations
 
 import random
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,87 +22,170 @@ import numpy as np
 from distillguard.events.call_view import CallView
 from distillguard.signals import registry
 from distillguard.signals.base import Signal, SignalResult
-from distillguard.signals.rules_and_model import RulesAndModelSignal
 from distillguard.signals.training import (
+    ANSWER_TARGET,
     BENIGN_KINDS,
+    CLASSIFIERS,
+    FIRES_AT,
     POPULATION_MIN,
-    TARGETS,
+    answered_call,
     call_of_item,
+    capped,
+    target,
     threshold_at_fpr,
     tpr_at_threshold,
 )
 
 if TYPE_CHECKING:
-    from distillguard.corpus import CorpusItem
+    from distillguard.corpus import Corpus, CorpusItem
 
 SPEED_SAMPLE = 5000
-FIRES_AT = 0.5  # the account stage counts a signal as fired at this score
 
 
-def _scores(results: Sequence[SignalResult | None]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Rule score, model score and final score of every call."""
-    rules, model, final = [], [], []
-    for result in results:
-        assert result is not None
-        rule = max((v for k, v in result.parts.items() if k != "model"), default=0.0)
-        rules.append(rule)
-        model.append(result.parts.get("model", 0.0))
-        final.append(result.score)
-    return np.array(rules), np.array(model), np.array(final)
+@dataclass(frozen=True)
+class Scored:
+    """One classifier over one split: labels, rule / model / final scores, and the items."""
+
+    items: list[CorpusItem]
+    labels: np.ndarray
+    rules: np.ndarray
+    model: np.ndarray
+    final: np.ndarray
+    results: list[SignalResult | None]
+
+    def families(self) -> dict[str, list[int]]:
+        found: dict[str, list[int]] = {}
+        for i, item in enumerate(self.items):
+            found.setdefault(item.family, []).append(i)
+        return found
 
 
-def quality(items: Sequence[CorpusItem]) -> list[str]:
-    calls = [call_of_item(item) for item in items]
-    lines = [
-        f"{'classifier':<20} {'pos':>5} {'neg':>6}  TPR at 1% FPR: {'keywords':>8} {'model':>6} {'combined':>8}"
-        f"   fires (score >= 0.5): {'TPR':>5} {'FPR':>6}  worst benign family FPR"
-    ]
-    details: list[str] = []
-    for name, kinds in TARGETS.items():
-        signal = registry.signal_class(name)()
-        assert isinstance(signal, RulesAndModelSignal)
-        labels = np.array([item.kind in kinds for item in items])
-        results = signal.analyze_many(calls)
-        rules, model, final = _scores(results)
-        cells = []
-        for scores in (rules, model, final):
-            threshold = threshold_at_fpr(scores[~labels])
-            cells.append(tpr_at_threshold(scores[labels], threshold))
-        fires = final >= FIRES_AT
-        families: dict[str, list[int]] = {}
-        for i, item in enumerate(items):
-            families.setdefault(item.family, []).append(i)
-        benign = [
-            (float(fires[idx].mean()), family, len(idx))
-            for family, idx in families.items()
-            if items[idx[0]].kind in BENIGN_KINDS and len(idx) >= POPULATION_MIN
-        ]
-        worst = max(benign) if benign else (float("nan"), "-", 0)
-        lines.append(
-            f"{name:<20} {labels.sum():>5} {(~labels).sum():>6}  {'':>14} {cells[0]:>8.3f} {cells[1]:>6.3f}"
-            f" {cells[2]:>8.3f}   {'':>21} {fires[labels].mean():>5.3f} {fires[~labels].mean():>6.3f}"
-            f"  {worst[0]:.3f} ({worst[1]}, n={worst[2]})"
-        )
-        for family, idx in sorted(families.items()):
-            kind = items[idx[0]].kind
-            rate = float(fires[idx].mean())
-            if kind in kinds or rate > 0:
-                role = "POS" if kind in kinds else "neg"
-                details.append(f"  {name:<20} {role} {family:<42} n={len(idx):<6} fires {rate:.3f}")
-        if name == "cot_extraction":
-            steps = np.array(
-                [
-                    r is not None and r.parts.get("step_by_step", 0.0) > 0 and not positive
-                    for r, positive in zip(results, labels, strict=True)
-                ]
+def score(name: str, items: Sequence[CorpusItem]) -> Scored:
+    """Run the shipped signal (rules and model) over the items its classifier is measured on."""
+    goal = target(name)
+    chosen = goal.select(items)
+    cls = registry.signal_class(name)
+    calls = [answered_call(i) if name == ANSWER_TARGET else call_of_item(i) for i in chosen]
+    results = cls().analyze_many(calls)
+    # "keywords" is the same signal with mode="rules", in the same run
+    keywords = cls(mode="rules").analyze_many(calls)  # type: ignore[call-arg]
+    return Scored(
+        items=chosen,
+        labels=np.array([goal.positive(i) for i in chosen], dtype=bool),
+        rules=np.array([r.score if r is not None else 0.0 for r in keywords]),
+        model=np.array([r.parts.get("model", 0.0) if r is not None else 0.0 for r in results]),
+        final=np.array([r.score if r is not None else 0.0 for r in results]),
+        results=results,
+    )
+
+
+def _rate(mask: np.ndarray) -> float:
+    return float(mask.mean()) if mask.size else float("nan")
+
+
+def _hard(scored: Scored) -> np.ndarray:
+    return np.array([i.kind == "hard_negative" for i in scored.items], dtype=bool) & ~scored.labels
+
+
+def summary_line(name: str, split: str, scored: Scored) -> str:
+    fires = scored.final >= FIRES_AT
+    hard = _hard(scored)
+    return (
+        f"{name:<20} {split:<5} pos {scored.labels.sum():>6} neg {(~scored.labels).sum():>6}   "
+        f"fires (score >= {FIRES_AT}): TPR {_rate(fires[scored.labels]):.3f} FPR {_rate(fires[~scored.labels]):.4f}   "
+        f"hard negatives: {fires[hard].sum()}/{hard.sum()} fire"
+    )
+
+
+def family_lines(name: str, scored: Scored, split: str) -> list[str]:
+    """Fire rate per family: every positive family, and negative families where it fired."""
+    fires = scored.final >= FIRES_AT
+    lines = []
+    for family, index in sorted(scored.families().items()):
+        rate = float(fires[index].mean())
+        positive = bool(scored.labels[index[0]])
+        if positive or rate > 0:
+            lines.append(
+                f"  {name:<20} {split:<5} {'POS' if positive else 'neg'} {family:<44} n={len(index):<6} fires {rate:.3f}"
             )
-            if steps.any():
-                q = np.quantile(final[steps], [0.5, 0.9, 0.99])
-                details.append(
-                    f"  cot_extraction on {steps.sum()} benign test prompts with a step-by-step demand: score "
-                    f"median {q[0]:.2f}, p90 {q[1]:.2f}, p99 {q[2]:.2f}; fires on {np.mean(final[steps] >= FIRES_AT):.3f}"
-                )
-    return [*lines, "", "fire rate per test family (positives, and negatives where it fired):", *details]
+    return lines
+
+
+def test_aggregate(name: str, scored: Scored) -> list[str]:
+    """TEST numbers aggregated per signal: nothing here names a TEST family."""
+    labels = scored.labels
+    cells = []
+    for values in (scored.rules, scored.model, scored.final):
+        threshold = threshold_at_fpr(values[~labels]) if (~labels).any() else 0.5
+        cells.append(tpr_at_threshold(values[labels], threshold))
+    fires = scored.final >= FIRES_AT
+    hard = _hard(scored)
+    lines = [
+        f"{name:<20} pos {labels.sum():>6} neg {(~labels).sum():>6}   TPR at 1% FPR (threshold set on these "
+        f"negatives): keywords {cells[0]:.3f} model {cells[1]:.3f} combined {cells[2]:.3f}",
+        f"{'':<20} at the shipped (dev-chosen) threshold: TPR {_rate(fires[labels]):.3f} FPR {_rate(fires[~labels]):.4f}; "
+        f"hard negatives {fires[hard].sum()}/{hard.sum()} fire ({_rate(fires[hard]):.3f})",
+    ]
+    if name == "cot_extraction":
+        steps = np.array(
+            [
+                r is not None and r.parts.get("step_by_step", 0.0) > 0 and not positive
+                for r, positive in zip(scored.results, labels, strict=True)
+            ]
+        )
+        if steps.any():
+            q = np.quantile(scored.final[steps], [0.5, 0.9, 0.99])
+            lines.append(
+                f"{'':<20} {steps.sum()} benign prompts with a step-by-step demand: score median {q[0]:.2f}, "
+                f"p90 {q[1]:.2f}, p99 {q[2]:.2f}; fire on {np.mean(scored.final[steps] >= FIRES_AT):.3f}"
+            )
+    return lines
+
+
+def worst_benign(scored: Scored) -> str:
+    fires = scored.final >= FIRES_AT
+    benign = [
+        (float(fires[index].mean()), family, len(index))
+        for family, index in scored.families().items()
+        if scored.items[index[0]].kind in BENIGN_KINDS
+        and len(index) >= POPULATION_MIN
+        and not scored.labels[index[0]]
+    ]
+    rate, family, n = max(benign) if benign else (float("nan"), "-", 0)
+    return f"  worst benign family with >= {POPULATION_MIN} items: {family} fires {rate:.3f} (n={n})"
+
+
+def quality(corpus: Corpus, names: Sequence[str] = CLASSIFIERS, final_report: bool = False) -> list[str]:
+    train = capped(corpus.items(split="train"))
+    dev = corpus.items(split="dev")
+    test = corpus.items(split="test")
+    development = ["TRAIN and DEV (what the rules and models were written, trained and calibrated on):"]
+    development_families: list[str] = []
+    unseen = ["", "TEST (families never seen), aggregated per signal:"]
+    per_test_family: list[str] = []
+    for name in names:
+        on_train, on_dev, on_test = score(name, train), score(name, dev), score(name, test)
+        development += [summary_line(name, "train", on_train), summary_line(name, "dev", on_dev)]
+        development_families += family_lines(name, on_dev, "dev")
+        unseen += test_aggregate(name, on_test)
+        if final_report:
+            per_test_family += [*family_lines(name, on_test, "test"), worst_benign(on_test)]
+    lines = [
+        *development,
+        "",
+        "fire rate per DEV family (positives, and negatives where it fired):",
+        *development_families,
+    ]
+    lines += unseen
+    if final_report:
+        lines += ["", "FINAL REPORT: fire rate per TEST family (positives, and negatives where it fired):"]
+        lines += per_test_family
+    else:
+        lines += [
+            "",
+            "(per-TEST-family fire rates: only with --final-report, once, when nothing will change after it)",
+        ]
+    return lines
 
 
 def speed(calls: Sequence[CallView], signals: Sequence[Signal], batch: int = 256) -> list[str]:
@@ -146,16 +235,25 @@ def speed(calls: Sequence[CallView], signals: Sequence[Signal], batch: int = 256
     required=True,
     help="Development corpora (../shared/data).",
 )
-@click.option("--speed-sample", default=SPEED_SAMPLE, show_default=True, help="Calls timed for speed.")
-def bench_signals(corpus_root: Path, speed_sample: int) -> None:
-    """TPR at 1% FPR on TEST families per classifier (keywords vs model vs combined), and calls/s."""
+@click.option(
+    "--final-report",
+    is_flag=True,
+    help="Also print fire rates per TEST family. Run it once, at the end: nothing may be tuned after it.",
+)
+@click.option(
+    "--speed-sample", default=SPEED_SAMPLE, show_default=True, help="Calls timed for speed (0: skip)."
+)
+def bench_signals(corpus_root: Path, final_report: bool, speed_sample: int) -> None:
+    """Text classifiers on TRAIN/DEV families and, aggregated, on unseen TEST families; and calls/s."""
     from distillguard.corpus import load_corpus
 
     corpus = load_corpus(corpus_root)
     test = corpus.items(split="test")
     click.echo(f"corpus {corpus_root}: {len(test)} test items in {len({i.family for i in test})} families")
-    for line in quality(test):
+    for line in quality(corpus, final_report=final_report):
         click.echo(line)
+    if speed_sample <= 0:
+        return
     rng = random.Random(0)
     sample = rng.sample(test, min(speed_sample, len(test)))
     calls = [call_of_item(item) for item in sample]

@@ -1,10 +1,16 @@
-"""Pattern tables: the data most rule-based signals are made of, compiled once for fast scanning.
+"""Pattern tables: the data most rule-based signals are made of, loaded from YAML and compiled once.
 
-A table is a tuple of `Pattern` rows (name, aspect, weight, regex). Python's `re` defines what a
-row matches; Hyperscan (a multi-pattern regex engine) scans the prompt once for all rows as a
-prefilter, ~100x faster than one big `re` alternation, and `re` then confirms the few rows it
-reports and extracts the evidence. Without Hyperscan (platforms it has no wheel for) the table
-falls back to `re` alone: the same results, slower.
+A table is a tuple of `Pattern` rows (name, aspect, weight, regex, derived_from). The rows of a
+signal live in a YAML file next to its module (`cot_extraction.yaml`, ...), validated when loaded
+with errors that name the file and the field, the way pySigma keeps detection content as data with
+its references. Every row says where it came from (`derived_from`): a TRAIN or DEV template family
+of the corpus (docs/split.md) or a public source outside the corpus (a URL), never a TEST family,
+so a measurement on TEST families stays a measurement on text the rules were not written from.
+
+Python's `re` defines what a row matches; Hyperscan (a multi-pattern regex engine) scans the
+prompt once for all rows as a prefilter, ~100x faster than one big `re` alternation, and `re` then
+confirms the few rows it reports and extracts the evidence. Without Hyperscan (platforms it has no
+wheel for) the table falls back to `re` alone: the same results, slower.
 """
 
 from __future__ import annotations
@@ -12,7 +18,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
 
 hyperscan: Any
 try:
@@ -36,17 +46,31 @@ def head_and_tail(text: str, head: int = HEAD_CHARS, tail: int = TAIL_CHARS) -> 
 
 
 @dataclass(frozen=True, slots=True)
+class Provenance:
+    """Where a pattern came from: a TRAIN/DEV corpus family, or a public source (a URL) outside it."""
+
+    family: str | None = None
+    public: str | None = None
+
+    def describe(self) -> str:
+        return f"family {self.family}" if self.family else str(self.public)
+
+
+@dataclass(frozen=True, slots=True)
 class Pattern:
     """One row of a pattern table.
 
     `aspect` groups rows into the sub-scores a signal reports (e.g. "step_by_step" vs
-    "reveal_hidden"), `weight` is the score the row alone gives its aspect.
+    "reveal_hidden"), `weight` is the score the row alone gives its aspect. `derived_from` says
+    what text the row was written from (required in the shipped YAML tables).
     """
 
     name: str
     aspect: str
     weight: float
     regex: str
+    derived_from: tuple[Provenance, ...] = ()
+    note: str = ""
 
     def __post_init__(self) -> None:
         if not 0.0 < self.weight <= 1.0:
@@ -141,6 +165,48 @@ def _snippet(text: str, limit: int = 60) -> str:
 _WORD_BOUNDARY = re.compile(r"(?<!\\)((?:\\\\)*)\\b")
 
 
+# Hyperscan reads \w, \s and \d as ASCII; `re` reads them as Unicode. Its UCP flag would agree
+# with `re` but makes the tables compile in minutes, so the prefilter widens them instead: \w becomes
+# \S (no word character is whitespace), and \s, \d also accept any non-ASCII character. The
+# prefilter then over-reports on non-ASCII text, never misses, and `re` decides.
+_NON_ASCII = r"\x{80}-\x{10ffff}"
+_WIDER = {"\\w": "\\S", "\\s": rf"(?:\s|[{_NON_ASCII}])", "\\d": rf"(?:\d|[{_NON_ASCII}])"}
+_WIDER_IN_CLASS = {"\\w": "\\S", "\\s": rf"\s{_NON_ASCII}", "\\d": rf"\d{_NON_ASCII}"}
+
+
+def widen_for_prefilter(regex: str) -> str:
+    """The regex with \\w, \\s and \\d widened for Hyperscan's ASCII reading (see above).
+
+    In a negated class (`[^\\s]`) they stay: the ASCII reading already excludes fewer characters.
+    """
+    out: list[str] = []
+    in_class = negated = False
+    i = 0
+    while i < len(regex):
+        c = regex[i]
+        if c == "\\":
+            escape = regex[i : i + 2]
+            if not in_class:
+                out.append(_WIDER.get(escape, escape))
+            else:
+                out.append(escape if negated else _WIDER_IN_CLASS.get(escape, escape))
+            i += 2
+            continue
+        if c == "[" and not in_class:
+            in_class, negated = True, regex.startswith("^", i + 1)
+            start = i + 2 if negated else i + 1
+            if regex.startswith("]", start):  # a ']' right after '[' or '[^' is a literal
+                start += 1
+            out.append(regex[i:start])
+            i = start
+            continue
+        if c == "]" and in_class:
+            in_class = False
+        out.append(c)
+        i += 1
+    return "".join(out)
+
+
 def _prefilter(patterns: tuple[Pattern, ...], flags: int) -> Any:
     assert hyperscan is not None
     hs_flags = hyperscan.HS_FLAG_CASELESS | hyperscan.HS_FLAG_UTF8 | hyperscan.HS_FLAG_SINGLEMATCH
@@ -149,7 +215,7 @@ def _prefilter(patterns: tuple[Pattern, ...], flags: int) -> Any:
         hs_flags |= hyperscan.HS_FLAG_MULTILINE
     if flags & re.DOTALL:
         hs_flags |= hyperscan.HS_FLAG_DOTALL
-    expressions = [_WORD_BOUNDARY.sub(r"\1", p.regex).encode("utf-8") for p in patterns]
+    expressions = [widen_for_prefilter(_WORD_BOUNDARY.sub(r"\1", p.regex)).encode("utf-8") for p in patterns]
     database = hyperscan.Database()
     try:
         database.compile(
@@ -163,3 +229,144 @@ def _prefilter(patterns: tuple[Pattern, ...], flags: int) -> Any:
             f"pattern table {[p.name for p in patterns]}: Hyperscan cannot compile it: {exc}"
         ) from exc
     return database
+
+
+# --- pattern files (YAML) ------------------------------------------------------------------------
+
+FLAG_NAMES = {"IGNORECASE": re.IGNORECASE, "MULTILINE": re.MULTILINE, "DOTALL": re.DOTALL}
+# `{NAME}` in a regex is replaced by the file's fragment NAME (not after a backslash, and never a
+# regex quantifier, which holds digits only)
+_FRAGMENT = re.compile(r"(?<!\\)\{([A-Z][A-Z0-9_]*)\}")
+_URL = re.compile(r"https?://\S+")
+
+
+class ProvenanceSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    family: str | None = None
+    public: str | None = None
+
+
+class PatternSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    name: str
+    aspect: str
+    weight: float
+    regex: str
+    derived_from: list[ProvenanceSpec]
+    note: str = ""
+
+
+class PatternFileSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    signal: str
+    flags: list[Literal["IGNORECASE", "MULTILINE", "DOTALL"]] = []
+    fragments: dict[str, str] = {}
+    patterns: list[PatternSpec]
+
+
+@dataclass(frozen=True)
+class PatternFile:
+    """A validated pattern file: the rows of one signal and the `re` flags they are compiled with."""
+
+    path: Path
+    signal: str
+    flags: int
+    patterns: tuple[Pattern, ...]
+
+    def table(self) -> PatternTable:
+        return PatternTable(self.patterns, flags=self.flags)
+
+
+def decode_error(path: Path, error: msgspec.MsgspecError) -> ValueError:
+    """msgspec says "Expected `float`, got `str` - at `$.patterns[3].weight`": name the file and field."""
+    message = str(error)
+    detail, _, where = message.rpartition(" - at `$")
+    if detail and where.endswith("`"):
+        return ValueError(f"{path}: field '{where[:-1].lstrip('.')}': {detail}")
+    return ValueError(f"{path}: {message}")
+
+
+def load_patterns(path: Path, *, signal: str | None = None, check_splits: bool = True) -> PatternFile:
+    """Read and validate a pattern file; every error names `path` and the field.
+
+    Per row: weight in (0, 1], a regex that compiles (after fragment substitution), at least one
+    `derived_from` entry, each either a `family` of the TRAIN or DEV split (checked against the
+    corpus split table unless `check_splits` is False) or a `public` source with a URL. Across rows:
+    names are unique.
+    """
+    try:
+        spec = msgspec.yaml.decode(path.read_bytes(), type=PatternFileSpec)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: pattern file not found") from None
+    except msgspec.MsgspecError as error:
+        raise decode_error(path, error) from None
+    if signal is not None and spec.signal != signal:
+        raise ValueError(f"{path}: field 'signal' is {spec.signal!r}, expected {signal!r}")
+    flags = 0
+    for name in spec.flags:
+        flags |= FLAG_NAMES[name]
+    split_of = split_of_families() if check_splits else None
+    patterns: list[Pattern] = []
+    seen: dict[str, int] = {}
+    for index, row in enumerate(spec.patterns):
+        where = f"{path}: field 'patterns[{index}]"
+        if not row.name.strip():
+            raise ValueError(f"{where}.name' is empty")
+        if row.name in seen:
+            raise ValueError(f"{where}.name': {row.name!r} is already the name of patterns[{seen[row.name]}]")
+        seen[row.name] = index
+        if not 0.0 < row.weight <= 1.0:
+            raise ValueError(f"{where}.weight': {row.weight} outside (0, 1]")
+        regex = _expand(row.regex, spec.fragments, f"{where}.regex'")
+        try:
+            re.compile(regex, flags)
+        except re.error as exc:
+            raise ValueError(f"{where}.regex': invalid regex: {exc}") from None
+        provenance = read_provenance(row.derived_from, f"{where}.derived_from", split_of)
+        patterns.append(
+            Pattern(row.name, row.aspect, row.weight, regex, derived_from=provenance, note=row.note)
+        )
+    return PatternFile(path=path, signal=spec.signal, flags=flags, patterns=tuple(patterns))
+
+
+def read_provenance(
+    entries: list[ProvenanceSpec], where: str, split_of: dict[str, str] | None
+) -> tuple[Provenance, ...]:
+    """Validated `derived_from` entries; `where` names the file and field (ends with the field)."""
+    if not entries:
+        raise ValueError(f"{where}': say where the rule came from (a TRAIN/DEV family or a public URL)")
+    provenance = []
+    for k, entry in enumerate(entries):
+        at = f"{where}[{k}]'"
+        if (entry.family is None) == (entry.public is None):
+            raise ValueError(f"{at}: give exactly one of 'family' or 'public'")
+        if entry.public is not None and not _URL.search(entry.public):
+            raise ValueError(f"{at}: a public source must carry a URL, got {entry.public!r}")
+        if entry.family is not None and split_of is not None:
+            split = split_of.get(entry.family)
+            if split is None:
+                raise ValueError(f"{at}: family {entry.family!r} is not in the corpus split table")
+            if split not in ("train", "dev"):
+                raise ValueError(
+                    f"{at}: family {entry.family!r} is a {split.upper()} family; rules may only be "
+                    "derived from TRAIN or DEV families"
+                )
+        provenance.append(Provenance(family=entry.family, public=entry.public))
+    return tuple(provenance)
+
+
+@cache
+def split_of_families() -> dict[str, str]:
+    """family -> split from the corpus split table (imported here: only validation needs it)."""
+    from distillguard.corpus.corpus import SplitTable
+
+    return dict(SplitTable().split_of)
+
+
+def _expand(regex: str, fragments: dict[str, str], where: str) -> str:
+    def substitute(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in fragments:
+            raise ValueError(
+                f"{where}: unknown fragment {{{name}}}; known: {', '.join(sorted(fragments)) or 'none'}"
+            )
+        return fragments[name]
+
+    return _FRAGMENT.sub(substitute, regex)

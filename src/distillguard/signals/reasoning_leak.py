@@ -1,71 +1,142 @@
 """reasoning_leak: the response hands reasoning to the client (an output signal).
 
-Reasoning returned in its own field (`reasoning_content`, `reasoning`), `<think>` blocks in the
-answer, or a visible answer that reads like a raw reasoning trace ("Wait, ...", "Let me check").
+Four things are told apart in `parts`:
+- `reasoning_field`: reasoning returned in its own field (`reasoning_content`, `reasoning`);
+- `format`: reasoning markup in the visible answer (`<think>` blocks, thought markers);
+- `trace`: the visible answer IS reasoning: a classifier trained on real reasoning (FLAN rationales,
+  GSM8K worked solutions; thresholded on DEV families with s1K thinking trajectories) against
+  ordinary answers (models/reasoning_leak.npz), with weak cue phrases of real traces as evidence;
+- `echo`: the visible answer copies the returned reasoning (shared word 4-grams), which is how
+  reasoning leaks past a gateway that strips the reasoning field.
+No rule keys on words a simulator writes into its traces: the cues come from real traces only.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from pathlib import Path
 
 from distillguard.events.call_view import CallView
-from distillguard.signals.base import Signal, SignalResult
-from distillguard.signals.patterns import Pattern, PatternTable, head_and_tail
+from distillguard.signals.base import Signal, SignalResult, score_down
+from distillguard.signals.patterns import Pattern, head_and_tail, load_patterns
+from distillguard.signals.text_model import TextClassifier, load_classifier
 
-# Markers of a raw trace: self-correction and deliberation that a finished answer does not contain.
-TRACE_MARKERS: tuple[Pattern, ...] = (
-    Pattern("wait", "trace", 0.3, r"(?:^|[.!?]\s+|\n)(?:but )?wait[,.!]"),
-    Pattern("hmm", "trace", 0.3, r"\bhmm+\b"),
-    Pattern(
-        "let_me_check",
-        "trace",
-        0.25,
-        r"\blet me (?:double[- ]check|check|verify|re-?examine|reconsider|think|re-?read|recalculate|try again|see)\b",
-    ),
-    Pattern("okay_so", "trace", 0.3, r"(?:^|\n)\s*(?:okay|ok|alright|all right),? so\b"),
-    Pattern("alternatively", "trace", 0.2, r"(?:^|[.!?]\s+|\n)alternatively,"),
-    Pattern("i_think_i", "trace", 0.2, r"\bi (?:think|guess) i (?:need|should|made)\b"),
-    Pattern("thought_markers", "format", 0.9, r"<\|begin_of_thought\|>|<\|end_of_thought\|>"),
-    Pattern(
-        "think_block", "format", 0.95, r"<think>|</think>|<thinking>|</thinking>|<reasoning>|</reasoning>"
-    ),
-)
-_TABLE = PatternTable(TRACE_MARKERS, flags=re.IGNORECASE | re.MULTILINE)
+PATTERN_FILE = load_patterns(Path(__file__).with_name("reasoning_leak.yaml"), signal="reasoning_leak")
+PATTERNS: tuple[Pattern, ...] = PATTERN_FILE.patterns
+MODES = ("rules+model", "rules")
+
+# A visible answer must be at least this long before copying from the reasoning is evidence: a
+# short final answer restates the reasoning's conclusion by design.
+ECHO_MIN_WORDS = 30
+# ... and at least this long (after `answer_text`) before the trace classifier reads it: a
+# sentence or two ("Paris is the capital of France.") is an answer, and too short to tell a
+# rationale from a statement; the classifier was trained on answers of this length only.
+MIN_TRACE_CHARS = 150
+_WORD = re.compile(r"\w+", re.UNICODE)
+# storage formats of the corpora, not what a model returns: GSM8K's calculator annotations and
+# "#### n" line, the "So the answer is X." that the FLAN reader appends, reasoning tags (the
+# `format` part reads those)
+_GSM8K_CALC = re.compile(r"<<[^<>]*>>")
+_GSM8K_FINAL = re.compile(r"^####\s*\S+\s*$", re.MULTILINE)
+_FLAN_SUFFIX = re.compile(r"\s*So the answer is [^\n]*\.\s*$")
+_TAGS = re.compile(r"</?think>|</?thinking>|<\|(?:begin|end)_of_thought\|>", re.IGNORECASE)
+
+
+def answer_text(text: str) -> str:
+    """What the trace classifier reads of an answer (the same in training, benchmark and service)."""
+    text = _TAGS.sub(" ", text)
+    text = _GSM8K_CALC.sub("", text)
+    text = _GSM8K_FINAL.sub("", text)
+    return _FLAN_SUFFIX.sub("", text).strip()
+
+
+def _shingles(text: str, size: int = 4) -> set[tuple[str, ...]]:
+    words = _WORD.findall(text.lower())
+    return {tuple(words[i : i + size]) for i in range(len(words) - size + 1)}
+
+
+def echo_share(answer: str, reasoning: str) -> float:
+    """Share of the answer's word 4-grams that also occur in the reasoning (0 for short answers)."""
+    mine = _shingles(head_and_tail(answer))
+    if len(mine) < ECHO_MIN_WORDS:
+        return 0.0
+    return len(mine & _shingles(head_and_tail(reasoning))) / len(mine)
 
 
 class ReasoningLeak(Signal):
     name = "reasoning_leak"
-    version = "1"
+    version = "2"
     description = (
         "Reasoning reached the client: returned in a reasoning field, as <think> blocks in the "
-        "answer, or copied into the visible answer as a raw trace."
+        "answer, as a visible answer that reads as reasoning (trained classifier), or copied from the "
+        "returned reasoning into the answer."
     )
     known_false_positives = (
         "deployments that deliberately return reasoning summaries to their customers (field present on every call)",
+        "tutoring answers that work a problem step by step (part 'trace'; the account stage weighs it)",
         "answers that quote or discuss a reasoning trace the user pasted",
-        "conversational answers with a few 'wait'/'let me check' phrases",
     )
     reads = "output"
     inline = True
+    table = PATTERN_FILE.table()
+
+    def __init__(self, *, mode: str = "rules+model") -> None:
+        if mode not in MODES:
+            raise ValueError(f"{self.name}: unknown mode {mode!r}; known: {', '.join(MODES)}")
+        self.mode = mode
+        self._model: TextClassifier | None = None
+
+    @property
+    def model(self) -> TextClassifier:
+        if self._model is None:
+            self._model = load_classifier(self.name)
+        return self._model
 
     def analyze(self, call: CallView) -> SignalResult | None:
+        return self.analyze_many([call])[0]
+
+    def analyze_many(self, calls: Sequence[CallView]) -> list[SignalResult | None]:
+        answers = [
+            answer_text(head_and_tail(call.response_text)) if call.response_text else "" for call in calls
+        ]
+        model_scores: dict[str, float] = {}
+        if self.mode == "rules+model":
+            distinct = [a for a in dict.fromkeys(answers) if len(a) >= MIN_TRACE_CHARS]
+            if distinct:
+                model_scores = dict(zip(distinct, map(float, self.model.scores(distinct)), strict=True))
+        return [
+            self._result(call, answer, model_scores.get(answer))
+            for call, answer in zip(calls, answers, strict=True)
+        ]
+
+    def _result(self, call: CallView, answer: str, model: float | None) -> SignalResult | None:
         if not call.response_text and not call.reasoning_text:
             return None  # nothing came back: nothing to say about what leaked
         matched: list[str] = []
         adjustments: list[str] = []
-        parts = {"reasoning_field": 0.0, "format": 0.0, "trace": 0.0}
+        parts = {"reasoning_field": 0.0, "format": 0.0, "trace": 0.0, "echo": 0.0}
         if call.reasoning_text:
             parts["reasoning_field"] = 1.0
             matched.append(f"reasoning_field: {len(call.reasoning_text)} characters of reasoning returned")
-        hits = _TABLE.hits(head_and_tail(call.response_text))
+            if call.response_text:
+                share = echo_share(call.response_text, call.reasoning_text)
+                if share > 0.0:
+                    parts["echo"] = round(share, 4)
+                    matched.append(
+                        f"echo: {share:.0%} of the answer's word 4-grams are copied from the reasoning"
+                    )
+        hits = self.table.hits(head_and_tail(call.response_text))
         matched.extend(h.describe() for h in hits)
-        parts.update((k, v) for k, v in _TABLE.aspect_scores(hits).items())
-        trace_hits = sum(1 for h in hits if h.pattern.aspect == "trace")
-        if trace_hits and len(call.response_text) < 400:
-            # short answers with one "wait" are conversation, not a pasted trace
-            adjustments.append(f"answer of {len(call.response_text)} characters: trace score halved")
-            parts["trace"] = round(parts["trace"] / 2, 4)
-        score = max(parts.values())
+        parts.update(self.table.aspect_scores(hits))
+        if model is not None:
+            model = parts["model"] = score_down(model)
+            if model > parts["trace"]:
+                adjustments.append(
+                    f"trace classifier {model:.4f} (0.5 = the dev-chosen threshold) raised 'trace' from {parts['trace']:.2f}"
+                )
+                parts["trace"] = model
+        score = max(v for k, v in parts.items() if k != "model")
         return SignalResult(
             signal=self.name,
             score=score,

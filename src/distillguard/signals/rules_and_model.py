@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import ClassVar
 
 from distillguard.events.call_view import CallView
-from distillguard.signals.base import Signal, SignalResult
+from distillguard.signals.base import Signal, SignalResult, score_down
 from distillguard.signals.patterns import PatternTable, head_and_tail
 from distillguard.signals.text_model import TextClassifier, load_classifier
 
@@ -64,11 +64,11 @@ class RulesAndModelSignal(Signal):
             rule = score
             detail = f"rules {rule:.2f}"
             if probabilities is not None:
-                p = float(probabilities[i])
-                parts["model"] = round(p, 4)
-                detail += f", model {p:.2f} (0.5 = the dev-chosen threshold)"
+                p = score_down(float(probabilities[i]))
+                parts["model"] = p
+                detail += f", model {p:.4f} (0.5 = the dev-chosen threshold)"
                 if p > score:
-                    adjustments.append(f"model raised the score from {score:.2f} to {p:.2f}")
+                    adjustments.append(f"model raised the score from {score:.2f} to {p:.4f}")
                     score = p
             results.append(
                 SignalResult(

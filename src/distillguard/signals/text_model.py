@@ -95,19 +95,23 @@ def feature_matrix(texts: list[str]) -> Any:
 
 
 class _LastBatch:
-    """The hashes of the last batch: the prompt classifiers run one after another over the same
-    calls, and only the first of them should pay for hashing."""
+    """The hashes of the last batches: the prompt classifiers run one after another over the same
+    calls, and only the first of them should pay for hashing. Two batches are kept, because the
+    answer classifier (reasoning_leak) runs between them over other texts."""
+
+    KEEP = 2
 
     def __init__(self) -> None:
-        self.key: tuple[str, ...] = ()
-        self.grams: HashedGrams | None = None
+        self.batches: dict[tuple[str, ...], HashedGrams] = {}
 
     def of(self, texts: list[str]) -> HashedGrams:
         key = tuple(texts)
-        if self.grams is None or key != self.key:
-            self.grams = hash_grams(texts)
-            self.key = key
-        return self.grams
+        grams = self.batches.get(key)
+        if grams is None:
+            if len(self.batches) >= self.KEEP:
+                del self.batches[next(iter(self.batches))]  # the oldest
+            grams = self.batches[key] = hash_grams(texts)
+        return grams
 
 
 _LAST = _LastBatch()
