@@ -217,3 +217,18 @@ def test_without_a_community_key_the_engine_matches_nothing(monkeypatch: pytest.
     assert LiveEngine(default_policy().__class__(rules=[]), MemoryState(), []).peer_watch is None
     monkeypatch.setenv("DISTILLGUARD_INTEL_KEY", "k1:" + "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=")
     assert LiveEngine(default_policy().__class__(rules=[]), MemoryState(), []).peer_watch is not None
+
+
+def test_watch_entries_survive_the_shared_list_s_checks(tmp_path: Path) -> None:
+    """Written to the bans file by one process, read back whole by another (a gateway worker)."""
+    writer = MemoryState(bans_file=tmp_path / "bans.jsonl")
+    asyncio.run(sync_watch(writer, SHARED))
+    reader = MemoryState(bans_file=tmp_path / "bans.jsonl")
+    asyncio.run(reader.start())
+    try:
+        assert {e.subject for e in reader.entries()} == {e.subject for e in writer.entries()}
+        assert reader.ban_list_report().skipped == 0 and reader.has_indicators
+        loaded = next(e for e in reader.entries() if ":payment:" in e.subject)
+        assert loaded.confidence == 90 and loaded.expires is not None
+    finally:
+        asyncio.run(reader.close())

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from distillguard.enforcement.state import Ban, EnforcementState, StateUnavailable, ban_subject
+from distillguard.enforcement.state import WATCH_KIND, Ban, EnforcementState, StateUnavailable, ban_subject
 from distillguard.features.account_window import tls_asn_key
 from distillguard.intel.community_key import CommunityKeys
 from distillguard.intel.content import simhash64, system_frame, template_frame
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("distillguard.intel")
 
-WATCH = "watch:"
+WATCH = WATCH_KIND + ":"
 HOLD_ACTIONS = ("ban", "throttle")  # a hold refuses (403 account_held) or throttles, pending review
 # SimHash signatures are looked up by bands: two signatures within SIMHASH_RADIUS bits agree on at
 # least one of RADIUS + 1 bands (pigeonhole), so exact band lookups find every candidate.
