@@ -19,6 +19,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "replay": ("distillguard.gateway.cli:replay", "Run the live gateway engine over recorded calls."),
     "cases": ("distillguard.cases.cli:cases", "Cases from scans and gateway flags; review users."),
     "ui": ("distillguard.cases.cli:ui", "Serve the investigators' review UI."),
+    "intel": (
+        "distillguard.intel.cli:intel",
+        "Share actors' indicators with peers (STIX/TAXII), hold matches.",
+    ),
     "audit": (
         "distillguard.audit.cli:audit",
         "Audit a model's refusals, framing bias and withdrawn answers.",

@@ -800,3 +800,39 @@ def test_lockout_rows_do_not_keep_what_was_typed_as_a_user_name(store: CaseStore
     with store.engine.connect() as conn:
         dumped = repr(conn.exec_driver_sql("SELECT * FROM login_failures").all())
     assert "hunter2" not in dumped and "203.0.113.1" in dumped
+
+
+# ---- sharing (intel) -------------------------------------------------------------------------
+def test_the_sharing_migration_adds_its_columns_to_an_existing_database(url: str) -> None:
+    from distillguard.cases import schema
+
+    number = schema.MIGRATIONS.index(schema._v4) + 1
+    store = CaseStore.open(url)
+    try:
+        store.upsert(actor_case(["a1"]))
+        with store.engine.begin() as conn:  # the database as the code before the migration left it
+            conn.execute(sa.text("ALTER TABLE cases DROP COLUMN withhold"))
+            conn.execute(sa.text("ALTER TABLE cases DROP COLUMN peer"))
+            conn.execute(sa.delete(schema_version).where(schema_version.c.version >= number))
+        assert store.migrate() == SCHEMA_VERSION - number + 1
+        old = store.case(1)
+        assert old["withhold"] is False and old["peer"] is None and old["title"] == "actor of 1"
+    finally:
+        store.close()
+
+
+def test_withhold_from_sharing_and_peer_cases(store: CaseStore) -> None:
+    decided = store.upsert(actor_case(["a1", "a2"])).case_id
+    assert store.case(decided)["withhold"] is False
+    assert store.set_withhold(decided, "ivy", True) == {"case_id": decided, "withhold": True}
+    assert store.case(decided)["withhold"] is True
+    store.set_withhold(decided, "ivy", False)
+    actions = [e["action"] for e in store.audit(decided)]
+    assert actions[:2] == ["share", "withhold"] and store.audit(decided)[1]["actor_user"] == "ivy"
+    with pytest.raises(CaseStoreError, match="no open or decided case 999"):
+        store.set_withhold(999, "ivy", True)
+    incoming = IncomingCase(
+        kind="account", source="intel", title="b1 held", accounts=[account("b1")], peer="lab-a"
+    )
+    held = store.upsert(incoming).case_id
+    assert store.case(held)["peer"] == "lab-a"

@@ -395,3 +395,65 @@ def test_a_decision_is_recorded_while_enforcement_is_down_and_delivered_later(tm
     subjects = [json.loads(line)["subject"] for line in bans.read_text().splitlines()]
     assert len(subjects) == len(set(subjects)) == body["pending"]
     assert {"account:acct-d1", "account:acct-d2", "account:acct-d3", "payment:pf-evil"} <= set(subjects)
+
+
+# ---- sharing with peers (intel) --------------------------------------------------------------
+def test_sharing_page_and_withhold_switch(ui: tuple[TestClient, CaseStore, MemoryState, Path]) -> None:
+    client, store, _state, _tmp = ui
+    assert client.get("/intel", follow_redirects=False).status_code == 303  # login first
+    token = login(client, "ivy")
+    page = client.get("/intel")
+    assert page.status_code == 200 and "No indicators received from peers yet" in page.text
+    case_page = client.get("/cases/1")
+    assert (
+        'id="withhold-form"' in case_page.text and "Not shared: only banned and throttled" in case_page.text
+    )
+    url = "/api/cases/1/sharing"
+    assert client.post(url, json={"withhold": True}).status_code == 403  # no CSRF token
+    headers = {"X-CSRF-Token": token}
+    assert client.post(url, json={"withhold": "yes"}, headers=headers).status_code == 400
+    assert (
+        client.post(url, content=b"{", headers={**headers, "Content-Type": "application/json"}).status_code
+        == 400
+    )
+    assert (
+        client.post(url, content=b"withhold=1", headers={**headers, "Content-Type": "text/plain"}).status_code
+        == 415
+    )
+    assert client.post("/api/cases/999/sharing", json={"withhold": True}, headers=headers).status_code == 404
+    assert client.post(url, json={"withhold": True}, headers=headers).json() == {
+        "case_id": 1,
+        "withhold": True,
+    }
+    assert store.case(1)["withhold"] is True
+    assert "Withheld from sharing" in client.get("/cases/1").text
+    form = client.post(
+        "/cases/1/sharing", data={"csrf_token": token, "withhold": "0"}, follow_redirects=False
+    )
+    assert form.status_code == 303 and store.case(1)["withhold"] is False
+    assert [e["action"] for e in store.audit(1)][:2] == ["share", "withhold"]
+
+
+def test_a_viewer_cannot_withhold(ui: tuple[TestClient, CaseStore, MemoryState, Path]) -> None:
+    client, store, _state, _tmp = ui
+    token = login(client, "vic")
+    assert 'id="withhold-form"' not in client.get("/cases/1").text
+    assert client.post("/cases/1/sharing", data={"csrf_token": token, "withhold": "1"}).status_code == 403
+    assert store.case(1)["withhold"] is False
+
+
+def test_a_peer_s_hold_shows_the_peer(ui: tuple[TestClient, CaseStore, MemoryState, Path]) -> None:
+    from distillguard.cases.evidence import sync_holds
+    from distillguard.enforcement.state import Ban
+
+    client, store, _state, _tmp = ui
+    hold = Ban(
+        subject="account:acct-new",
+        reason="matches indicators shared by peer lab-<b>a</b>: payment fingerprint; held pending review",
+        source="intel:lab-<b>a</b>",
+        hold=True,
+    )
+    (opened,) = sync_holds(store, [hold])
+    login(client, "vic")
+    page = client.get(f"/cases/{opened.case_id}").text
+    assert 'id="from-peer"' in page and "lab-&lt;b&gt;a&lt;/b&gt;" in page and "<b>a</b>" not in page

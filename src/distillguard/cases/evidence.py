@@ -260,6 +260,9 @@ def sync_holds(store: CaseStore, entries: list[Ban]) -> list[Upserted]:
         account_id = entry.subject.split(":", 1)[1]
         if store.cases_of_account(account_id):
             continue
+        if entry.source.startswith("intel:"):
+            out.append(store.upsert(_peer_hold_case(account_id, entry)))
+            continue
         linked = entry.case_id if entry.case_id is not None and store.exists(entry.case_id) else None
         out.append(
             store.upsert(
@@ -276,3 +279,19 @@ def sync_holds(store: CaseStore, entries: list[Ban]) -> list[Upserted]:
             )
         )
     return out
+
+
+def _peer_hold_case(account_id: str, entry: Ban) -> IncomingCase:
+    """A hold on a peer's indicators (`distillguard intel pull`): the case names the peer; nothing
+    links it to a case of ours, and only a reviewer's decision on it bans."""
+    peer = entry.source.split(":", 1)[1]
+    return IncomingCase(
+        kind="account",
+        source="intel",
+        peer=peer,
+        title=f"account {account_id}: held on indicators shared by peer {peer}",
+        risk=1.0,
+        verdict="suspicious",
+        reasons=[{"signal": "intel", "score": 1.0, "detail": entry.reason}],
+        accounts=[IncomingAccount(account_id=account_id, verdict="suspicious", risk=1.0)],
+    )

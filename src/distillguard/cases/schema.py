@@ -47,6 +47,10 @@ cases = sa.Table(
     sa.Column("revision", sa.Integer, nullable=False, default=1),  # +1 per evidence update
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    # v3 (intel): a reviewer keeps a decided case out of what peers receive; a case opened because
+    # an account matched a peer's indicators names the peer
+    sa.Column("withhold", sa.Boolean, nullable=False, default=False, server_default=sa.false()),
+    sa.Column("peer", sa.String(100)),
 )
 
 case_accounts = sa.Table(
@@ -213,5 +217,14 @@ def _v3(conn: sa.Connection) -> None:
         )
 
 
-MIGRATIONS: list[Callable[[sa.Connection], None]] = [_v1, _v2, _v3]
+def _v4(conn: sa.Connection) -> None:
+    # `_v1` creates tables from today's definitions, so a fresh database has the columns already
+    have = {column["name"] for column in sa.inspect(conn).get_columns("cases")}
+    if "withhold" not in have:
+        conn.execute(sa.text("ALTER TABLE cases ADD COLUMN withhold BOOLEAN NOT NULL DEFAULT FALSE"))
+    if "peer" not in have:
+        conn.execute(sa.text("ALTER TABLE cases ADD COLUMN peer VARCHAR(100)"))
+
+
+MIGRATIONS: list[Callable[[sa.Connection], None]] = [_v1, _v2, _v3, _v4]
 SCHEMA_VERSION = len(MIGRATIONS)

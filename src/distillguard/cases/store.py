@@ -130,6 +130,7 @@ class IncomingCase:
     edges: list[dict[str, Any]] = field(default_factory=list)
     samples: list[IncomingSample] = field(default_factory=list)
     linked_case_id: int | None = None
+    peer: str | None = None  # the sharing peer whose indicators opened this case
 
 
 @dataclass
@@ -309,6 +310,7 @@ class CaseStore:
                             risk=incoming.risk,
                             verdict=incoming.verdict,
                             linked_case_id=linked,
+                            peer=incoming.peer,
                             reasons=[],
                             indicators={},
                             edges=[],
@@ -639,6 +641,20 @@ class CaseStore:
             query = query.where(enforcement_outbox.c.case_id == case_id)
         with self.engine.connect() as conn:
             return int(conn.execute(query).scalar_one())
+
+    def set_withhold(self, case_id: int, username: str, withhold: bool) -> dict[str, Any]:
+        """Keep a case out of what peers receive (or share it again); an audit entry says who."""
+        stamp = now()
+        with self._write(audited=True) as conn:
+            updated = conn.execute(
+                sa.update(cases)
+                .where(cases.c.case_id == case_id, cases.c.status != "merged")
+                .values(withhold=withhold, updated_at=stamp)
+            ).rowcount
+            if not updated:
+                raise CaseStoreError(f"no open or decided case {case_id}")
+            self._audit(conn, username, case_id, "withhold" if withhold else "share", "", {}, stamp)
+        return {"case_id": case_id, "withhold": withhold}
 
     def note(self, username: str, action: str, detail: dict[str, Any], case_id: int | None = None) -> None:
         """An audit entry that is not a decision (a login, a hold synced from the gateway)."""
@@ -1005,6 +1021,7 @@ def _clean_case(case: IncomingCase) -> IncomingCase:
         cluster_id=_text(case.cluster_id, 64),
         verdict=_text(case.verdict, 16) or "benign",
         source=_text(case.source, 32) or "",
+        peer=_text(case.peer, 100),
         risk=_number(case.risk),
         reasons=_json(case.reasons),
         indicators=_json(case.indicators),

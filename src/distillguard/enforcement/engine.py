@@ -22,6 +22,8 @@ from distillguard.enforcement.policy import SEVERITY, Bucket, Policy, Rule
 from distillguard.enforcement.state import Ban, EnforcementState, StateUnavailable, ban_subject
 from distillguard.events.call_view import CallView
 from distillguard.features.account_window import tls_asn_key
+from distillguard.intel.watch import PeerWatch
+from distillguard.intel.watch import from_env as peer_watch_from_env
 from distillguard.signals.base import Signal, SignalResult
 
 log = logging.getLogger("distillguard.enforcement")
@@ -100,9 +102,18 @@ class Deciding:
 class LiveEngine:
     """Policy + state + inline signals. `decide` runs on the request path: keep it cheap."""
 
-    def __init__(self, policy: Policy, state: EnforcementState, signals: Sequence[Signal]) -> None:
+    def __init__(
+        self,
+        policy: Policy,
+        state: EnforcementState,
+        signals: Sequence[Signal],
+        peer_watch: PeerWatch | None = None,
+    ) -> None:
         self.policy = policy
         self.state = state
+        # peers' indicators (`distillguard intel pull`): matched only under a community key, which
+        # the environment names (see docs/intel.md); without one this is None and costs nothing
+        self.peer_watch = peer_watch if peer_watch is not None else peer_watch_from_env(state)
         self.input_signals = [s for s in signals if s.reads in ("input", "both")]
         self.output_signals = [s for s in signals if s.reads in ("output", "both")]
         self._rules_by_signal: dict[str, list[Rule]] = {}
@@ -148,6 +159,8 @@ class LiveEngine:
         entry = self.state.banned(caller.account_id, caller.actor)
         if entry is None and not d.allowed_account and self.state.has_indicators:
             entry = await self._hold(caller, self._static_subjects(d.call, caller), decision)
+        if entry is None and not d.allowed_account and self.peer_watch is not None:
+            entry = await self.peer_watch.hold(d.call, caller, decision)
         d.entry = entry
         if entry is not None and entry.action == "ban":
             self._refuse_listed(decision, entry)

@@ -49,6 +49,10 @@ class Ban(msgspec.Struct, kw_only=True, omit_defaults=True):
     actor: str | None = None  # the actor (case) whose decision this entry carries
     case_id: int | None = None
     hold: bool = False
+    # a peer's watch entry (`watch:<peer>:<kind>:<key id>:<keyed hash>:<actor>`, written by
+    # `distillguard intel pull`): never matched after this time (epoch seconds)
+    expires: float | None = None
+    confidence: int | None = None  # a peer's watch entry: the peer's confidence in it (0-100)
 
 
 ACCOUNT_KINDS = ("account", "actor")
@@ -67,13 +71,20 @@ def ban_subject(kind: str, ident: str) -> str:
 
 
 ACTIONS = ("ban", "throttle", "allow", "exempt")
+# a peer's indicator (`distillguard intel pull`): matched under the community key, never acted on
+# by itself (`intel.watch`)
+WATCH_KIND = "watch"
 
 
 def entry_problem(entry: Ban, recorded_as: str | None = None) -> str | None:
     """Why an entry read from a shared ban list cannot be applied, or None. Such an entry is
     skipped and counted (`BanListReport`), never allowed to stop the list from loading."""
     kind, sep, ident = entry.subject.partition(":")
-    if not sep or not ident or (kind not in ACCOUNT_KINDS and kind not in INDICATOR_KINDS):
+    if (
+        not sep
+        or not ident
+        or (kind not in ACCOUNT_KINDS and kind not in INDICATOR_KINDS and kind != WATCH_KIND)
+    ):
         return f"subject {entry.subject[:80]!r} is not <kind>:<id> of a known kind"
     if entry.action not in ACTIONS:
         return f"action {entry.action[:40]!r} is not one of {', '.join(ACTIONS)}"

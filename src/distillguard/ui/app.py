@@ -54,6 +54,8 @@ from distillguard.cases.store import (
 )
 from distillguard.enforcement.decisions import Delivery, deliver_outbox, operations, plan, with_pending
 from distillguard.enforcement.state import EnforcementState
+from distillguard.intel.store import IntelStore
+from distillguard.intel.views import case_sharing, overview
 from distillguard.report.svg import bars, graph, hbars
 
 log = logging.getLogger("distillguard.ui")
@@ -136,6 +138,7 @@ class ReviewApp:
         self._sync_lock = asyncio.Lock()
         self._deliver_lock = asyncio.Lock()  # one deliverer per process: the outbox keeps order
         self._decide_lock = asyncio.Lock()  # a plan is made against the list the last one left
+        self.intel = IntelStore.open(store)  # sharing: what peers sent, what we shared, withheld cases
 
     # ---- plumbing ----------------------------------------------------------------------------
     def render(self, request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
@@ -341,7 +344,42 @@ class ReviewApp:
             delivery_error=self.delivery.error,
             min_justification=MIN_JUSTIFICATION,
             error=request.query_params.get("error"),
+            sharing=await run_in_threadpool(case_sharing, self.intel, case),
         )
+
+    async def intel_page(self, request: Request) -> Response:
+        return self.render(request, "intel.html", intel=await run_in_threadpool(overview, self.intel))
+
+    async def sharing_form(self, request: Request) -> Response:
+        case_id = request.path_params["case_id"]
+        withhold = str((await request.form()).get("withhold", "")) == "1"
+        try:
+            await run_in_threadpool(
+                self.store.set_withhold, case_id, request.state.session.username, withhold
+            )
+        except CaseStoreError as error:
+            return RedirectResponse(f"/cases/{case_id}?error={quote(str(error))}", status_code=303)
+        return RedirectResponse(f"/cases/{case_id}", status_code=303)
+
+    async def api_sharing(self, request: Request) -> Response:
+        if not request.headers.get("content-type", "").startswith("application/json"):
+            return JSONResponse({"error": "Content-Type must be application/json"}, status_code=415)
+        try:
+            body = await request.json()
+        except ValueError:
+            return JSONResponse({"error": "body: not valid JSON"}, status_code=400)
+        if not isinstance(body, dict) or not isinstance(body.get("withhold"), bool):
+            return JSONResponse({"error": "withhold: expected true or false"}, status_code=400)
+        try:
+            result = await run_in_threadpool(
+                self.store.set_withhold,
+                request.path_params["case_id"],
+                request.state.session.username,
+                body["withhold"],
+            )
+        except CaseStoreError as error:
+            return JSONResponse({"error": str(error)}, status_code=404)
+        return JSONResponse(result)
 
     async def audit_page(self, request: Request) -> Response:
         entries = await run_in_threadpool(self.store.audit, None, 1000)
@@ -484,6 +522,9 @@ class ReviewApp:
             Route("/cases/{case_id:int}", auth(self.case_page), methods=["GET"]),
             Route("/cases/{case_id:int}/decision", decide(self.decide_form), methods=["POST"]),
             Route("/audit", auth(self.audit_page), methods=["GET"]),
+            Route("/intel", auth(self.intel_page), methods=["GET"]),
+            Route("/cases/{case_id:int}/sharing", decide(self.sharing_form), methods=["POST"]),
+            Route("/api/cases/{case_id:int}/sharing", decide(self.api_sharing), methods=["POST"]),
             Route("/api/cases", auth(self.api_cases), methods=["GET"]),
             Route("/api/cases/{case_id:int}", auth(self.api_case), methods=["GET"]),
             Route("/api/cases/{case_id:int}/decision", decide(self.api_decide), methods=["POST"]),
