@@ -100,9 +100,11 @@ def simulate(split: str, preset: str, seed: int, corpus: Path | None, work: Path
 def replay_cached(folder: Path, workers: int) -> ReplayResult:
     """The replay of a simulated split, kept next to it so retraining does not replay again.
 
-    The cache file is named by a digest of the feature names and signal versions, so a change to
-    either replays afresh instead of training on stale vectors.
+    The cache file is named by a digest of the feature names, the signal versions and the source of
+    the features package, so a change to any of them replays afresh instead of training on stale
+    vectors or unpickling state of another shape.
     """
+    import distillguard.features as features_package
     from distillguard.signals import registry
 
     identity = (
@@ -110,7 +112,12 @@ def replay_cached(folder: Path, workers: int) -> ReplayResult:
         + "|"
         + "|".join(f"{n}:{registry.signal_class(n).version}" for n in registry.names())
     )
-    digest = hashlib.blake2b(identity.encode(), digest_size=6).hexdigest()
+    digest_of = hashlib.blake2b(identity.encode(), digest_size=6)
+    # the cache pickles account state: any change to how that state is kept (not only to the
+    # feature names) must replay afresh rather than unpickle into classes that changed shape
+    for source in sorted(Path(features_package.__file__).parent.glob("*.py")):
+        digest_of.update(source.read_bytes())
+    digest = digest_of.hexdigest()
     cache = folder / f"replay-{digest}.pickle"
     if cache.exists():
         with cache.open("rb") as f:
