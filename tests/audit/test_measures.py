@@ -7,12 +7,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from audit_endpoints import biased, serve
 from click.testing import Result
 
-from conftest import FAST
 from distillguard.audit.measures import measure_answer, measure_run, pair_asymmetry, wilson
 from distillguard.audit.records import Answer, Attempt, Chunk
+from tests.audit.audit_endpoints import biased, serve
+from tests.audit.conftest import FAST
 
 
 def test_framing_bias_is_measured_on_every_pair(tmp_path: Path, audit_cli: Callable[..., Result]) -> None:

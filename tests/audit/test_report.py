@@ -11,10 +11,10 @@ from html import unescape
 from pathlib import Path
 
 import pytest
-from audit_endpoints import answer_with, biased, refusing, serve, withdrawing
 from click.testing import Result
 
-from conftest import FAST, prompt, write_suite
+from tests.audit.audit_endpoints import answer_with, biased, refusing, serve, withdrawing
+from tests.audit.conftest import FAST, prompt, write_suite
 
 PAYLOAD = '<script>alert(1)</script><img src=x onerror="alert(2)"><b>bold</b> & "quotes"'
 

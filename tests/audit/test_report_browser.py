@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from audit_endpoints import answer_with, refusing, serve, withdrawing
 from click.testing import CliRunner, Result
 
-from conftest import FAST, prompt, write_suite
 from distillguard.cli import main
+from tests.audit.audit_endpoints import answer_with, refusing, serve, withdrawing
+from tests.audit.conftest import FAST, prompt, write_suite
 
 pytestmark = pytest.mark.slow
 

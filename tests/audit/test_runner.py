@@ -10,7 +10,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from audit_endpoints import (
+from click.testing import Result
+
+from distillguard.audit.measures import measure_run, topic_rates
+from distillguard.audit.records import ANSWERS, Attempt, messages_of, read_answers, read_manifest
+from distillguard.audit.runner import Redactor, chat_completions_target, parse_retry_after, retryable
+from tests.audit.audit_endpoints import (
     REFUSED_TOPICS,
     SHOWN_EN,
     SHOWN_ZH,
@@ -21,12 +26,7 @@ from audit_endpoints import (
     unauthorised,
     withdrawing,
 )
-from click.testing import Result
-
-from conftest import FAST, prompt, write_suite
-from distillguard.audit.measures import measure_run, topic_rates
-from distillguard.audit.records import ANSWERS, Attempt, messages_of, read_answers, read_manifest
-from distillguard.audit.runner import Redactor, chat_completions_target, parse_retry_after, retryable
+from tests.audit.conftest import FAST, prompt, write_suite
 
 Cli = Callable[..., Result]
 

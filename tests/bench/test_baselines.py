@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from bench_events import DAY0, spaced, write_events
 
 from distillguard.bench.baselines import (
     CallLog,
@@ -19,6 +18,7 @@ from distillguard.bench.baselines import (
 )
 from distillguard.bench.records import BenchInputError
 from distillguard.events.model import Label
+from tests.bench.bench_events import DAY0, spaced, write_events
 
 
 def log(calls: list[tuple[str, datetime, str]]) -> CallLog:

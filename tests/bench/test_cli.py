@@ -8,7 +8,7 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
-from bench_events import DAY0, spaced, write_events
+from tests.bench.bench_events import DAY0, spaced, write_events
 
 RUN = [sys.executable, "-c", "from distillguard.cli import main; main()", "bench", "detect"]
 

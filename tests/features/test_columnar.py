@@ -9,7 +9,6 @@ from datetime import timedelta
 import numpy as np
 import pyarrow as pa
 import pytest
-from feature_streams import T0, embeddings_for, random_calls, table_of
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -17,6 +16,7 @@ from distillguard.events.call_view import CallView
 from distillguard.features import AccountWindow, build_windows, measure_columns
 from distillguard.features.catalog import HH_PARAMS, SIGNAL_NAMES, feature_names
 from distillguard.features.columnar import AccountColumns
+from tests.features.feature_streams import T0, embeddings_for, random_calls, table_of
 
 NAMES = feature_names()
 

@@ -9,7 +9,16 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from gateway_processes import BIN, CALLERS, RunningGateway, free_port, start_upstream, stop, wait_http
+
+from tests.gateway.gateway_processes import (
+    BIN,
+    CALLERS,
+    RunningGateway,
+    free_port,
+    start_upstream,
+    stop,
+    wait_http,
+)
 
 
 @pytest.fixture(scope="session")

@@ -12,11 +12,11 @@ from typing import Any
 from urllib.parse import unquote_to_bytes
 
 import uvicorn
-from gateway_processes import free_port
 
 from distillguard.enforcement.policy import Policy
 from distillguard.gateway.app import Gateway, GatewayConfig
 from distillguard.gateway.local_upstream import LocalUpstream
+from tests.gateway.gateway_processes import free_port
 
 
 class Response:

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import openai
 import pytest
-from gateway_processes import logged_calls
+
+from tests.gateway.gateway_processes import logged_calls
 
 pytestmark = pytest.mark.slow  # real gateway processes; each module well under 2 minutes
 

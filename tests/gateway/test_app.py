@@ -16,10 +16,10 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 import yaml
-from gateway_processes import RunningGateway, logged_calls, recorded, start_upstream, stop
 
 from distillguard.enforcement.policy import default_policy
 from distillguard.gateway.local_upstream import CARRIED, REASONING, THINK
+from tests.gateway.gateway_processes import RunningGateway, logged_calls, recorded, start_upstream, stop
 
 pytestmark = pytest.mark.slow  # real gateway processes; the module runs in well under a minute
 

@@ -12,9 +12,9 @@ import time
 import httpx
 import pyarrow.parquet as pq
 import pytest
-from gateway_processes import logged_calls
 
 from distillguard.events.call_view import STORE_SCHEMA
+from tests.gateway.gateway_processes import logged_calls
 
 pytestmark = pytest.mark.slow  # real gateway processes; each module well under 2 minutes
 

@@ -19,13 +19,13 @@ from urllib.parse import quote, urlencode
 import msgspec
 import pytest
 import schemathesis
-from gateway_processes import CALLERS, RunningGateway, logged_calls
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from inprocess import InProcessGateway
 
 from distillguard.enforcement.policy import default_policy
 from distillguard.gateway.openapi import openapi_document
+from tests.gateway.gateway_processes import CALLERS, RunningGateway, logged_calls
+from tests.gateway.inprocess import InProcessGateway
 
 pytestmark = pytest.mark.slow
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import openai
 import pytest
 import yaml
-from gateway_processes import RunningGateway, logged_calls
 
 from distillguard.enforcement.policy import default_policy
+from tests.gateway.gateway_processes import RunningGateway, logged_calls
 
 MESSAGES = [{"role": "user", "content": "What does my gas meter measure?"}]
 COT_REVEAL = [

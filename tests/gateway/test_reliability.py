@@ -8,7 +8,8 @@ import time
 import httpx
 import openai
 import pytest
-from gateway_processes import RunningGateway, free_port, logged_calls
+
+from tests.gateway.gateway_processes import RunningGateway, free_port, logged_calls
 
 pytestmark = pytest.mark.slow  # real gateway processes; each module well under 2 minutes
 

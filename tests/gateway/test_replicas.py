@@ -12,9 +12,9 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-from gateway_processes import RunningGateway
 
 from distillguard.enforcement.state import RedisState
+from tests.gateway.gateway_processes import RunningGateway
 
 pytestmark = pytest.mark.slow  # real gateway processes; each module well under 2 minutes
 

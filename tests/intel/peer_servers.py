@@ -22,7 +22,7 @@ from starlette.routing import Route
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "gateway"))
 
-from gateway_processes import BIN, free_port, stop, wait_http
+from tests.gateway.gateway_processes import BIN, free_port, stop, wait_http
 
 TAXII = "application/taxii+json;version=2.1"
 COLLECTION = "9a1f4c2e-3b5d-4e6f-8a7b-0c1d2e3f4a5b"

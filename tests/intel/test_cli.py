@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from conftest import KEYS, PAYMENT, actor_case
 from distillguard.cases.store import CaseStore
 from distillguard.enforcement.state import ban_from_json
 from distillguard.intel.cli import intel
+from tests.intel.conftest import KEYS, PAYMENT, actor_case
 
 SECRET = base64.b64encode(KEYS.secrets["k1"]).decode()
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from collections import Counter
 
-from conftest import (
+from distillguard.cases.store import CaseStore
+from distillguard.intel.export import shared_actors
+from distillguard.intel.records import KINDS
+from tests.intel.conftest import (
     COMMON_TLS,
     EMAIL_RARE,
     KEYS,
@@ -14,9 +17,6 @@ from conftest import (
     TLS,
     account_records,
 )
-from distillguard.cases.store import CaseStore
-from distillguard.intel.export import shared_actors
-from distillguard.intel.records import KINDS
 
 
 def test_only_decided_cases_not_withheld(cases: CaseStore) -> None:

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import stix2
 
-from conftest import KEYS, RAW_VALUES, account_records, actor_case
 from distillguard.cases.store import CaseStore
 from distillguard.intel.publish import default_collection, export_bundle, publish
 from distillguard.intel.stix import ATLAS_TECHNIQUE, TLP2_IDS
 from distillguard.intel.store import IntelStore
+from tests.intel.conftest import KEYS, RAW_VALUES, account_records, actor_case
 
 
 def test_bundle_is_strict_stix_2_1(cases: CaseStore) -> None:

@@ -17,17 +17,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from peer_servers import COLLECTION, HostilePeer, endless, envelope, intel_server
 from starlette.responses import Response
-from test_stix import peer_objects
 
-from conftest import KEYS, actor_case
 from distillguard.cases.store import CaseStore
 from distillguard.enforcement.state import MemoryState
 from distillguard.intel.publish import default_collection
 from distillguard.intel.pull import import_bundle, pull
 from distillguard.intel.store import IntelStore, active
 from distillguard.intel.watch import WATCH, sync_watch
+from tests.intel.conftest import KEYS, actor_case
+from tests.intel.peer_servers import COLLECTION, HostilePeer, endless, envelope, intel_server
+from tests.intel.test_stix import peer_objects
 
 pytestmark = pytest.mark.slow
 SECRET = "lab-b-secret-0123456789"

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from conftest import KEYS
 from distillguard.intel.records import ActorRef, SharedActor, SharedIndicator
 from distillguard.intel.stix import actor_objects, common_objects, read_objects
+from tests.intel.conftest import KEYS
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
 

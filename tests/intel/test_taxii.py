@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from conftest import KEYS, actor_case
 from distillguard.cases.store import CaseStore
 from distillguard.intel.publish import default_collection, publish
 from distillguard.intel.store import IntelStore
 from distillguard.intel.taxii import TAXII_MEDIA_TYPE, Collection, TaxiiServer
+from tests.intel.conftest import KEYS, actor_case
 
 SECRET = "lab-b-secret-0123456789"
 OTHER_SECRET = "lab-c-secret-0123456789"

@@ -23,15 +23,14 @@ import httpx
 import pytest
 import stix2
 
-from conftest import KEYS
+from tests.intel.conftest import KEYS
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ui"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "gateway"))
 
-from gateway_processes import BIN, free_port, start_upstream, stop, wait_http
-from review_deployment import CHROMIUM, CHROMIUM_ARGS, write_scan
-
 from distillguard.intel.publish import default_collection
+from tests.gateway.gateway_processes import BIN, free_port, start_upstream, stop, wait_http
+from tests.ui.review_deployment import CHROMIUM, CHROMIUM_ARGS, write_scan
 
 pytestmark = pytest.mark.slow
 

@@ -11,7 +11,6 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from conftest import KEYS, TEMPLATE_PROMPT
 from distillguard.cases.evidence import sync_holds
 from distillguard.cases.store import CaseStore
 from distillguard.enforcement.engine import Caller, LiveEngine
@@ -22,6 +21,7 @@ from distillguard.intel.community_key import CommunityKeys
 from distillguard.intel.content import simhash64, template_frame
 from distillguard.intel.records import ActorRef, SharedIndicator
 from distillguard.intel.watch import AccountValues, PeerWatch, WatchIndex, sync_watch, watch_entry
+from tests.intel.conftest import KEYS, TEMPLATE_PROMPT
 
 NOW = datetime.now(UTC)
 ACTOR = ActorRef("threat-actor--11111111-1111-5111-8111-111111111111", "lab-a actor (case 4)")

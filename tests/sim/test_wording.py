@@ -11,7 +11,7 @@ import pytest
 from distillguard.corpus import SPLITS
 from distillguard.events.call_view import view_of
 from distillguard.events.model import event_decoder
-from distillguard.signals.reasoning_leak import TRACE_MARKERS
+from distillguard.signals.reasoning_leak import PATTERNS as TRACE_MARKERS
 from distillguard.sim import responses, texts
 from distillguard.sim.generate import generate
 from distillguard.sim.scenario import load_preset
@@ -61,8 +61,8 @@ def test_the_simulator_never_writes_trace_cue_words() -> None:
 
 
 def test_the_cue_pattern_would_catch_a_planted_opener() -> None:
-    # the check above is only worth something if the same patterns fire on what used to be planted
-    for opener in ("Okay, so the question is", "Hmm, first I need to", "Wait, let me reconsider."):
+    # the check above is only worth something if the detector's cue patterns fire at all
+    for opener in ("<think>", "Let's verify that", "We need to find the"):
         assert CUES.search(opener), opener
 
 
@@ -106,7 +106,7 @@ def test_reasoning_and_leaked_traces_are_real_corpus_text(run: Path) -> None:
         responses.without_calculator_marks(i.answer) for i in corpus.items(split="test") if i.answer
     )
     assert all(part in answers for part in thoughts.split("\n\n"))  # built from the split's answers
-    real = thoughts + "\n\n" + traffic.prose.text
+    real = thoughts + "\n\n" + traffic.prose.text + "\n\n" + answers
     checked = 0
     for line in (run / "events.jsonl").read_bytes().splitlines():
         view = view_of(event_decoder.decode(line))
@@ -115,7 +115,10 @@ def test_reasoning_and_leaked_traces_are_real_corpus_text(run: Path) -> None:
             assert view.reasoning_text in thoughts
         for text in (view.reasoning_text, view.response_text):
             for match in CUES.finditer(text):
-                # a cue word in a trace or an answer is there because real text of the split has it
-                context = text[max(0, match.start() - 40) : match.end() + 40].strip()
-                assert responses.without_calculator_marks(context) in real, context
+                # a cue word in a trace or an answer is there because real text of the split has it:
+                # the line holding it is corpus text (slices of real text are joined between lines)
+                start = text.rfind("\n", 0, match.start())
+                end = text.find("\n", match.end())
+                line = text[start + 1 : len(text) if end < 0 else end].strip()
+                assert responses.without_calculator_marks(line) in real, line[:200]
     assert checked > 50

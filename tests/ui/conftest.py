@@ -1,5 +1,5 @@
 """Fixtures for the review-UI tests (defined in `review_deployment`, shared with the test modules)."""
 
-from review_deployment import browser, deployment
+from tests.ui.review_deployment import browser, deployment
 
 __all__ = ["browser", "deployment"]

@@ -17,7 +17,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "gateway"))
 
-from gateway_processes import BIN, free_port, start_upstream, stop, wait_http
+from tests.gateway.gateway_processes import BIN, free_port, start_upstream, stop, wait_http
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [

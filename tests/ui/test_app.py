@@ -15,13 +15,13 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from review_deployment import write_scan
 from starlette.testclient import TestClient
 
 from distillguard.cases.evidence import import_scan
 from distillguard.cases.store import CaseStore, LoginLimits
 from distillguard.enforcement.state import MemoryState
 from distillguard.ui.app import ReviewApp, _safe_next
+from tests.ui.review_deployment import write_scan
 
 PASSWORD = "correct horse battery"
 

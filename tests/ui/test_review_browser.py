@@ -10,7 +10,8 @@ from typing import Any
 
 import httpx
 import pytest
-from review_deployment import KEYS, PASSWORDS, Deployment, run_cli
+
+from tests.ui.review_deployment import KEYS, PASSWORDS, Deployment, run_cli
 
 pytestmark = pytest.mark.slow
 
