@@ -23,7 +23,8 @@ from distillguard.intel.records import ActorRef, SharedIndicator
 from distillguard.intel.watch import AccountValues, PeerWatch, WatchIndex, sync_watch, watch_entry
 from tests.intel.conftest import KEYS, TEMPLATE_PROMPT
 
-NOW = datetime.now(UTC)
+# whole days, so the parametrised ids are the same in every xdist worker collecting them
+NOW = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 ACTOR = ActorRef("threat-actor--11111111-1111-5111-8111-111111111111", "lab-a actor (case 4)")
 OTHER_ACTOR = ActorRef("threat-actor--22222222-2222-5222-8222-222222222222", "lab-a actor (case 5)")
 
