@@ -4,26 +4,22 @@ decided actor whose every raw value is known, and helpers shared by the modules.
 from __future__ import annotations
 
 import os
-import secrets
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 
 from distillguard.cases.store import (
     CaseStore,
     IncomingAccount,
     IncomingCase,
     IncomingSample,
-    engine_url,
-    redact_url,
 )
 from distillguard.events.model import Account
 from distillguard.intel.community_key import CommunityKeys
+from tests.cases.conftest import pg_database, url  # noqa: F401  (the case-store fixtures, SQLite and PostgreSQL)
 
-PG_SERVER = os.environ.get("DISTILLGUARD_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 NO_POSTGRES = os.environ.get("DISTILLGUARD_NO_POSTGRES") == "1"
 
 KEYS = CommunityKeys({"k1": b"\x01" * 32, "k0": b"\x02" * 32}, "k1")
@@ -155,52 +151,6 @@ def account_records() -> dict[str, Account]:
             account_id=f"acct-b{i}", payment_fingerprint=f"pm_b{i}", email_domain="gmail.com"
         )
     return out
-
-
-def _server_engine() -> sa.Engine:
-    return sa.create_engine(engine_url(PG_SERVER), isolation_level="AUTOCOMMIT", future=True)
-
-
-@pytest.fixture(scope="module")
-def pg_database() -> Iterator[str]:
-    if NO_POSTGRES:
-        pytest.skip("DISTILLGUARD_NO_POSTGRES=1")
-    server = _server_engine()
-    name = "dg_intel_" + secrets.token_hex(6)
-    try:
-        with server.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    except sa.exc.OperationalError as error:
-        server.dispose()
-        pytest.fail(f"PostgreSQL at {redact_url(PG_SERVER)} is unreachable ({error.orig}); start it")
-    url = sa.engine.make_url(engine_url(PG_SERVER)).set(database=name).render_as_string(hide_password=False)
-    try:
-        yield url
-    finally:
-        with server.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        server.dispose()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield "sqlite:///" + str(tmp_path / "cases.db")
-        return
-    database: str = request.getfixturevalue("pg_database")
-    engine = sa.create_engine(database, isolation_level="AUTOCOMMIT", future=True)
-
-    def empty() -> None:
-        with engine.connect() as conn:
-            conn.execute(sa.text("DROP SCHEMA public CASCADE"))
-            conn.execute(sa.text("CREATE SCHEMA public"))
-
-    empty()
-    try:
-        yield database
-    finally:
-        empty()
-        engine.dispose()
 
 
 @pytest.fixture
