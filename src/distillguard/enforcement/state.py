@@ -362,6 +362,9 @@ def _decode_entry(value: bytes | str, key: bytes | str | None = None) -> tuple[B
     return (None, problem) if problem else (ban, None)
 
 
+CLOSE_WAIT_S = 2.0  # the longest each shutdown step waits on Redis
+
+
 class RedisState(_ListedState):
     """State shared by replicas through Redis: bans in a hash (`<prefix>bans`) announced on a
     pub/sub channel of the same name, buckets as Lua-updated hashes, counters flushed in batches."""
@@ -424,14 +427,34 @@ class RedisState(_ListedState):
         listener, others = self._tasks[1:2], self._tasks[:1] + self._tasks[2:]
         for task in others:
             task.cancel()
-        for task in others + listener:
+        for task in others:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        # the listener notices `_closing` within its 0.5 s poll; redis-py can block past its own
+        # timeout on a dropped subscription, so shutdown waits a bounded time, never forever
+        if listener:
+            _, pending = await asyncio.wait(listener, timeout=CLOSE_WAIT_S)
+            if pending:  # blocked in a read: dropping the connections ends it
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(
+                        self._redis.connection_pool.disconnect(inuse_connections=True), CLOSE_WAIT_S
+                    )
+                _, pending = await asyncio.wait(pending, timeout=CLOSE_WAIT_S)
+            for task in pending:
+                task.cancel()
+                await asyncio.wait([task], timeout=CLOSE_WAIT_S)
+                if not task.done():
+                    log.warning(
+                        "ban channel listener of %s did not stop within %.0f s", self.url, CLOSE_WAIT_S
+                    )
         try:
-            await self._flush()
+            await asyncio.wait_for(self._flush(), timeout=CLOSE_WAIT_S)
         except Exception as error:
             log.warning("decision counters not flushed to %s at shutdown: %s", self.url, error)
-        await self._redis.aclose()
+        try:
+            await asyncio.wait_for(self._redis.aclose(), timeout=CLOSE_WAIT_S)
+        except Exception as error:
+            log.warning("redis connection to %s not closed cleanly: %s", self.url, error)
 
     async def _refresh(self) -> None:
         raw = await self._redis.hgetall(self.bans_key)
