@@ -187,6 +187,9 @@ def test_metrics_and_health(gateway: RunningGateway) -> None:
     import httpx
 
     assert httpx.get(gateway.url + "/healthz").json()["status"] == "ok"
+    # a blocked call of its own: the test must not depend on which tests ran before it on this gateway
+    with pytest.raises(openai.PermissionDeniedError):
+        client(gateway).chat.completions.create(model="frontier-1", messages=COT_REVEAL)
     text = httpx.get(gateway.url + "/metrics").text
     assert 'distillguard_decisions_total{action="block",enforced="true"}' in text
     assert "distillguard_call_seconds_bucket" in text
