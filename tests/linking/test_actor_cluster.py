@@ -355,3 +355,63 @@ def test_known_actor_round_trips_through_json_and_rejects_bad_records() -> None:
         KnownActor.from_record({"actor_id": "a", "indicators": [["phone", "555"]]}, "bans.jsonl:3")
     with pytest.raises(ValueError, match="field 'actor_id'"):
         KnownActor.from_record({"indicators": []})
+
+
+@pytest.mark.parametrize(
+    "edges",
+    [
+        [("a", "b", 1.75), ("b", "c", 1.75), ("a", "c", 1.75), ("c", "d", 2.0)],
+        [("c", "d", 2.0), ("a", "c", 1.75), ("b", "c", 1.75), ("a", "b", 1.75)],
+        [("b", "c", 1.75), ("d", "c", 2.0), ("b", "a", 1.75), ("c", "a", 1.75)],
+    ],
+)
+def test_weakest_link_does_not_depend_on_the_order_edges_were_found(
+    edges: list[tuple[str, str, float]],
+) -> None:
+    # equal weights: the tie is broken by account ids, whatever order (set iteration) built the graph
+    import networkx as nx
+
+    from distillguard.linking.actor_cluster import _cluster_of
+
+    graph = nx.Graph()
+    for a, b, weight in edges:
+        graph.add_edge(a, b, weight=weight, evidence=[])
+    cluster = _cluster_of(graph, set(graph.nodes), {n: {} for n in graph.nodes}, {}, {})
+    assert cluster.weakest_link == ("a", "b", 1.75)
+
+
+_TIED_HUB = """
+import json, networkx as nx
+from distillguard.linking.actor_cluster import _cut_content_hubs
+g = nx.Graph()
+for side in ("p", "q"):  # two equally strong parts that only prompts join to the hub
+    for i in range(3):
+        g.add_edge("hub", f"{side}{i}", weight=1.0, content_only=True)
+    g.add_edge(f"{side}0", f"{side}1", weight=2.0, content_only=False)
+    g.add_edge(f"{side}1", f"{side}2", weight=2.0, content_only=False)
+for i in range(20):  # the rest of the run: the hub's cluster is a small part of the graph
+    g.add_edge(f"z{i}a", f"z{i}b", weight=2.0, content_only=False)
+_cut_content_hubs(g)
+print(json.dumps(sorted(map(sorted, g.edges()))))
+"""
+
+
+def test_a_hub_between_equal_parts_keeps_the_same_one_whatever_the_hash_seed() -> None:
+    import os
+    import subprocess
+    import sys
+
+    kept = {
+        subprocess.run(
+            [sys.executable, "-c", _TIED_HUB],
+            env={**os.environ, "PYTHONHASHSEED": str(seed)},
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=120,
+        ).stdout
+        for seed in range(8)
+    }
+    assert len(kept) == 1
+    edges = kept.pop()  # of two equal parts, the hub stays with the first by account id
+    assert '["hub", "p0"]' in edges and '["hub", "q0"]' not in edges

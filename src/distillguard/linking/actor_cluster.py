@@ -361,11 +361,12 @@ def _cut_content_hubs(graph: nx.Graph) -> None:
         if not any(data["content_only"] for _, _, data in graph.edges(node, data=True)):
             continue
         rest = graph.subgraph(n for n in nx.node_connected_component(graph, node) if n != node)
-        sides = [
-            [n for n in side if graph.has_edge(node, n)]
+        # sorted: the parts come out in set order, which changed with PYTHONHASHSEED and decided ties
+        sides = sorted(
+            sorted(n for n in side if graph.has_edge(node, n))
             for side in nx.connected_components(rest)
             if any(graph.has_edge(node, n) for n in side)
-        ]
+        )
         weak = [side for side in sides if all(graph[node][n]["content_only"] for n in side)]
         if len(weak) < 2:
             continue  # prompts join it to one part only: no chain through it
@@ -398,7 +399,16 @@ def _cluster_of(
     for aid in members:
         for ind in actor_matches.get(aid, ()):
             shared[ind.kind].add(ind.value)
-    tree = nx.maximum_spanning_tree(graph.subgraph(component), weight="weight")
+    # Kruskal breaks ties between equal weights in the order it meets the edges; the graph's own
+    # order follows set iteration (it changed with PYTHONHASHSEED), so give it the edges sorted
+    ordered = nx.Graph()
+    ordered.add_weighted_edges_from(
+        sorted(
+            (min(a, b), max(a, b), data["weight"])
+            for a, b, data in graph.subgraph(component).edges(data=True)
+        )
+    )
+    tree = nx.maximum_spanning_tree(ordered, weight="weight")
     weakest = min(
         ((a, b, data["weight"]) for a, b, data in tree.edges(data=True)),
         key=lambda e: (e[2], min(e[0], e[1]), max(e[0], e[1])),
@@ -489,7 +499,8 @@ def _sync_evidence(
     # hydra of n accounts that saves most of the n²/2 comparisons.
     joined = nx.utils.UnionFind()
     for a in eligible:
-        for b in lsh.query(sketches[a]):
+        # sorted: the LSH answers a set, and which pairs the union-find lets through depends on order
+        for b in sorted(lsh.query(sketches[a])):
             pair = (a, b) if a < b else (b, a)
             if a == b or pair in checked or joined[a] == joined[b]:
                 continue
