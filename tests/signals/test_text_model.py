@@ -96,3 +96,28 @@ def test_two_batches_are_hashed_once_each() -> None:
     first = text_model._LAST.of(prompts)
     text_model._LAST.of(answers)
     assert text_model._LAST.of(prompts) is first  # the answer batch did not evict the prompts
+
+
+def test_packed_grams_score_exactly_as_the_per_size_hashes(monkeypatch) -> None:
+    """`logits` (positions hashed and summed a chunk at a time) gives bit-identical values to the
+    reference: `hash_grams`' per-size n-grams summed with bincount, for the shipped float16 weights,
+    whatever the chunk size and wherever texts cross chunk boundaries."""
+    model = load_classifier("reasoning_leak")
+    rng = np.random.default_rng(7)
+    alphabet = list("ab c思é\n<>#")
+    for chunk in (16, 1000, text_model.CHUNK_BYTES):
+        monkeypatch.setattr(text_model, "CHUNK_BYTES", chunk)
+        for _ in range(40):
+            lengths = rng.choice([0, 1, 2, 3, 6, 7, 8, 50, 700], size=int(rng.integers(1, 12)))
+            texts = ["".join(rng.choice(alphabet, size=int(n))) for n in lengths]
+            grams = hash_grams(texts)
+            expected = (
+                np.bincount(grams.documents, weights=model.coef[grams.features], minlength=len(texts))
+                * grams.scale
+                + model.intercept
+            )
+            packed = text_model.pack_grams(texts)
+            assert packed.counts.tolist() == grams.counts.tolist()
+            text_model._LAST.batches.clear()
+            assert np.array_equal(model.logits(texts), expected)
+    assert model.logits([]).shape == (0,)

@@ -45,15 +45,23 @@ _TAGS = re.compile(r"</?think>|</?thinking>|<\|(?:begin|end)_of_thought\|>", re.
 
 def answer_text(text: str) -> str:
     """What the trace classifier reads of an answer (the same in training, benchmark and service)."""
-    text = _TAGS.sub(" ", text)
-    text = _GSM8K_CALC.sub("", text)
-    text = _GSM8K_FINAL.sub("", text)
-    return _FLAN_SUFFIX.sub("", text).strip()
+    # each pattern needs a literal that most answers lack: looking for it first costs far less
+    # than a regex search of the whole answer (the result is the same)
+    if "<" in text:
+        text = _TAGS.sub(" ", text)
+        if "<<" in text:
+            text = _GSM8K_CALC.sub("", text)
+    if "####" in text:
+        text = _GSM8K_FINAL.sub("", text)
+    if "So the answer is " in text:
+        text = _FLAN_SUFFIX.sub("", text)
+    return text.strip()
 
 
 def _shingles(text: str, size: int = 4) -> set[tuple[str, ...]]:
     words = _WORD.findall(text.lower())
-    return {tuple(words[i : i + size]) for i in range(len(words) - size + 1)}
+    # the runs of `size` consecutive words, built by zip in C rather than by slicing in Python
+    return set(zip(*(words[i:] for i in range(size)), strict=False))
 
 
 def echo_share(answer: str, reasoning: str) -> float:
@@ -130,6 +138,7 @@ class ReasoningLeak(Signal):
         hits = self.table.hits(head_and_tail(call.response_text))
         matched.extend(h.describe() for h in hits)
         parts.update(self.table.aspect_scores(hits))
+        score = max(parts.values())  # every part but "model" (the classifier counts as 'trace')
         if model is not None:
             model = parts["model"] = score_down(model)
             if model > parts["trace"]:
@@ -137,7 +146,7 @@ class ReasoningLeak(Signal):
                     f"trace classifier {model:.4f} (0.5 = the dev-chosen threshold) raised 'trace' from {parts['trace']:.2f}"
                 )
                 parts["trace"] = model
-        score = max(v for k, v in parts.items() if k != "model")
+                score = max(score, model)
         return SignalResult(
             signal=self.name,
             score=score,

@@ -9,9 +9,10 @@ same hashing, so a batch is hashed once and scored by all of them.
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +95,71 @@ def feature_matrix(texts: list[str]) -> Any:
     return matrix
 
 
+# Positions hashed per step of `pack_grams` and scored per step of `TextClassifier.logits`: the
+# working arrays of one step (~0.5 MiB) stay in the CPU's L2 cache. Measured on the answers of a
+# default-preset batch (2.8 MB of text): 64 MiB-sized passes over the whole batch took ~75 ms to
+# hash and ~60 ms to score, these ~14 ms and ~12 ms.
+CHUNK_BYTES = 1 << 15
+
+
+@dataclass(frozen=True, slots=True)
+class PackedGrams:
+    """The n-gram features of a batch laid out by position: `features[s, i]` is the feature of the
+    n-gram of size `HASHING["sizes"][s]` that starts at byte `i` of the concatenated texts, or
+    `n_features` (a feature of weight 0) where that n-gram would run past the end of its text.
+    The same n-grams as `hash_grams`, without sorting them out per size."""
+
+    features: np.ndarray  # uint32, shape (len(sizes), total bytes)
+    starts: np.ndarray  # int64, each text's first byte
+    lengths: np.ndarray  # int64, each text's bytes
+    counts: np.ndarray  # n-grams per text (as `HashedGrams.counts`)
+
+    @property
+    def scale(self) -> np.ndarray:
+        return 1.0 / np.sqrt(np.maximum(self.counts, 1))
+
+
+def pack_grams(texts: list[str]) -> PackedGrams:
+    """`hash_grams` as `PackedGrams`: the same FNV-1a hashes, computed a cache-sized chunk of
+    positions at a time with in-place NumPy operations and no per-size filtering."""
+    n_features = int(HASHING["n_features"])
+    sizes = tuple(HASHING["sizes"])
+    longest = max(sizes)
+    encoded = [model_text(t).lower().encode("utf-8", "surrogatepass") for t in texts]
+    lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
+    ends = np.cumsum(lengths)
+    starts = ends - lengths
+    total = int(ends[-1]) if len(ends) else 0
+    chunk = min(CHUNK_BYTES, max(total, 1))
+    buffer = np.zeros(total + longest, dtype=np.uint32)
+    buffer[:total] = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+    features = np.empty((len(sizes), total), dtype=np.uint32)
+    rolling = np.empty(chunk, dtype=np.uint32)
+    mixed = np.empty(chunk, dtype=np.uint32)
+    shifted = np.empty(chunk, dtype=np.uint32)
+    mask, fifteen = np.uint32(n_features - 1), np.uint32(15)
+    row_of = {k: s for s, k in enumerate(sizes)}
+    for a in range(0, total, chunk):
+        m = min(chunk, total - a)
+        r, mx, sh = rolling[:m], mixed[:m], shifted[:m]
+        r.fill(_FNV_OFFSET)
+        for k in range(1, longest + 1):
+            np.bitwise_xor(r, buffer[a + k - 1 : a + k - 1 + m], out=r)
+            np.multiply(r, _FNV_PRIME, out=r)
+            if k in row_of:
+                np.multiply(r, _MIX, out=mx)
+                np.right_shift(mx, fifteen, out=sh)
+                np.bitwise_xor(mx, sh, out=mx)
+                np.bitwise_and(mx, mask, out=features[row_of[k], a : a + m])
+    counts = np.zeros(len(texts), dtype=np.int64)
+    for s, k in enumerate(sizes):
+        counts += np.maximum(lengths - k + 1, 0)
+        # the last k-1 positions of each text start no n-gram of size k
+        tail = ends[:, None] - np.arange(1, k)[None, :]
+        features[s, tail[tail >= starts[:, None]]] = n_features
+    return PackedGrams(features=features, starts=starts, lengths=lengths, counts=counts)
+
+
 class _LastBatch:
     """The hashes of the last batches: the prompt classifiers run one after another over the same
     calls, and only the first of them should pay for hashing. Two batches are kept, because the
@@ -102,15 +168,15 @@ class _LastBatch:
     KEEP = 2
 
     def __init__(self) -> None:
-        self.batches: dict[tuple[str, ...], HashedGrams] = {}
+        self.batches: dict[tuple[str, ...], PackedGrams] = {}
 
-    def of(self, texts: list[str]) -> HashedGrams:
+    def of(self, texts: list[str]) -> PackedGrams:
         key = tuple(texts)
         grams = self.batches.get(key)
         if grams is None:
             if len(self.batches) >= self.KEEP:
                 del self.batches[next(iter(self.batches))]  # the oldest
-            grams = self.batches[key] = hash_grams(texts)
+            grams = self.batches[key] = pack_grams(texts)
         return grams
 
 
@@ -125,9 +191,38 @@ class TextClassifier:
     threshold: float  # probability chosen on dev families (see training.dev_threshold)
     metadata: dict[str, Any] = field(default_factory=dict)
 
+    @cached_property
+    def _table(self) -> np.ndarray:
+        """The weights with a last entry of 0 (the feature of n-grams that run past a text's end),
+        as float32 when that holds them exactly: NumPy gathers and widens float32 faster than
+        float16."""
+        exact = np.float32 if self.coef.dtype in (np.float16, np.float32) else np.float64
+        return np.concatenate([self.coef.astype(exact), np.zeros(1, dtype=exact)])
+
     def logits(self, texts: list[str]) -> np.ndarray:
+        """Each text's sum of the weights of its n-grams, scaled, plus the intercept.
+
+        Summed per position over the sizes, then per text, in float64: the order differs from a
+        per-size sum, the value does not, because float16 weights (the shipped artifacts) add up
+        exactly in float64 (each is a multiple of 2**-24 below 2**16, and a text has fewer than
+        2**13 n-grams)."""
         grams = _LAST.of(texts)
-        sums = np.bincount(grams.documents, weights=self.coef[grams.features], minlength=len(texts))
+        table = self._table
+        sums = np.zeros(len(texts))
+        filled = np.flatnonzero(grams.lengths > 0)
+        first = grams.starts[filled]
+        total = grams.features.shape[1]
+        # steps of whole texts, about CHUNK_BYTES positions each
+        cuts = sorted({*np.searchsorted(first, np.arange(0, total, CHUNK_BYTES)).tolist(), 0, len(filled)})
+        for lo, hi in itertools.pairwise(cuts):
+            a = int(first[lo])
+            b = int(first[hi]) if hi < len(filled) else total
+            weights = table[grams.features[0, a:b]].astype(np.float64)
+            gathered = np.empty(b - a, dtype=table.dtype)
+            for row in grams.features[1:]:
+                np.take(table, row[a:b], out=gathered)
+                weights += gathered
+            sums[filled[lo:hi]] = np.add.reduceat(weights, first[lo:hi] - a)
         return np.asarray(sums * grams.scale + self.intercept)
 
     def probabilities(self, texts: list[str]) -> np.ndarray:
