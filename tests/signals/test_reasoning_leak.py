@@ -1,7 +1,12 @@
 from __future__ import annotations
 
-import pytest
+import re
 
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from distillguard.signals import reasoning_leak
 from distillguard.signals.reasoning_leak import ReasoningLeak, answer_text, echo_share
 
 SIGNAL = ReasoningLeak()
@@ -98,3 +103,36 @@ def test_abstains_without_a_response(call_of) -> None:
 def test_unknown_mode_fails_loudly() -> None:
     with pytest.raises(ValueError, match="known: rules\\+model, rules"):
         ReasoningLeak(mode="keywords")
+
+
+# characters where a cheaper reading of words could part from `re`'s: non-ASCII word characters
+# (é, 思, ², the Kelvin sign that lower-cases to "k", İ that lower-cases to two characters),
+# non-ASCII separators (…, ×, –, ’), "_", digits, ASCII whitespace and punctuation, a lone surrogate
+_TRICKY = "aZ09_ \t\n.,'<>#éÉ思²\u212a\u0130…×–’\ud800"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=_TRICKY, max_size=60))
+def test_words_are_the_words_re_finds(text: str) -> None:
+    expected = [w.encode("utf-8", "surrogatepass") for w in re.findall(r"\w+", text.lower())]
+    assert reasoning_leak._words(text) == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.sampled_from(["the", "sum", "is", "72", "Clips", "café", "×", "…", "x_1"]), max_size=80),
+    st.data(),
+)
+def test_echo_share_equals_the_set_definition(words: list[str], data: st.DataObject) -> None:
+    answer = " ".join(words)
+    reasoning = " ".join(data.draw(st.permutations(words))) + " " + answer[: len(answer) // 2]
+
+    def shingles(text: str) -> set[tuple[str, ...]]:
+        found = re.findall(r"\w+", text.lower())
+        return {tuple(found[i : i + 4]) for i in range(len(found) - 3)}
+
+    mine = shingles(answer)
+    expected = (
+        len(mine & shingles(reasoning)) / len(mine) if len(mine) >= reasoning_leak.ECHO_MIN_WORDS else 0.0
+    )
+    assert echo_share(answer, reasoning) == expected

@@ -14,7 +14,7 @@ No rule keys on words a simulator writes into its traces: the cues come from rea
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from distillguard.events.call_view import CallView
@@ -58,18 +58,36 @@ def answer_text(text: str) -> str:
     return text.strip()
 
 
-def _shingles(text: str, size: int = 4) -> set[tuple[str, ...]]:
-    words = _WORD.findall(text.lower())
-    # the runs of `size` consecutive words, built by zip in C rather than by slicing in Python
-    return set(zip(*(words[i:] for i in range(size)), strict=False))
+# bytes.translate table: ASCII letters lower-cased, digits and "_" kept, every other byte a space
+_WORD_BYTES = bytes(
+    c if chr(c).isascii() and (chr(c).isalnum() or c == ord("_")) else 32 for c in range(256)
+).lower()
+_NON_ASCII = re.compile(r"[^\x00-\x7f]+")
+
+
+def _words(text: str) -> list[bytes]:
+    """`_WORD.findall(text.lower())`, each word UTF-8 encoded. When no non-ASCII character of the
+    text is (lower-cased) a word character (`re` reads \\w as str.isalnum() or "_"), the words are
+    the runs of ASCII word characters: one bytes.translate and split, ~3x cheaper than the regex."""
+    if not text.isascii() and any(
+        ch.isalnum() or ch == "_" for run in _NON_ASCII.findall(text) for ch in run.lower()
+    ):
+        return [w.encode("utf-8", "surrogatepass") for w in _WORD.findall(text.lower())]
+    return text.encode("utf-8", "surrogatepass").translate(_WORD_BYTES).split()
+
+
+def _runs(words: list[bytes], size: int = 4) -> Iterator[tuple[bytes, ...]]:
+    """The runs of `size` consecutive words (zip builds them in C, no slicing per run)."""
+    return zip(*(words[i:] for i in range(size)), strict=False)
 
 
 def echo_share(answer: str, reasoning: str) -> float:
     """Share of the answer's word 4-grams that also occur in the reasoning (0 for short answers)."""
-    mine = _shingles(head_and_tail(answer))
+    mine = set(_runs(_words(head_and_tail(answer))))
     if len(mine) < ECHO_MIN_WORDS:
         return 0.0
-    return len(mine & _shingles(head_and_tail(reasoning))) / len(mine)
+    # the reasoning's 4-grams are only looked up, never kept in a set of their own
+    return len(mine.intersection(_runs(_words(head_and_tail(reasoning))))) / len(mine)
 
 
 class ReasoningLeak(Signal):
