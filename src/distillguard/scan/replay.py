@@ -361,6 +361,7 @@ class CallStage:
         self._vectors.clear()
         # pass 2 builds a few hundred thousand small objects that live until the worker ends:
         # the cyclic collector would rescan them all again and again while they are made
+        enabled = gc.isenabled()  # a caller may have turned it off already (the scan's workers)
         gc.disable()
         try:
             if self._buckets == 1:
@@ -378,7 +379,8 @@ class CallStage:
             self._writers = {}
             return out
         finally:
-            gc.enable()
+            if enabled:
+                gc.enable()
 
     def _spill_path(self, bucket: int) -> Path:
         if self._spill_dir is None:  # __init__ refuses buckets without a folder
