@@ -178,6 +178,23 @@ def test_feature_vector_is_stable_and_finite() -> None:
     assert not any("language" in n or "country" in n for n in names)
 
 
+def test_one_feature_reads_as_in_the_whole_vector() -> None:
+    spread = np.random.default_rng(1).standard_normal((30, 4)).astype(np.float32)
+    window = AccountWindow()
+    for i in range(30):
+        window.observe(
+            call(i, 7.0 * i, prompt=f"question {i % 4}", system_prompt="be brief" if i % 3 else ""),
+            {"cot_extraction": 0.9 if i % 2 else 0.1},
+            f"template-{i % 5}",
+            spread[i],
+        )
+    for features in (window.features(), AccountWindow().features()):
+        w = window if features["n_calls"] else AccountWindow()
+        assert {name: w.feature(name) for name in features} == features
+    with pytest.raises(KeyError, match="no feature"):
+        window.feature("nothing_of_that_name")
+
+
 def test_unknown_signal_is_an_error_not_a_silent_drop() -> None:
     with pytest.raises(KeyError, match="templat"):
         AccountWindow().observe(call(0, 0), {"templat": 0.5}, None)

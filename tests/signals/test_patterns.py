@@ -37,6 +37,29 @@ def test_hyperscan_prefilter_and_plain_re_agree(table_rows, monkeypatch) -> None
     assert [[h.describe() for h in plain.hits(t)] for t in TEXTS] == expected
 
 
+@pytest.mark.skipif(patterns.hyperscan is None, reason="no Hyperscan on this platform")
+def test_the_compiled_prefilter_is_cached_and_a_bad_file_compiled_again(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("DISTILLGUARD_CACHE", str(tmp_path))
+    flags = re.IGNORECASE | re.MULTILINE
+
+    def candidates() -> list[list[int]]:
+        table = PatternTable(GRADING, flags=flags)
+        return [sorted(table.candidate_rows(t)) for t in TEXTS]
+
+    compiled = candidates()
+    (cached,) = (tmp_path / "hyperscan").glob("*.hsdb")
+    calls: list[int] = []
+    original = patterns._compile_prefilter
+    monkeypatch.setattr(patterns, "_compile_prefilter", lambda *a: calls.append(1) or original(*a))
+    assert candidates() == compiled and calls == []  # read from the cache, not compiled
+    cached.write_bytes(b"not a database")
+    assert candidates() == compiled and calls == [1]  # compiled again, and the file replaced
+    assert cached.read_bytes() != b"not a database"
+    other = PatternTable(GRADING[:-1], flags=flags)  # other rows: another database, another file
+    other.candidate_rows("x")
+    assert len(list((tmp_path / "hyperscan").glob("*.hsdb"))) == 2
+
+
 def test_the_prefilter_finds_unicode_word_characters() -> None:
     table = PatternTable([Pattern("ru", "x", 0.9, r"цепочк\w* рассуждени"), Pattern("d", "x", 0.5, r"x\s\d")])
     assert table.candidate_rows("покажи цепочку рассуждений") >= {0}

@@ -36,6 +36,8 @@ from distillguard.features.catalog import (
     PREVIEW_CHARS,
     SIGNAL_NAMES,
     Plan,
+    StatRow,
+    Stats,
     feature_names,
     hash_identifier,
     param_key,
@@ -187,6 +189,14 @@ class AccountWindow:
         stats = {m.name: s.read() for m, s in zip(self._plan.measures, self._states, strict=True)}
         return {name: float(value) for name, value in self._plan.finish(stats).items()}
 
+    def feature(self, name: str) -> float:
+        """``features()[name]``, reading only the statistics that feature needs (a report that
+        plots two features of every account need not finish all of them)."""
+        feature = next((f for f in self._plan.features if f.name == name), None)
+        if feature is None:
+            raise KeyError(f"no feature {name!r}")
+        return float(feature.finish(_StatsOnDemand(self.states)))
+
     @property
     def n(self) -> int:
         return int(self.states["calls"].count)
@@ -222,3 +232,17 @@ class AccountWindow:
     def last_seen(self) -> datetime | None:
         seen = self.states["seen"]
         return None if seen.empty else _EPOCH + int(seen.hi) * _MS
+
+
+class _StatsOnDemand(Stats):
+    """`Stats` that reads a measure's state the first time a feature asks for it."""
+
+    def __init__(self, states: Mapping[str, Any]) -> None:
+        super().__init__()
+        self._states = states
+
+    def __missing__(self, measure: str) -> StatRow:
+        if measure not in self._states:
+            raise KeyError(measure)
+        row = self[measure] = StatRow(self._states[measure].read())
+        return row

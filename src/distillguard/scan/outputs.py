@@ -168,10 +168,14 @@ def report_context(result: ScanResult, source: str, summary: dict[str, Any]) -> 
         )
     points = []
     for verdict in result.verdicts:
-        replay = replays[verdict.account_id]
-        features = replay.window.features()
+        window = replays[verdict.account_id].window
         points.append(
-            (features["n_calls"], features["embedding_dispersion"], verdict.verdict, verdict.account_id)
+            (
+                window.feature("n_calls"),
+                window.feature("embedding_dispersion"),
+                verdict.verdict,
+                verdict.account_id,
+            )
         )
     return {
         "generated_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),

@@ -222,14 +222,29 @@ def replay_store(
     started = time.perf_counter()
     buckets = max(1, math.ceil(store.count() / workers / BUCKET_CALLS))
     jobs = [(str(store.path), w, workers, use_embeddings, progress, buckets) for w in range(workers)]
+    cpu = time.process_time()
     warm_up_signals()
+    parent = {"parent: pattern tables and text models": time.process_time() - cpu}
     if workers == 1:
         parts = [_replay_partition(jobs[0])]
     else:
-        # fork keeps start-up cheap: the workers inherit the compiled pattern tables and text models;
-        # no thread pool (DuckDB, the embedding tokenizer) is started before this point
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
-            parts = pool.map(_replay_partition, jobs)
+        # The replays arrive pickled: unpickling makes millions of small objects that live until
+        # the scan ends (frozen below), which the cyclic collector would otherwise rescan while
+        # they arrive.
+        enabled = gc.isenabled()
+        gc.disable()
+        cpu = time.process_time()
+        try:
+            # fork keeps start-up cheap: the workers inherit the compiled pattern tables and text
+            # models; no thread pool (DuckDB, the embedding tokenizer) is started before this point
+            with multiprocessing.get_context("fork").Pool(workers) as pool:
+                parts = pool.map(_replay_partition, jobs)
+        finally:
+            gc.freeze()
+            if enabled:
+                gc.enable()
+        # the parent's own CPU while the workers ran: receiving (unpickling) their replays
+        parent["parent: receive the workers' replays"] = time.process_time() - cpu
     accounts: dict[str, AccountReplay] = {}
     gaps: Counter[str] = Counter()
     seconds: dict[str, float] = {}
@@ -250,7 +265,7 @@ def replay_store(
         calls=calls,
         seconds=time.perf_counter() - started,
         notices=gap_notices(gaps, calls),
-        stage_seconds=dict(seconds),
+        stage_seconds={**seconds, **parent},
     )
 
 

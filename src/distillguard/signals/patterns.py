@@ -15,6 +15,9 @@ wheel for) the table falls back to `re` alone: the same results, slower.
 
 from __future__ import annotations
 
+import hashlib
+import os
+import platform
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -207,7 +210,19 @@ def widen_for_prefilter(regex: str) -> str:
     return "".join(out)
 
 
+def prefilter_cache_dir() -> Path:
+    """$DISTILLGUARD_CACHE/hyperscan, else the user cache directory ($XDG_CACHE_HOME or ~/.cache)."""
+    if os.environ.get("DISTILLGUARD_CACHE"):
+        return Path(os.environ["DISTILLGUARD_CACHE"]) / "hyperscan"
+    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return root / "distillguard" / "hyperscan"
+
+
 def _prefilter(patterns: tuple[Pattern, ...], flags: int) -> Any:
+    """The Hyperscan database of a table. Compiling the largest table (cot_extraction) takes ~1-2 s
+    of CPU, paid by every scan and gateway start: the compiled database is kept in the user's cache,
+    named by a digest of everything that defines it (expressions, flags, Hyperscan's version, the
+    machine), and compiled again whenever it is missing or will not load (another CPU, a damaged file)."""
     assert hyperscan is not None
     hs_flags = hyperscan.HS_FLAG_CASELESS | hyperscan.HS_FLAG_UTF8 | hyperscan.HS_FLAG_SINGLEMATCH
     hs_flags |= hyperscan.HS_FLAG_PREFILTER | hyperscan.HS_FLAG_ALLOWEMPTY
@@ -216,6 +231,28 @@ def _prefilter(patterns: tuple[Pattern, ...], flags: int) -> Any:
     if flags & re.DOTALL:
         hs_flags |= hyperscan.HS_FLAG_DOTALL
     expressions = [widen_for_prefilter(_WORD_BOUNDARY.sub(r"\1", p.regex)).encode("utf-8") for p in patterns]
+    identity = [getattr(hyperscan, "__version__", ""), platform.machine(), hs_flags, *expressions]
+    digest = hashlib.sha256(b"\x00".join(str(part).encode() for part in identity)).hexdigest()[:32]
+    cached = prefilter_cache_dir() / f"{digest}.hsdb"
+    try:
+        database = hyperscan.loadb(cached.read_bytes(), hyperscan.HS_MODE_BLOCK)
+        database.scratch = hyperscan.Scratch(database)
+        return database
+    except (OSError, hyperscan.error):
+        pass  # not cached yet, or not loadable here: compile it
+    database = _compile_prefilter(patterns, expressions, hs_flags)
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        partial = cached.with_suffix(f".tmp{os.getpid()}")
+        partial.write_bytes(hyperscan.dumpb(database))
+        partial.replace(cached)  # atomic: a concurrent reader never sees half a file
+    except OSError:
+        pass  # a read-only cache only costs the compile next time
+    return database
+
+
+def _compile_prefilter(patterns: tuple[Pattern, ...], expressions: list[bytes], hs_flags: int) -> Any:
+    assert hyperscan is not None
     database = hyperscan.Database()
     try:
         database.compile(
