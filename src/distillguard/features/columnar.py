@@ -131,7 +131,9 @@ def _first_values(batch: Table, keys: pa.Array, value: Any) -> pa.Array:
     account = _numpy(pc.dictionary_encode(_combined(batch.column(ACCOUNT))).indices, np.int64)
     key_codes = _numpy(pc.dictionary_encode(keys).indices.fill_null(-1), np.int64)
     first = np.flatnonzero(valid & (rank_in_run(account, key_codes) == 0))
-    found = value.column(Columns(batch.take(pa.array(first)))).to_pylist() if len(first) else []
+    # only the columns the value reads are taken (the batch also holds wide text it does not read)
+    reads = batch.select(sorted(value.columns()))
+    found = value.column(Columns(reads.take(pa.array(first)))).to_pylist() if len(first) else []
     values: list[Any] = [None] * len(batch)
     for row, text in zip(first.tolist(), found, strict=True):
         values[row] = text

@@ -67,8 +67,11 @@ def _cut_outside_fences(text: str) -> str:
 
 
 # Pure in the text, and templated traffic repeats system prompts and whole prompts: a bounded
-# memo spares the regexes on repeats (the scan and the gateway both see them).
-@lru_cache(maxsize=4096)
+# memo spares the regexes on repeats (the scan and the gateway both see them). The scan asks twice
+# for the prompts of an account's new templates (fingerprint, then `catalog.template_frame`), a
+# batch of 8,192 calls apart: 4,096 entries kept almost none of those repeats, 16,384 no more,
+# 32,768 (a few tens of MB) cut the scan's measure columns by ~15% on the default preset.
+@lru_cache(maxsize=1 << 15)
 def skeleton(text: str) -> tuple[str, int]:
     """The fixed frame of `text` and the number of characters removed as variable parts."""
     original = len(text)
