@@ -136,3 +136,15 @@ def test_echo_share_equals_the_set_definition(words: list[str], data: st.DataObj
         len(mine & shingles(reasoning)) / len(mine) if len(mine) >= reasoning_leak.ECHO_MIN_WORDS else 0.0
     )
     assert echo_share(answer, reasoning) == expected
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(["So the answer is ", "(D)", "x", ".", " ", "\n", "\t", "\u2003", "So", "answer"]),
+        max_size=14,
+    )
+)
+def test_the_flan_suffix_is_dropped_as_the_regex_drops_it(pieces: list[str]) -> None:
+    text = "".join(pieces)
+    assert reasoning_leak._drop_flan_suffix(text) == reasoning_leak._FLAN_SUFFIX.sub("", text)

@@ -54,8 +54,21 @@ def answer_text(text: str) -> str:
     if "####" in text:
         text = _GSM8K_FINAL.sub("", text)
     if "So the answer is " in text:
-        text = _FLAN_SUFFIX.sub("", text)
+        text = _drop_flan_suffix(text)
     return text.strip()
+
+
+def _drop_flan_suffix(text: str) -> str:
+    """`_FLAN_SUFFIX.sub("", text)`, searching only where a match can start. A match ends with the
+    text's last non-space character, a ".", and its "So the answer is" sits on that character's
+    line ([^\\n]), after nothing but spaces: so it starts in the spaces before that line or on it.
+    (A search from the start tries, at every position, the pattern's leading \\s*.)"""
+    end = len(text.rstrip())  # re's \s is str.isspace, as rstrip's
+    if not end or text[end - 1] != ".":
+        return text
+    line = text.rfind("\n", 0, end) + 1
+    match = _FLAN_SUFFIX.search(text, len(text[:line].rstrip()))
+    return text if match is None else text[: match.start()] + text[match.end() :]
 
 
 # bytes.translate table: ASCII letters lower-cased, digits and "_" kept, every other byte a space
