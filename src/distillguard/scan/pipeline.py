@@ -39,6 +39,11 @@ from distillguard.scoring.scorer import AccountScorer
 from distillguard.signals import registry
 
 BATCH_ROWS = 8192
+# batches between two collections of the young objects in a worker (the cyclic collector is off
+# while it reads): most of what a batch leaves alive (results in the signals' memos) is freed by
+# reference counting within a few batches, and a collection only ever finds a few cycles; after
+# every batch, collections cost ~2 us per call on the default preset
+COLLECT_EVERY = 64
 # calls a worker groups by account at once; beyond this it spills its narrow rows (~300 bytes a
 # call) to buckets of accounts on disk and takes them one bucket at a time
 BUCKET_CALLS = 1_500_000
@@ -165,8 +170,8 @@ def _replay_partition(
     # The signals' memos keep hundreds of thousands of small objects alive across batches, and the
     # cyclic collector, left to run on its own, rescans them again and again (~13% of pass 1's CPU,
     # measured on two days of the default preset). Instead: what the worker inherited (modules,
-    # compiled tables, models) is frozen out of its sight, each batch's young objects are collected
-    # once after the batch, and what is left at the end (the replays) is frozen too, so no full
+    # compiled tables, models) is frozen out of its sight, the young objects are collected every
+    # COLLECT_EVERY batches, and what is left at the end (the replays) is frozen too, so no full
     # collection runs in the worker. Pass 1 makes almost no reference cycles (a few dozen per store).
     enabled = gc.isenabled()
     gc.disable()
@@ -199,6 +204,7 @@ def _read_partition(
         leave=False,
     )
     gaps: Counter[str] = Counter()
+    batches = 0
     # one day at a time: DuckDB sorts a day's calls, not the whole store (wide text columns make a
     # full sort memory-hungry); days are partitions, so concatenating them keeps time order
     for day in store.days():
@@ -210,7 +216,9 @@ def _read_partition(
             stage.observe_batch(batch)
             gaps.update(input_gaps(batch))
             bar.update(len(batch))
-            gc.collect(1)  # the cyclic garbage of this batch (see _replay_partition)
+            batches += 1
+            if batches % COLLECT_EVERY == 0:
+                gc.collect(1)  # the cyclic garbage of the last batches (see _replay_partition)
     bar.close()
     return gaps
 
