@@ -76,6 +76,8 @@ def test_the_prefilter_finds_unicode_word_characters() -> None:
         (r"[]\d]", r"[]\d\x{80}-\x{10ffff}]"),
         (r"\\w", r"\\w"),  # an escaped backslash, then a literal w
         (r"\.", r"\."),
+        (r"a[^.\n]{0,40}b{2,3}", r"a[^.\n]{0,}b{2,3}"),  # a large bound dropped, a small one kept
+        (r"[{0,40}]\{0,40}", r"[{0,40}]\{0,40}"),  # in a class, or escaped: literal characters
     ],
 )
 def test_widen_for_prefilter(regex: str, widened: str) -> None:

@@ -3,7 +3,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from distillguard.events.call_view import CallView, request_parts
+from distillguard.signals import template
 from distillguard.signals.template import Template, skeleton
 
 SIGNAL = Template()
@@ -71,3 +75,9 @@ def test_real_templates_collapse_and_real_openers_do_not(shared_data: Path) -> N
     fingerprints = {SIGNAL.fingerprint(c) for c in opener_views}
     # identical texts ("hi", "hello") legitimately share one; everything else should stay apart
     assert len(fingerprints) >= 0.95 * distinct_texts
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=" \t\f\v\nab\u00a0\u3000", max_size=40))
+def test_blanks_collapse_as_the_regex_does(text: str) -> None:
+    assert template.collapse_blanks(text) == template._BLANKS.sub(" ", text)

@@ -177,8 +177,17 @@ _WIDER = {"\\w": "\\S", "\\s": rf"(?:\s|[{_NON_ASCII}])", "\\d": rf"(?:\d|[{_NON
 _WIDER_IN_CLASS = {"\\w": "\\S", "\\s": rf"\s{_NON_ASCII}", "\\d": rf"\d{_NON_ASCII}"}
 
 
+# A bounded repeat with a large upper bound (`[^.?!\n]{0,40}` after a common verb) makes Hyperscan
+# count every start it has seen: one such row made cot_extraction's database ~4x slower to scan
+# (6.6 -> 1.7 us per prompt of the default preset) and to compile. The prefilter drops the upper
+# bound (`{0,}`): it matches a superset, and `re` decides as before.
+UNBOUNDED_FROM = 20
+_BOUNDED_REPEAT = re.compile(r"\{(\d+),(\d+)\}")
+
+
 def widen_for_prefilter(regex: str) -> str:
-    """The regex with \\w, \\s and \\d widened for Hyperscan's ASCII reading (see above).
+    """The regex with \\w, \\s and \\d widened for Hyperscan's ASCII reading (see above), and
+    bounded repeats of UNBOUNDED_FROM or more made unbounded.
 
     In a negated class (`[^\\s]`) they stay: the ASCII reading already excludes fewer characters.
     """
@@ -187,6 +196,12 @@ def widen_for_prefilter(regex: str) -> str:
     i = 0
     while i < len(regex):
         c = regex[i]
+        if c == "{" and not in_class:
+            repeat = _BOUNDED_REPEAT.match(regex, i)
+            if repeat is not None and int(repeat.group(2)) >= UNBOUNDED_FROM:
+                out.append(f"{{{repeat.group(1)},}}")
+                i = repeat.end()
+                continue
         if c == "\\":
             escape = regex[i : i + 2]
             if not in_class:

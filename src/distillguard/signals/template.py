@@ -66,6 +66,17 @@ def _cut_outside_fences(text: str) -> str:
     return head + close + "\n…\n" + reopen + tail
 
 
+def collapse_blanks(text: str) -> str:
+    """`_BLANKS.sub(" ", text)`: each run of spaces, tabs, form and vertical feeds as one space.
+    With str.replace, ~10x faster than the regex, which stops at every single space between words."""
+    for blank in "\t\f\v":
+        if blank in text:
+            text = text.replace(blank, " ")
+    while "  " in text:
+        text = text.replace("  ", " ")
+    return text
+
+
 # Pure in the text, and templated traffic repeats system prompts and whole prompts: a bounded
 # memo spares the regexes on repeats (the scan and the gateway both see them). The scan asks twice
 # for the prompts of an account's new templates (fingerprint, then `catalog.template_frame`), a
@@ -78,7 +89,7 @@ def skeleton(text: str) -> tuple[str, int]:
     text = _VARIABLE_SPANS.sub(" \x01 ", _cut_outside_fences(text))
     text = _NUMBER.sub("\x01", _INSERTED_NAME.sub("\x01", text))
     # whitespace and case once for the whole text, not per line
-    text = _BLANKS.sub(" ", text).lower()
+    text = collapse_blanks(text).lower()
     kept: list[str] = []
     in_slot = False
     for raw in text.splitlines():
