@@ -270,18 +270,25 @@ class CallStore:
         )
 
     def connect(
-        self, connection: duckdb.DuckDBPyConnection | None = None, *, memory_limit: str | None = "2GB"
+        self,
+        connection: duckdb.DuckDBPyConnection | None = None,
+        *,
+        memory_limit: str | None = "2GB",
+        threads: int | None = None,
     ) -> duckdb.DuckDBPyConnection:
         """A DuckDB connection with a view named `calls` over the whole store.
 
         A new connection gets `memory_limit` (None: DuckDB's default of most of the RAM) and a
-        spill directory, so sorts and joins over months of calls go to disk instead of failing.
+        spill directory, so sorts and joins over months of calls go to disk instead of failing;
+        `threads` (None: one per core) bounds its threads.
         """
         con = connection
         if con is None:
             con = duckdb.connect()
             if memory_limit:
                 con.execute(f"SET memory_limit = '{memory_limit}'")
+            if threads is not None:
+                con.execute(f"SET threads = {int(threads)}")
             # One spill folder per connection (DuckDB creates it on the first spill and removes it
             # on close); scan workers in parallel processes must not share temp files.
             spill = Path(tempfile.gettempdir()) / f"distillguard-duckdb-{uuid.uuid4().hex}"
@@ -305,11 +312,13 @@ class CallStore:
         batch_size: int = 65_536,
         order_by: str | Sequence[str] | None = None,
         where: str | None = None,
+        threads: int | None = None,
     ) -> Iterator[pa.RecordBatch]:
         """Stream the store as record batches of at most `batch_size` rows.
 
         Without `order_by` (or `where`) pyarrow scans the files directly (fastest); with them
-        DuckDB sorts or filters out of core and streams the result. `where` is a SQL condition.
+        DuckDB sorts or filters out of core and streams the result. `where` is a SQL condition;
+        `threads` bounds DuckDB's threads (a process that is one of several workers wants 1).
         """
         if order_by is None and where is None:
             # Read-ahead is kept small: each batch of a wide scan holds the prompt, answer and raw
@@ -325,7 +334,7 @@ class CallStore:
                 if len(batch):
                     yield batch
             return
-        con = self.connect()
+        con = self.connect(threads=threads)
         select = ", ".join(f'"{c}"' for c in columns) if columns else "*"
         sql = f"SELECT {select} FROM calls"
         if where:

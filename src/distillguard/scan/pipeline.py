@@ -210,7 +210,13 @@ def _read_partition(
     for day in store.days():
         where = f"{PARTITION} = '{day}'{partition}"
         for batch in store.iter_batches(
-            columns=columns, batch_size=BATCH_ROWS, order_by="ts, event_id", where=where
+            # one DuckDB thread per worker: the workers already use the cores, and DuckDB's own
+            # threads only add coordination (~15% of the reading CPU, measured on the default preset)
+            columns=columns,
+            batch_size=BATCH_ROWS,
+            order_by="ts, event_id",
+            where=where,
+            threads=1,
         ):
             stage.start_clock()
             stage.observe_batch(batch)
