@@ -46,3 +46,24 @@ def test_model_learns_separates_explains_and_round_trips(tmp_path: Path) -> None
     again = RiskModel.load(tmp_path)
     assert again.feature_names == names and again.thresholds.distiller == 0.5
     assert np.allclose(again.predict(np.array([[0.95, 0.5]])), probabilities[:1])
+
+
+def test_small_inputs_predict_on_one_thread_with_the_same_values() -> None:
+    from distillguard.scoring import risk_model
+
+    rng = np.random.default_rng(3)
+    x = rng.random((400, 4))
+    booster = train_risk_model(x, (x[:, 0] + x[:, 1] > 1.0).astype(int).tolist(), ["a", "b", "c", "d"])
+    calls: list[dict[str, object]] = []
+
+    class Recording:
+        def predict(self, rows, **params):
+            calls.append({k: v for k, v in params.items() if k == "num_threads"})
+            return booster.predict(rows, **params)
+
+    model = RiskModel(Recording(), ["a", "b", "c", "d"], None, {})  # type: ignore[arg-type]
+    assert np.array_equal(model.predict(x[:1]), booster.predict(x[:1]))  # all threads
+    assert np.array_equal(model.predict(x), booster.predict(x))
+    large = np.repeat(x, risk_model.ONE_THREAD_BELOW // len(x) + 1, axis=0)
+    assert np.array_equal(model.predict(large), booster.predict(large))
+    assert calls == [{"num_threads": 1}, {"num_threads": 1}, {}]
