@@ -105,8 +105,9 @@ def test_packed_grams_score_exactly_as_the_per_size_hashes(monkeypatch) -> None:
     model = load_classifier("reasoning_leak")
     rng = np.random.default_rng(7)
     alphabet = list("ab c思é\n<>#")
-    for chunk in (16, 1000, text_model.CHUNK_BYTES):
+    for chunk, short in ((16, 8), (1000, 8), (1000, 4096), (text_model.CHUNK_BYTES, 4096)):
         monkeypatch.setattr(text_model, "CHUNK_BYTES", chunk)
+        monkeypatch.setattr(text_model, "SHORT_STEP", short)  # every size mixed at once, or each alone
         for _ in range(40):
             lengths = rng.choice([0, 1, 2, 3, 6, 7, 8, 50, 700], size=int(rng.integers(1, 12)))
             texts = ["".join(rng.choice(alphabet, size=int(n))) for n in lengths]

@@ -100,6 +100,7 @@ def feature_matrix(texts: list[str]) -> Any:
 # default-preset batch (2.8 MB of text): 64 MiB-sized passes over the whole batch took ~75 ms to
 # hash and ~60 ms to score, these ~14 ms and ~12 ms.
 CHUNK_BYTES = 1 << 15
+SHORT_STEP = 1 << 12
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +122,8 @@ class PackedGrams:
 
 def pack_grams(texts: list[str]) -> PackedGrams:
     """`hash_grams` as `PackedGrams`: the same FNV-1a hashes, computed a cache-sized chunk of
-    positions at a time with in-place NumPy operations and no per-size filtering."""
+    positions at a time with in-place NumPy operations and no per-size filtering (few NumPy calls
+    per chunk: a single prompt, the gateway's case, costs no more than a batch's share)."""
     n_features = int(HASHING["n_features"])
     sizes = tuple(HASHING["sizes"])
     longest = max(sizes)
@@ -136,27 +138,43 @@ def pack_grams(texts: list[str]) -> PackedGrams:
     features = np.empty((len(sizes), total), dtype=np.uint32)
     rolling = np.empty(chunk, dtype=np.uint32)
     mixed = np.empty(chunk, dtype=np.uint32)
-    shifted = np.empty(chunk, dtype=np.uint32)
+    shifted = np.empty((len(sizes), chunk), dtype=np.uint32)
     mask, fifteen = np.uint32(n_features - 1), np.uint32(15)
     row_of = {k: s for s, k in enumerate(sizes)}
     for a in range(0, total, chunk):
         m = min(chunk, total - a)
-        r, mx, sh = rolling[:m], mixed[:m], shifted[:m]
+        r, block, sh = rolling[:m], features[:, a : a + m], shifted[:, :m]
+        # a short step (one prompt) mixes every size at once: fewer NumPy calls; a long one mixes
+        # each size from the rolling hash as it passes (no copy)
+        together = m < SHORT_STEP
         r.fill(_FNV_OFFSET)
         for k in range(1, longest + 1):
             np.bitwise_xor(r, buffer[a + k - 1 : a + k - 1 + m], out=r)
             np.multiply(r, _FNV_PRIME, out=r)
             if k in row_of:
+                if together:
+                    block[row_of[k]] = r
+                    continue
+                mx = mixed[:m]
                 np.multiply(r, _MIX, out=mx)
-                np.right_shift(mx, fifteen, out=sh)
-                np.bitwise_xor(mx, sh, out=mx)
-                np.bitwise_and(mx, mask, out=features[row_of[k], a : a + m])
-    counts = np.zeros(len(texts), dtype=np.int64)
-    for s, k in enumerate(sizes):
-        counts += np.maximum(lengths - k + 1, 0)
-        # the last k-1 positions of each text start no n-gram of size k
-        tail = ends[:, None] - np.arange(1, k)[None, :]
-        features[s, tail[tail >= starts[:, None]]] = n_features
+                np.right_shift(mx, fifteen, out=sh[0])
+                np.bitwise_xor(mx, sh[0], out=mx)
+                np.bitwise_and(mx, mask, out=block[row_of[k]])
+        if together:
+            np.multiply(block, _MIX, out=block)
+            np.right_shift(block, fifteen, out=sh)
+            np.bitwise_xor(block, sh, out=block)
+            np.bitwise_and(block, mask, out=block)
+    size_column = np.asarray(sizes, dtype=np.int64)[:, None]
+    counts = np.maximum(lengths[None, :] - size_column + 1, 0).sum(axis=0)
+    # the last k-1 positions of each text start no n-gram of size k
+    back = np.arange(1, longest)
+    position = ends[:, None] - back[None, :]  # text x positions back from its end
+    outside = (position[None, :, :] >= starts[None, :, None]) & (
+        back[None, None, :] < size_column[:, :, None]
+    )
+    size, text, step = np.nonzero(outside)
+    features[size, position[text, step]] = n_features
     return PackedGrams(features=features, starts=starts, lengths=lengths, counts=counts)
 
 
@@ -212,6 +230,11 @@ class TextClassifier:
         filled = np.flatnonzero(grams.lengths > 0)
         first = grams.starts[filled]
         total = grams.features.shape[1]
+        if total <= CHUNK_BYTES:  # one step (a single prompt): the fewest NumPy calls
+            if len(filled):
+                per_position = table[grams.features].sum(axis=0, dtype=np.float64)
+                sums[filled] = np.add.reduceat(per_position, first)
+            return np.asarray(sums * grams.scale + self.intercept)
         # steps of whole texts, about CHUNK_BYTES positions each
         cuts = sorted({*np.searchsorted(first, np.arange(0, total, CHUNK_BYTES)).tolist(), 0, len(filled)})
         for lo, hi in itertools.pairwise(cuts):
