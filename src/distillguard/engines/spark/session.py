@@ -1,0 +1,88 @@
+"""Starting (or joining) a Spark session for DistillGuard's jobs, with the settings that keep the
+Spark engine's results equal to the embedded engine's."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+# rows per Arrow batch handed to mapInArrow: the embedded engine's batch size
+ARROW_BATCH_ROWS = 8192
+LOCAL_SCHEMES = ("", "file")
+
+
+class SparkUnavailable(RuntimeError):
+    """PySpark or a Java runtime is missing: the message names what to install."""
+
+
+def require_spark() -> None:
+    """Fail with what to install when PySpark or Java is missing (before any Spark start-up)."""
+    try:
+        import pyspark  # noqa: F401
+    except ImportError as error:
+        raise SparkUnavailable("the Spark engine needs PySpark: pip install 'distillguard[spark]'") from error
+    java_home = os.environ.get("JAVA_HOME")
+    java = Path(java_home) / "bin" / "java" if java_home else shutil.which("java")
+    if not java or not Path(java).exists():
+        raise SparkUnavailable(
+            "the Spark engine needs a Java 17+ runtime (Debian: apt-get install openjdk-17-jre-headless; "
+            "or set JAVA_HOME)"
+        )
+
+
+def is_local(path: str) -> bool:
+    """A path on this machine's file system (no scheme, or file://), as opposed to s3a://, hdfs://..."""
+    scheme = urlparse(path).scheme
+    # a Windows drive letter parses as a one-letter scheme
+    return scheme in LOCAL_SCHEMES or len(scheme) == 1
+
+
+def local_path(path: str) -> Path:
+    return Path(urlparse(path).path) if path.startswith("file:") else Path(path)
+
+
+def session(
+    master: str | None = None,
+    *,
+    app: str = "distillguard",
+    partitions: int | None = None,
+    quiet: bool = False,
+    conf: dict[str, str] | None = None,
+) -> SparkSession:
+    """A Spark session: the active one when run under `spark-submit` (its master and settings win),
+    otherwise a new one on ``master`` (default ``local[2]``)."""
+    require_spark()
+    from pyspark.sql import SparkSession
+
+    # Python workers run this interpreter (with this install of distillguard) unless the cluster
+    # names another; PySpark reads the variable, not a setting, when it starts them
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    active = SparkSession.getActiveSession()
+    settings: dict[str, Any] = {
+        # timestamps reach the Python workers as UTC instants, as the store holds them
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.execution.arrow.maxRecordsPerBatch": str(ARROW_BATCH_ROWS),
+        "spark.ui.showConsoleProgress": "false" if quiet else "true",
+    }
+    if partitions:
+        settings["spark.sql.shuffle.partitions"] = str(partitions)
+    settings.update(conf or {})
+    if active is not None:
+        for key, value in settings.items():
+            if key.startswith("spark.sql."):  # runtime settings; the rest belong to the submitter
+                active.conf.set(key, value)
+        return active
+    builder = SparkSession.builder.appName(app).master(master or "local[2]")
+    builder = builder.config("spark.ui.enabled", "false")
+    for key, value in settings.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("ERROR")
+    return spark
