@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -131,8 +132,8 @@ def scan(
             raise click.UsageError("give either one call-store folder or event files, not both")
         else:
             source = ScanSource(event_files=paths, fmt=fmt)
-    elif spark_master is None and workers != 2:  # --workers N without a cluster: N local cores
-        spark_master = f"local[{workers}]"
+    elif spark_master is None and workers != 2 and "PYSPARK_GATEWAY_PORT" not in os.environ:
+        spark_master = f"local[{workers}]"  # --workers N without a cluster: N local cores
     started = time.perf_counter()
     notices: list[str] = []
     out.mkdir(parents=True, exist_ok=True)

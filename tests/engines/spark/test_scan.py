@@ -168,3 +168,33 @@ def test_store_with_a_wrong_type_names_it(spark: object, store: Path, tmp_path: 
         result.exit_code == 2
         and "column 'ts' has type string, expected timestamp[ms, tz=UTC]" in result.output
     )
+
+
+@pytest.mark.slow
+def test_spark_submit_runs_the_package_with_the_submitters_master(store: Path, tmp_path: Path) -> None:
+    """The documented cluster path: `spark-submit .../distillguard/__main__.py scan ...`; the master
+    given to spark-submit (not DistillGuard's local[2] default) runs the scan."""
+    import os
+
+    import distillguard.__main__ as entry
+
+    submit = Path(sys.executable).parent / "spark-submit"
+    assert submit.exists(), f"spark-submit is not installed beside {sys.executable} (pyspark)"
+    out = tmp_path / "out"
+    done = subprocess.run(
+        [str(submit), "--master", "local[1]", entry.__file__, "scan", str(store / "store"),
+         "--engine", "spark", "--out", str(out), "--quiet"],
+        capture_output=True, text=True, timeout=600, env=dict(os.environ, PYSPARK_PYTHON=sys.executable),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "scanned 90 calls of 3 accounts" in done.stdout
+    summary = json.loads((out / "scan_summary.json").read_text())
+    assert summary["spark_master"] == "local[1]" and summary["rejected_calls"] == 3
+
+
+def test_remote_source_without_a_connector_is_a_clear_error(spark: object, tmp_path: Path) -> None:
+    result = invoke("scan", "s3a://bucket/calls", "--engine", "spark", "--out", tmp_path / "out", "--quiet")
+    assert result.exit_code == 2
+    assert (
+        "s3a://bucket/calls: cannot open it through Hadoop" in result.output and "hadoop-aws" in result.output
+    )

@@ -104,7 +104,15 @@ def check_remote_sources(spark: SparkSession, sources: Sequence[str]) -> None:
         if is_local(source):
             continue
         path = jvm.org.apache.hadoop.fs.Path(source)  # type: ignore[union-attr]
-        if not path.getFileSystem(conf).exists(path):
+        try:
+            exists = path.getFileSystem(conf).exists(path)
+        except Exception as error:  # Py4JJavaError: no connector for the scheme, no credentials, ...
+            cause = str(getattr(error, "java_exception", error)).splitlines()[0]
+            raise SourceError(
+                f"{source}: cannot open it through Hadoop ({cause}); s3a:// needs hadoop-aws and "
+                "abfss:// hadoop-azure on the Spark class path (docs/spark.md)"
+            ) from error
+        if not exists:
             raise SourceError(f"{source}: no such path")
 
 

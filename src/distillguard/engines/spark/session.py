@@ -48,6 +48,12 @@ def local_path(path: str) -> Path:
     return Path(urlparse(path).path) if path.startswith("file:") else Path(path)
 
 
+def under_spark_submit() -> bool:
+    """True in a driver started by `spark-submit` (its JVM is already running, with the master and
+    settings the submitter chose)."""
+    return "PYSPARK_GATEWAY_PORT" in os.environ
+
+
 def session(
     master: str | None = None,
     *,
@@ -56,8 +62,8 @@ def session(
     quiet: bool = False,
     conf: dict[str, str] | None = None,
 ) -> SparkSession:
-    """A Spark session: the active one when run under `spark-submit` (its master and settings win),
-    otherwise a new one on ``master`` (default ``local[2]``)."""
+    """A Spark session: the active one if any; else a new one on ``master``, or on the master
+    `spark-submit` was given, or ``local[2]``."""
     require_spark()
     from pyspark.sql import SparkSession
 
@@ -79,8 +85,11 @@ def session(
             if key.startswith("spark.sql."):  # runtime settings; the rest belong to the submitter
                 active.conf.set(key, value)
         return active
-    builder = SparkSession.builder.appName(app).master(master or "local[2]")
-    builder = builder.config("spark.ui.enabled", "false")
+    builder = SparkSession.builder.appName(app)
+    if master or not under_spark_submit():
+        builder = builder.master(master or "local[2]")
+    if not under_spark_submit():  # a cluster keeps its UI; a local run needs none
+        builder = builder.config("spark.ui.enabled", "false")
     for key, value in settings.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
