@@ -46,11 +46,11 @@ def _spark_ingest(
     master: str | None,
 ) -> IngestStats:
     from distillguard.engines.spark.ingest import spark_ingest
-    from distillguard.engines.spark.session import SparkUnavailable
+    from distillguard.engines.spark.session import SparkJobFailed, SparkUnavailable
 
     try:
         return spark_ingest(sources, fmt, store, options, allow_rejects=allow_rejects, master=master)
-    except SparkUnavailable as error:
+    except (SparkUnavailable, SparkJobFailed) as error:
         raise click.ClickException(str(error)) from error
 
 

@@ -151,7 +151,7 @@ def scan(
     engine_facts: dict[str, object] = {"engine": engine}
     if engine == "spark":
         from distillguard.engines.spark.scan import SourceError, spark_replay
-        from distillguard.engines.spark.session import SparkUnavailable
+        from distillguard.engines.spark.session import SparkJobFailed, SparkUnavailable
 
         try:
             replay, engine_facts = spark_replay(
@@ -165,7 +165,7 @@ def scan(
             )
         except SourceError as error:
             raise click.BadParameter(str(error), param_hint="SOURCES") from error
-        except SparkUnavailable as error:
+        except (SparkUnavailable, SparkJobFailed) as error:
             raise click.ClickException(str(error)) from error
     else:
         store = source.open(out, notices)

@@ -198,3 +198,19 @@ def test_remote_source_without_a_connector_is_a_clear_error(spark: object, tmp_p
     assert (
         "s3a://bucket/calls: cannot open it through Hadoop" in result.output and "hadoop-aws" in result.output
     )
+
+
+def test_a_file_that_is_not_parquet_fails_the_scan_naming_it(
+    spark: object, store: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    copy = tmp_path / "store"
+    shutil.copytree(store / "store", copy)
+    bad = next(copy.glob("day=*")) / "part-truncated.parquet"
+    bad.write_bytes(b"PAR1 this is not a Parquet file")
+    result = invoke("scan", copy, "--engine", "spark", "--out", tmp_path / "out", "--quiet")
+    assert result.exit_code == 1
+    assert "the scan failed on Spark" in result.output and "part-truncated.parquet" in result.output
+    assert "\tat " not in result.output  # Spark's reason, not the JVM stack
+    assert not (tmp_path / "out" / "accounts_out.jsonl").exists()

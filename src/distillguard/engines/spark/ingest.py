@@ -128,7 +128,7 @@ def spark_ingest(
     from pyspark.sql import functions as F
     from pyspark.sql.pandas.types import from_arrow_schema
 
-    from distillguard.engines.spark.session import session
+    from distillguard.engines.spark.session import session, spark_errors
 
     _check_view_order()
     groups = file_groups(sources, fmt)  # an unknown format fails here, before Spark starts
@@ -159,7 +159,8 @@ def spark_ingest(
         try:
             day = F.col(PARTITION)
             calls = rows.where(~day.isin(REJECTED, FATAL)).select(*STORE_SCHEMA.names, PARTITION)
-            calls.write.partitionBy(PARTITION).option("compression", "zstd").parquet(staging.as_uri())
+            with spark_errors("the ingest"):
+                calls.write.partitionBy(PARTITION).option("compression", "zstd").parquet(staging.as_uri())
             unreadable = rows.where(day == FATAL).select("reject_reason").take(1)
             if unreadable:  # nothing is committed; the message names the file and the last good line
                 raise UnreadableInput(unreadable[0][0])

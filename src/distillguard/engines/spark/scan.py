@@ -275,11 +275,24 @@ def spark_replay(
 ) -> tuple[ReplayResult, dict[str, Any]]:
     """Check the sources, start (or join) Spark, count rejects and replay. Returns the replay and
     facts for the scan summary (engine, master, partitions)."""
-    from distillguard.engines.spark.session import session
+    from distillguard.engines.spark.session import session, spark_errors
 
     check_local_sources(sources)
     spark = session(master, app="distillguard-scan", partitions=partitions, quiet=quiet)
     check_remote_sources(spark, sources)
+    with spark_errors("the scan"):
+        return _replay(spark, sources, out, notices, partitions=partitions, use_embeddings=use_embeddings)
+
+
+def _replay(
+    spark: SparkSession,
+    sources: Sequence[str],
+    out: Path,
+    notices: list[str],
+    *,
+    partitions: int | None,
+    use_embeddings: bool,
+) -> tuple[ReplayResult, dict[str, Any]]:
     calls = read_calls(spark, sources)
     rejects_path = out / "scan_rejects.jsonl"
     rejected = write_rejects(calls, rejects_path)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
@@ -20,6 +22,38 @@ LOCAL_SCHEMES = ("", "file")
 
 class SparkUnavailable(RuntimeError):
     """PySpark or a Java runtime is missing: the message names what to install."""
+
+
+class SparkJobFailed(RuntimeError):
+    """A Spark job failed (an unreadable file, an executor lost): the message is Spark's own
+    reason, cut to the lines that name the file or the cause, without the JVM stack."""
+
+
+def job_failure(error: BaseException) -> str:
+    """Spark's reason for a failed job: its first line and the deepest 'Caused by', no stack frames."""
+    text = str(getattr(error, "java_exception", None) or error)
+    lines = [
+        line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("at ")
+    ]
+    first = next((line for line in lines if not line.startswith(("py4j", ":"))), lines[0] if lines else text)
+    causes = [line for line in lines if line.startswith("Caused by:")]
+    reason = first if not causes or causes[-1] in first else f"{first} ({causes[-1]})"
+    return reason[:1000]
+
+
+@contextmanager
+def spark_errors(what: str) -> Iterator[None]:
+    """Turn a failed Spark job into `SparkJobFailed` naming ``what`` was running."""
+    try:
+        from py4j.protocol import Py4JJavaError
+        from pyspark.errors.exceptions.base import PySparkException
+    except ImportError:  # pragma: no cover - require_spark() runs first
+        yield
+        return
+    try:
+        yield
+    except (Py4JJavaError, PySparkException) as error:
+        raise SparkJobFailed(f"{what} failed on Spark: {job_failure(error)}") from error
 
 
 def require_spark() -> None:
