@@ -95,7 +95,7 @@ def test_malformed_calls_are_counted_rejects_and_the_scan_completes(
     out = tmp_path / "out"
     result = invoke(
         "scan", store / "store", "--engine", "spark", "--accounts", store / "accounts.jsonl",
-        "--out", out, "--quiet", "--parquet",
+        "--out", out, "--quiet", "--parquet", "--spark-partitions", "5",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "scanned 90 calls of 3 accounts" in result.output
@@ -109,7 +109,7 @@ def test_malformed_calls_are_counted_rejects_and_the_scan_completes(
         "no event_id",
     ]
     summary = json.loads((out / "scan_summary.json").read_text())
-    assert summary["rejected_calls"] == 3 and summary["engine"] == "spark"
+    assert summary["rejected_calls"] == 3 and summary["engine"] == "spark" and summary["spark_partitions"] == 5
     verdicts = _rows(out / "accounts_out.jsonl")
     assert set(verdicts) == {"acct-reveal-1", "acct-reveal-2", "acct-chat"}
     assert (

@@ -234,24 +234,34 @@ def replay_on_spark(
     def task(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         return replay_partition(batches, use_embeddings=use_embeddings, buckets=buckets)
 
+    from pyspark import StorageLevel
+
     replayed = (
         calls.repartition(parts, "account_id")
         .sortWithinPartitions("ts", "event_id")
         .mapInArrow(task, RESULT_SCHEMA)
+        .persist(StorageLevel.MEMORY_AND_DISK)
     )
     accounts: dict[str, AccountReplay] = {}
     gaps: Counter[str] = Counter()
     seconds: dict[str, float] = {}
-    for row in replayed.toLocalIterator(prefetchPartitions=True):
-        if row.account_id is None:
-            part_gaps, part_seconds = pickle.loads(row.payload)
-            gaps.update(part_gaps)
-            for name, value in part_seconds.items():
-                seconds[name] = seconds.get(name, 0.0) + value
-            continue
-        if row.account_id in accounts:  # hash partitioning gives each account one partition
-            raise RuntimeError(f"account {row.account_id!r} replayed by two partitions")
-        accounts[row.account_id] = pickle.loads(row.payload)
+    try:
+        # one job replays every partition at once, as parallel as the cluster allows; the driver
+        # then streams the stored results a partition at a time (toLocalIterator alone would run
+        # one job per partition, one or two at a time)
+        replayed.count()
+        for row in replayed.toLocalIterator():
+            if row.account_id is None:
+                part_gaps, part_seconds = pickle.loads(row.payload)
+                gaps.update(part_gaps)
+                for name, value in part_seconds.items():
+                    seconds[name] = seconds.get(name, 0.0) + value
+                continue
+            if row.account_id in accounts:  # hash partitioning gives each account one partition
+                raise RuntimeError(f"account {row.account_id!r} replayed by two partitions")
+            accounts[row.account_id] = pickle.loads(row.payload)
+    finally:
+        replayed.unpersist()
     count = sum(r.window.n for r in accounts.values())
     gc.freeze()  # as the embedded engine: the replays live until the scan ends
     return ReplayResult(
