@@ -44,12 +44,19 @@ def _spark_ingest(
     options: ReaderOptions,
     allow_rejects: bool,
     master: str | None,
+    spark_conf: tuple[str, ...],
 ) -> IngestStats:
     from distillguard.engines.spark.ingest import spark_ingest
-    from distillguard.engines.spark.session import SparkJobFailed, SparkUnavailable
+    from distillguard.engines.spark.session import SparkJobFailed, SparkUnavailable, parse_conf
 
     try:
-        return spark_ingest(sources, fmt, store, options, allow_rejects=allow_rejects, master=master)
+        conf = parse_conf(spark_conf)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--spark-conf") from error
+    try:
+        return spark_ingest(
+            sources, fmt, store, options, allow_rejects=allow_rejects, master=master, conf=conf
+        )
     except (SparkUnavailable, SparkJobFailed) as error:
         raise click.ClickException(str(error)) from error
 
@@ -98,6 +105,9 @@ def _spark_ingest(
     "path); see docs/spark.md.",
 )
 @click.option("--spark-master", default=None, help="Spark master URL (default local[2]).")
+@click.option(
+    "--spark-conf", "spark_conf", multiple=True, metavar="KEY=VALUE", help="A Spark setting (repeatable)."
+)
 def ingest(
     sources: tuple[Path, ...],
     fmt: str,
@@ -108,6 +118,7 @@ def ingest(
     max_line_bytes: int,
     engine: str,
     spark_master: str | None,
+    spark_conf: tuple[str, ...],
 ) -> None:
     """Add the calls in SOURCES (JSONL, plain or gzip) to the Parquet call store at --out.
 
@@ -122,7 +133,7 @@ def ingest(
     )
     try:
         if engine == "spark":
-            stats = _spark_ingest(sources, fmt, store, options, allow_rejects, spark_master)
+            stats = _spark_ingest(sources, fmt, store, options, allow_rejects, spark_master, spark_conf)
         else:
             items = iter_events(sources, fmt, options)
             stats = CallStore.ingest(

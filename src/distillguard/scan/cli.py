@@ -82,6 +82,13 @@ def _sources(values: tuple[str, ...], engine: str) -> tuple[Path, ...]:
     help="Partitions of accounts (default: the cluster's default parallelism).",
 )
 @click.option(
+    "--spark-conf",
+    "spark_conf",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A Spark setting (repeatable), e.g. spark.driver.memory=8g; docs/spark.md lists those that matter.",
+)
+@click.option(
     "--parquet",
     is_flag=True,
     help="Also write accounts_out.parquet beside accounts_out.jsonl (for scans of millions of accounts).",
@@ -109,6 +116,7 @@ def scan(
     engine: str,
     spark_master: str | None,
     spark_partitions: int | None,
+    spark_conf: tuple[str, ...],
     parquet: bool,
     rules_only: bool,
     model_name: str,
@@ -151,8 +159,12 @@ def scan(
     engine_facts: dict[str, object] = {"engine": engine}
     if engine == "spark":
         from distillguard.engines.spark.scan import SourceError, spark_replay
-        from distillguard.engines.spark.session import SparkJobFailed, SparkUnavailable
+        from distillguard.engines.spark.session import SparkJobFailed, SparkUnavailable, parse_conf
 
+        try:
+            conf = parse_conf(spark_conf)
+        except ValueError as error:
+            raise click.BadParameter(str(error), param_hint="--spark-conf") from error
         try:
             replay, engine_facts = spark_replay(
                 sources,
@@ -162,6 +174,7 @@ def scan(
                 partitions=spark_partitions,
                 use_embeddings=not no_embeddings,
                 quiet=quiet,
+                conf=conf,
             )
         except SourceError as error:
             raise click.BadParameter(str(error), param_hint="SOURCES") from error

@@ -122,6 +122,7 @@ def spark_ingest(
     allow_rejects: bool = False,
     master: str | None = None,
     quiet: bool = False,
+    conf: dict[str, str] | None = None,
 ) -> IngestStats:
     """The embedded `CallStore.ingest`'s contract, with the reading and writing done by Spark."""
     from pyspark import StorageLevel
@@ -143,7 +144,7 @@ def spark_ingest(
     private_dir(root / REJECTS_DIR)
     rejects_path = root / REJECTS_DIR / f"{run_id}.jsonl"
     started = time.perf_counter()
-    spark = session(master, app="distillguard-ingest", quiet=quiet)
+    spark = session(master, app="distillguard-ingest", quiet=quiet, conf=conf)
     spark.conf.set("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MILLIS")
     try:
 

@@ -282,13 +282,14 @@ def spark_replay(
     partitions: int | None = None,
     use_embeddings: bool = True,
     quiet: bool = False,
+    conf: dict[str, str] | None = None,
 ) -> tuple[ReplayResult, dict[str, Any]]:
     """Check the sources, start (or join) Spark, count rejects and replay. Returns the replay and
     facts for the scan summary (engine, master, partitions)."""
     from distillguard.engines.spark.session import session, spark_errors
 
     check_local_sources(sources)
-    spark = session(master, app="distillguard-scan", partitions=partitions, quiet=quiet)
+    spark = session(master, app="distillguard-scan", partitions=partitions, quiet=quiet, conf=conf)
     check_remote_sources(spark, sources)
     with spark_errors("the scan"):
         return _replay(spark, sources, out, notices, partitions=partitions, use_embeddings=use_embeddings)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,6 +18,9 @@ if TYPE_CHECKING:
 # rows per Arrow batch handed to mapInArrow: the embedded engine's batch size
 ARROW_BATCH_ROWS = 8192
 LOCAL_SCHEMES = ("", "file")
+# settings of a driver DistillGuard launches itself (spark-submit's own settings win there);
+# --spark-conf overrides them
+LAUNCH_DEFAULTS = {"spark.driver.memory": "4g", "spark.driver.maxResultSize": "2g"}
 
 
 class SparkUnavailable(RuntimeError):
@@ -88,6 +91,17 @@ def under_spark_submit() -> bool:
     return "PYSPARK_GATEWAY_PORT" in os.environ
 
 
+def parse_conf(pairs: Sequence[str]) -> dict[str, str]:
+    """``--spark-conf KEY=VALUE`` options as a dict; a malformed one is a ValueError naming it."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip().startswith("spark."):
+            raise ValueError(f"--spark-conf {pair!r}: expected spark.KEY=VALUE")
+        out[key.strip()] = value
+    return out
+
+
 def session(
     master: str | None = None,
     *,
@@ -113,6 +127,10 @@ def session(
     }
     if partitions:
         settings["spark.sql.shuffle.partitions"] = str(partitions)
+    if not under_spark_submit():
+        # the driver receives every account's replay (tens of KiB each) and, in local mode, is
+        # also the executor holding the stored results: Spark's default of 1 GiB loses them
+        settings.update(LAUNCH_DEFAULTS)
     settings.update(conf or {})
     if active is not None:
         for key, value in settings.items():
