@@ -109,7 +109,9 @@ def test_malformed_calls_are_counted_rejects_and_the_scan_completes(
         "no event_id",
     ]
     summary = json.loads((out / "scan_summary.json").read_text())
-    assert summary["rejected_calls"] == 3 and summary["engine"] == "spark" and summary["spark_partitions"] == 5
+    assert (
+        summary["rejected_calls"] == 3 and summary["engine"] == "spark" and summary["spark_partitions"] == 5
+    )
     verdicts = _rows(out / "accounts_out.jsonl")
     assert set(verdicts) == {"acct-reveal-1", "acct-reveal-2", "acct-chat"}
     assert (

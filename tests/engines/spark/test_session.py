@@ -72,3 +72,26 @@ def test_session_runs_workers_on_this_interpreter(spark: object) -> None:
     rows = spark.range(1).mapInArrow(where, "python string").collect()  # type: ignore[attr-defined]
     assert Path(rows[0].python).resolve() == Path(sys.executable).resolve()
     assert spark.conf.get("spark.sql.session.timeZone") == "UTC"  # type: ignore[attr-defined]
+
+
+def test_spark_conf_pairs() -> None:
+    from distillguard.engines.spark.session import parse_conf
+
+    assert parse_conf(["spark.driver.memory=8g", "spark.sql.shuffle.partitions=400"]) == {
+        "spark.driver.memory": "8g",
+        "spark.sql.shuffle.partitions": "400",
+    }
+    assert parse_conf(["spark.executorEnv.X=a=b"]) == {"spark.executorEnv.X": "a=b"}
+    for bad in ("spark.driver.memory", "driver.memory=8g", "=8g"):
+        with pytest.raises(ValueError, match=r"expected spark\.KEY=VALUE"):
+            parse_conf([bad])
+
+
+def test_malformed_spark_conf_is_a_usage_error(tmp_path: Path) -> None:
+    from tests.engines.spark.conftest import invoke
+
+    (tmp_path / "store" / "day=2026-02-12").mkdir(parents=True)
+    result = invoke(
+        "scan", tmp_path / "store", "--engine", "spark", "--spark-conf", "memory=8g", "--out", tmp_path / "o"
+    )
+    assert result.exit_code == 2 and "--spark-conf 'memory=8g': expected spark.KEY=VALUE" in result.output
