@@ -158,7 +158,7 @@ def scan(
     actors = known_actors_from(known_actors) if known_actors else []
     engine_facts: dict[str, object] = {"engine": engine}
     if engine == "spark":
-        from distillguard.engines.spark.scan import SourceError, spark_replay
+        from distillguard.engines.spark.scan import DriverTooSmall, SourceError, spark_replay
         from distillguard.engines.spark.session import SparkJobFailed, SparkUnavailable, parse_conf
 
         try:
@@ -178,7 +178,7 @@ def scan(
             )
         except SourceError as error:
             raise click.BadParameter(str(error), param_hint="SOURCES") from error
-        except (SparkUnavailable, SparkJobFailed) as error:
+        except (SparkUnavailable, SparkJobFailed, DriverTooSmall) as error:
             raise click.ClickException(str(error)) from error
     else:
         store = source.open(out, notices)

@@ -216,3 +216,11 @@ def test_a_file_that_is_not_parquet_fails_the_scan_naming_it(
     assert "the scan failed on Spark" in result.output and "part-truncated.parquet" in result.output
     assert "\tat " not in result.output  # Spark's reason, not the JVM stack
     assert not (tmp_path / "out" / "accounts_out.jsonl").exists()
+
+
+def test_replays_that_would_not_fit_the_driver_are_refused_before_fetching() -> None:
+    from distillguard.engines.spark.scan import DriverTooSmall, check_driver_memory
+
+    check_driver_memory(payload_bytes=1 << 30, accounts=50_000, available=8 << 30)
+    with pytest.raises(DriverTooSmall, match=r"the replays of 200,000 accounts need ~16.0 GiB on the driver"):
+        check_driver_memory(payload_bytes=4 << 30, accounts=200_000, available=8 << 30)

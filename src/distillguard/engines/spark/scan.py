@@ -62,6 +62,11 @@ REJECTS_KEPT = 100_000
 # replays per Arrow batch sent back to the driver
 REPLAYS_PER_BATCH = 64
 RESULT_SCHEMA = "account_id string, payload binary"
+# an account's replay as Python objects on the driver, per byte of its pickle (3.1 measured on the
+# small preset; the margin covers linking's and the outputs' own use)
+REPLAY_MEMORY_FACTOR = 4.0
+# the part of the driver machine's available memory the replays may take
+DRIVER_MEMORY_SHARE = 0.8
 
 # the Spark SQL type names each Arrow type of the store may be read as
 _SPARK_TYPES: dict[str, tuple[str, ...]] = {
@@ -73,6 +78,25 @@ _SPARK_TYPES: dict[str, tuple[str, ...]] = {
     "double": ("double", "float"),
     "bool": ("boolean",),
 }
+
+
+class DriverTooSmall(RuntimeError):
+    """The accounts' replays would not fit in the driver's memory: said before they are fetched."""
+
+
+def check_driver_memory(payload_bytes: int, accounts: int, available: int | None = None) -> None:
+    """Refuse to fetch replays that would not fit: linking and the verdicts need every account's
+    replay on the driver (docs/spark.md, "What runs where")."""
+    import psutil
+
+    free = psutil.virtual_memory().available if available is None else available
+    need = payload_bytes * REPLAY_MEMORY_FACTOR
+    if need > free * DRIVER_MEMORY_SHARE:
+        raise DriverTooSmall(
+            f"the replays of {accounts:,} accounts need ~{need / 2**30:.1f} GiB on the driver and "
+            f"{free / 2**30:.1f} GiB is available: scan a shorter period per run (carry flagged actors "
+            "across runs with --known-actors) or run the driver on a machine with more memory"
+        )
 
 
 class SourceError(ValueError):
@@ -246,10 +270,13 @@ def replay_on_spark(
     gaps: Counter[str] = Counter()
     seconds: dict[str, float] = {}
     try:
-        # one job replays every partition at once, as parallel as the cluster allows; the driver
-        # then streams the stored results a partition at a time (toLocalIterator alone would run
-        # one job per partition, one or two at a time)
-        replayed.count()
+        # one job replays every partition at once, as parallel as the cluster allows (and sizes
+        # the result); the driver then streams the stored results a partition at a time
+        # (toLocalIterator alone would run one job per partition, one or two at a time)
+        from pyspark.sql import functions as F
+
+        totals = replayed.select(F.count("account_id"), F.sum(F.length("payload"))).first()
+        check_driver_memory(int(totals[1] or 0) if totals else 0, int(totals[0] or 0) if totals else 0)
         for row in replayed.toLocalIterator():
             if row.account_id is None:
                 part_gaps, part_seconds = pickle.loads(row.payload)
