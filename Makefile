@@ -52,6 +52,7 @@ bench: $(STAMP) $(PEERS_STAMP)
 	$(BIN)/distillguard demo --no-serve --preset default --seed 303 --corpus ../shared/data --out out/bench/detect
 	$(BIN)/distillguard bench detect-suite --preset careful --preset small --corpus ../shared/data --split test --seed 303
 	$(BIN)/distillguard bench scan --preset large
+	$(BIN)/distillguard bench scan --preset default --reuse --engine spark
 	$(BIN)/distillguard bench review
 	$(BIN)/distillguard bench gateway
 

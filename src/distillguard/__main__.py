@@ -1,5 +1,7 @@
-"""`python -m distillguard` is the `distillguard` command."""
+"""`python -m distillguard` is the `distillguard` command (and this file is what `spark-submit`
+runs on a cluster: docs/spark.md)."""
 
 from distillguard.cli import main
 
-main()
+if __name__ == "__main__":
+    main()

@@ -37,6 +37,30 @@ def _summary(stats: IngestStats, store: Path) -> str:
     return "\n".join(lines)
 
 
+def _spark_ingest(
+    sources: tuple[Path, ...],
+    fmt: str,
+    store: Path,
+    options: ReaderOptions,
+    allow_rejects: bool,
+    master: str | None,
+    spark_conf: tuple[str, ...],
+) -> IngestStats:
+    from distillguard.engines.spark.ingest import spark_ingest
+    from distillguard.engines.spark.session import SparkJobFailed, SparkUnavailable, parse_conf
+
+    try:
+        conf = parse_conf(spark_conf)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--spark-conf") from error
+    try:
+        return spark_ingest(
+            sources, fmt, store, options, allow_rejects=allow_rejects, master=master, conf=conf
+        )
+    except (SparkUnavailable, SparkJobFailed) as error:
+        raise click.ClickException(str(error)) from error
+
+
 @click.command("ingest")
 @click.argument(
     "sources", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
@@ -72,6 +96,18 @@ def _summary(stats: IngestStats, store: Path) -> str:
     type=click.IntRange(min=1),
     help="A longer line is rejected (file, line, length) without being held in memory.",
 )
+@click.option(
+    "--engine",
+    type=click.Choice(["embedded", "spark"]),
+    default="embedded",
+    show_default=True,
+    help="spark: read the files in parallel on Apache Spark (each executor must see them at the same "
+    "path); see docs/spark.md.",
+)
+@click.option("--spark-master", default=None, help="Spark master URL (default local[2]).")
+@click.option(
+    "--spark-conf", "spark_conf", multiple=True, metavar="KEY=VALUE", help="A Spark setting (repeatable)."
+)
 def ingest(
     sources: tuple[Path, ...],
     fmt: str,
@@ -80,6 +116,9 @@ def ingest(
     account: str | None,
     account_attribute: str,
     max_line_bytes: int,
+    engine: str,
+    spark_master: str | None,
+    spark_conf: tuple[str, ...],
 ) -> None:
     """Add the calls in SOURCES (JSONL, plain or gzip) to the Parquet call store at --out.
 
@@ -93,8 +132,13 @@ def ingest(
         account=account, account_attribute=account_attribute, max_line_bytes=max_line_bytes
     )
     try:
-        items = iter_events(sources, fmt, options)
-        stats = CallStore.ingest(store, items, sources=[str(s) for s in sources], allow_rejects=allow_rejects)
+        if engine == "spark":
+            stats = _spark_ingest(sources, fmt, store, options, allow_rejects, spark_master, spark_conf)
+        else:
+            items = iter_events(sources, fmt, options)
+            stats = CallStore.ingest(
+                store, items, sources=[str(s) for s in sources], allow_rejects=allow_rejects
+            )
     except UnknownFormatError as error:
         raise click.BadParameter(str(error), param_hint="--format") from error
     except StoreError as error:

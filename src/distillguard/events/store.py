@@ -192,25 +192,32 @@ def _write(
             stats.lines += 1
             if isinstance(item, Reject):
                 stats.rejects += 1
-                # a reason may quote a field of the line (an OTel operation name, say)
-                item = Reject(
-                    file=redact_text(item.file)[0], line=item.line, reason=redact_text(item.reason)[0]
-                )
+                item = redacted_reject(item)
                 by_reason[_reason_kind(item.reason)] += 1
                 rejects_out.write(_encode(item) + b"\n")
                 continue
-            request_json, response_json = _bodies_without_credentials(item)
-            day = item.ts.astimezone(UTC).strftime("%Y-%m-%d")
-            files.add(
-                day,
-                (*msgspec.structs.astuple(view_of(item)), request_json.decode(), response_json),
-            )
+            day, row = store_row(item)
+            files.add(day, row)
             by_day[day] += 1
             stats.events += 1
     finally:
         files.close()
     stats.rejects_by_reason = dict(by_reason.most_common())
     stats.days = dict(sorted(by_day.items()))
+
+
+def redacted_reject(item: Reject) -> Reject:
+    """A reject as written to `_rejects/`: a reason may quote a field of the line (an OTel
+    operation name, say), so file and reason lose anything that looks like a credential."""
+    return Reject(file=redact_text(item.file)[0], line=item.line, reason=redact_text(item.reason)[0])
+
+
+def store_row(event: CallEvent) -> tuple[str, tuple[Any, ...]]:
+    """The UTC day partition of a call and its row of `STORE_SCHEMA`, credentials removed (the
+    one place both engines' ingest build rows)."""
+    request_json, response_json = _bodies_without_credentials(event)
+    day = event.ts.astimezone(UTC).strftime("%Y-%m-%d")
+    return day, (*msgspec.structs.astuple(view_of(event)), request_json.decode(), response_json)
 
 
 def _bodies_without_credentials(event: CallEvent) -> tuple[bytes, str | None]:

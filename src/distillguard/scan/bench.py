@@ -202,12 +202,27 @@ def verdict_lines(scan: Measurement, floor: Measurement) -> list[str]:
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64))
 @click.option("--no-embeddings", is_flag=True, help="Pass --no-embeddings to the scan.")
 @click.option(
+    "--engine",
+    type=click.Choice(["embedded", "spark"]),
+    default="embedded",
+    show_default=True,
+    help="spark: the embedded engine, Spark local[2] and a standalone cluster of 1 and 2 workers "
+    "started here, on the same store in one run (docs/spark.md).",
+)
+@click.option(
     "--report",
     type=click.Path(dir_okay=False, path_type=Path),
     help="Also write the table as Markdown here (e.g. docs/performance.md).",
 )
 def bench_scan(
-    preset: str, seed: int, work: Path, reuse: bool, workers: int, no_embeddings: bool, report: Path | None
+    preset: str,
+    seed: int,
+    work: Path,
+    reuse: bool,
+    workers: int,
+    no_embeddings: bool,
+    engine: str,
+    report: Path | None,
 ) -> None:
     """Scan speed (calls/s end to end) and peak memory next to DuckDB reading the same text."""
     work.mkdir(parents=True, exist_ok=True)
@@ -217,6 +232,9 @@ def bench_scan(
     accounts = work / f"sim-{preset}-{seed}" / "accounts.jsonl"
     if accounts.exists():  # linking reads the account records, as in a real scan
         extra += ["--accounts", str(accounts)]
+    if engine == "spark":
+        _bench_spark(store, work / f"engines-{preset}-{seed}", extra, report, preset, seed)
+        return
     scan = measure_scan(store, scan_out, workers, extra)
     floors = measure_floor(store)
     rows = [scan, *floors]
@@ -229,3 +247,22 @@ def bench_scan(
         command += " --reuse" if reuse else ""
         command += " --no-embeddings" if no_embeddings else ""
         report.write_text(f"## `{command}`\n\n{text}\n\n" + "\n".join(verdicts) + "\n", encoding="utf-8")
+
+
+def _bench_spark(
+    store: Path, work: Path, extra: list[str], report: Path | None, preset: str, seed: int
+) -> None:
+    from distillguard.engines.spark.bench import bench_spark, spark_table
+    from distillguard.engines.spark.session import SparkUnavailable, require_spark
+
+    try:
+        require_spark()
+    except SparkUnavailable as error:
+        raise click.ClickException(str(error)) from error
+    work.mkdir(parents=True, exist_ok=True)
+    runs = bench_spark(store, work, extra)
+    text = spark_table(runs)
+    click.echo(text)
+    if report is not None:
+        command = f"distillguard bench scan --engine spark --preset {preset} --seed {seed}"
+        report.write_text(f"## `{command}`\n\n{text}\n", encoding="utf-8")

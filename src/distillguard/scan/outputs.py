@@ -33,7 +33,11 @@ def _cluster_verdict(result: ScanResult, risk: float) -> str:
     return "distiller" if risk >= t.distiller else "suspicious" if risk >= t.suspicious else "benign"
 
 
-def write_outputs(result: ScanResult, out: Path, *, source: str) -> dict[str, Any]:
+def write_outputs(
+    result: ScanResult, out: Path, *, source: str, engine: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Write the scan's files to `out`; ``engine`` (which engine ran, and its settings) goes into
+    the summary."""
     out.mkdir(parents=True, exist_ok=True)
     write_jsonl(out / "accounts_out.jsonl", result.verdicts)
     with (out / "clusters.jsonl").open("w", encoding="utf-8") as f:
@@ -41,9 +45,22 @@ def write_outputs(result: ScanResult, out: Path, *, source: str) -> dict[str, An
             f.write(json.dumps(cluster_record(result, i), sort_keys=True, ensure_ascii=False) + "\n")
     write_evidence(result, out / "evidence.jsonl")
     summary = scan_summary(result, source)
+    summary.update(engine or {"engine": "embedded"})
     (out / "scan_summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     (out / "report.html").write_text(render_report(report_context(result, source, summary)), encoding="utf-8")
     return summary
+
+
+def write_verdicts_parquet(result: ScanResult, path: Path) -> int:
+    """`accounts_out.parquet`: the rows of accounts_out.jsonl as a Parquet table (nested reasons
+    kept as a list of structs), for scans too large to read as JSON lines. Returns the rows."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [msgspec.to_builtins(v) for v in result.verdicts]
+    table = pa.Table.from_pylist(rows) if rows else pa.table({"account_id": pa.array([], pa.string())})
+    pq.write_table(table, path, compression="zstd")
+    return len(rows)
 
 
 def write_evidence(result: ScanResult, path: Path) -> int:

@@ -87,6 +87,9 @@ def _kind_of(path: Path, max_line_bytes: int) -> str | None:
 
 class OpenAIBatchReader:
     name = "openai-batch"
+    # one run's files are read together (inputs joined to outputs): a distributed ingest keeps them
+    # in one task
+    joins_files = True
     description = (
         "OpenAI Batch API input .jsonl joined by custom_id to its output/error .jsonl (needs --account)"
     )
