@@ -252,9 +252,12 @@ def _prefilter(patterns: tuple[Pattern, ...], flags: int) -> Any:
     try:
         database = hyperscan.loadb(cached.read_bytes(), hyperscan.HS_MODE_BLOCK)
         database.scratch = hyperscan.Scratch(database)
+        # a database built for another CPU's instructions (a cache shared between machines) loads
+        # but refuses to scan: find out now, not on the first prompt
+        database.scan(b"probe", match_event_handler=lambda *match: None)
         return database
     except (OSError, hyperscan.error):
-        pass  # not cached yet, or not loadable here: compile it
+        pass  # not cached yet, or not usable here: compile it
     database = _compile_prefilter(patterns, expressions, hs_flags)
     try:
         cached.parent.mkdir(parents=True, exist_ok=True)
