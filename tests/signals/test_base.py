@@ -9,13 +9,14 @@ import random
 from datetime import UTC, datetime, timedelta
 
 import msgspec
+import numpy as np
 import pyarrow as pa
 import pytest
 
 import distillguard.signals.base as base_module
 from distillguard.events.call_view import VIEW_SCHEMA, CallView
 from distillguard.signals import registry
-from distillguard.signals.base import distinct_views
+from distillguard.signals.base import LazyResults, distinct_views
 from distillguard.signals.template import Template
 
 PROMPTS = [
@@ -113,3 +114,33 @@ def test_remembered_results_are_the_fresh_ones_and_the_memo_stays_bounded(monkey
     again, same_index = signal.analyze_columns(table)  # partly from the memo, partly recomputed
     assert [first[i] for i in index] == [again[i] for i in same_index] == signal.analyze_many(calls)
     assert len(signal._results_memo) <= 5  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("mode", ["rules+model", "rules"])
+def test_reasoning_leak_scores_over_columns_equal_its_full_results(mode: str) -> None:
+    signal = registry.signal_class("reasoning_leak")(mode=mode)
+    worked = (
+        "First, 48 / 2 = 24 clips were sold in May. Then 48 + 24 = 72 clips in April and May. "
+        "Each clip costs $2, so she earned 72 * 2 = 144 dollars. Let me verify: 24 * 2 = 48 and "
+        "48 * 2 = 96, and 96 + 48 = 144. So the answer is 144."
+    )
+    rng = random.Random(14)
+    calls = [
+        msgspec.structs.replace(
+            call,
+            response_text=rng.choice([call.response_text, worked, worked + " Done."]),
+            reasoning_text=rng.choice([call.reasoning_text, worked * 2]),
+        )
+        for call in _calls(13, n=60)
+    ]
+    results, index = signal.analyze_columns(_table(calls))
+    assert isinstance(results, LazyResults)
+    assert not results._built  # nothing built until read
+    expected = signal.analyze_many(calls)
+    for row, i in enumerate(index.tolist()):
+        want = expected[row]
+        assert np.isnan(results.scores[i]) if want is None else results.scores[i] == want.score
+    assert [results[i] for i in index] == expected  # built on demand, as analyze_many builds them
+    assert results[-1] == results[len(results) - 1] and results[0:2] == [results[0], results[1]]
+    with pytest.raises(IndexError):
+        results[len(results)]

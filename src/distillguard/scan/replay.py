@@ -49,7 +49,7 @@ from distillguard.features.columns import EMBEDDING, FINGERPRINT, SIGNAL_PREFIX
 from distillguard.features.reducers import Dispersion, DispersionRows
 from distillguard.features.segments import rank_in_run
 from distillguard.signals import registry
-from distillguard.signals.base import DistinctCalls, Signal, SignalResult, distinct_views
+from distillguard.signals.base import DistinctCalls, LazyResults, Signal, SignalResult, distinct_views
 
 EMBED_MEMO = 32_768  # distinct prompts whose embedding a worker remembers (~1 KiB each)
 EXCERPT_CHARS = 600
@@ -104,6 +104,8 @@ class AccountReplay:
 
 def _floats(results: Sequence[SignalResult | None], index: np.ndarray, part: str | None = None) -> np.ndarray:
     """Each row's score (or one of its parts), NaN where the signal abstained."""
+    if part is None and isinstance(results, LazyResults):
+        return results.scores[index] if len(index) else np.zeros(0)  # no result built
     if part is None:
         values = [np.nan if r is None else r.score for r in results]
     else:

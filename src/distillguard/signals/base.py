@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import ClassVar, NamedTuple
+from typing import ClassVar, NamedTuple, overload
 
 import msgspec
 import numpy as np
@@ -79,7 +79,7 @@ class Signal:
 
     def analyze_columns(
         self, batch: pa.RecordBatch | pa.Table
-    ) -> tuple[list[SignalResult | None], np.ndarray]:
+    ) -> tuple[Sequence[SignalResult | None], np.ndarray]:
         """The results of a record batch as (distinct results, for each row the index of its result):
         each distinct combination of `reads_columns` is analysed once. Templated and harvesting
         traffic repeats its prompts, and parameters repeat far more."""
@@ -119,6 +119,38 @@ class Signal:
             while len(memo) > self.memo_entries:
                 memo.popitem(last=False)
         return results
+
+
+class LazyResults(Sequence["SignalResult | None"]):
+    """The results of a batch's distinct calls with every score known up front and each full
+    `SignalResult` (its evidence text) built only when read. A scan reads every score but the
+    whole result of a few calls only (each account's strongest), and some evidence is dear to build
+    (reasoning_leak's echo check). Reading item i gives what `analyze_many` gives for call i."""
+
+    def __init__(self, scores: np.ndarray, build: Callable[[int], SignalResult | None]) -> None:
+        self.scores = scores  # float64, NaN where the signal abstains
+        self._build = build
+        self._built: dict[int, SignalResult | None] = {}
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    @overload
+    def __getitem__(self, i: int) -> SignalResult | None: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[SignalResult | None]: ...
+
+    def __getitem__(self, i: int | slice) -> SignalResult | list[SignalResult | None] | None:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        if i not in self._built:
+            self._built[i] = self._build(i)
+        return self._built[i]
 
 
 class DistinctCalls(NamedTuple):

@@ -17,8 +17,11 @@ import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
+
 from distillguard.events.call_view import CallView
-from distillguard.signals.base import Signal, SignalResult, score_down
+from distillguard.signals.base import LazyResults, Signal, SignalResult, distinct_views, score_down
 from distillguard.signals.patterns import Pattern, head_and_tail, load_patterns
 from distillguard.signals.text_model import TextClassifier, load_classifier
 
@@ -150,6 +153,44 @@ class ReasoningLeak(Signal):
             self._result(call, answer, model_scores.get(answer))
             for call, answer in zip(calls, answers, strict=True)
         ]
+
+    def analyze_columns(self, batch: pa.RecordBatch | pa.Table) -> tuple[LazyResults, np.ndarray]:
+        """`analyze_many` of the batch's distinct calls, each result built only when read, every
+        score computed up front without the evidence. A call that returned reasoning scores 1.0
+        (its 'reasoning_field' part) whatever the rest says, so neither its echo check nor its
+        classifier score (parts and evidence only) is computed unless its result is read."""
+        calls = distinct_views(batch, self.reads_columns)
+        views = calls.views
+        answers = [answer_text(head_and_tail(v.response_text)) if v.response_text else "" for v in views]
+        model_scores: dict[str, float] = {}
+        if self.mode == "rules+model":
+            open_answers = dict.fromkeys(
+                a for v, a in zip(views, answers, strict=True) if not v.reasoning_text
+            )
+            distinct = [a for a in open_answers if len(a) >= MIN_TRACE_CHARS]
+            if distinct:
+                model_scores = dict(zip(distinct, map(float, self.model.scores(distinct)), strict=True))
+        scores = np.empty(len(views))
+        for i, (view, answer) in enumerate(zip(views, answers, strict=True)):
+            if view.reasoning_text:
+                scores[i] = 1.0
+            elif not view.response_text:
+                scores[i] = np.nan
+            else:  # as `_result` with no reasoning: the table's aspects, raised by the classifier
+                hits = self.table.hits(head_and_tail(view.response_text))
+                score = max(0.0, *self.table.aspect_scores(hits).values())
+                model = model_scores.get(answer)
+                scores[i] = score if model is None else max(score, score_down(model))
+
+        def build(i: int) -> SignalResult | None:
+            answer = answers[i]
+            model = model_scores.get(answer)
+            if model is None and self.mode == "rules+model" and len(answer) >= MIN_TRACE_CHARS:
+                # an answer that came with reasoning: scored alone (texts score independently)
+                model = float(self.model.scores([answer])[0])
+            return self._result(views[i], answer, model)
+
+        return LazyResults(scores, build), calls.of_row
 
     def _result(self, call: CallView, answer: str, model: float | None) -> SignalResult | None:
         if not call.response_text and not call.reasoning_text:
