@@ -8,17 +8,19 @@ linking into actor clusters, propagation of actor evidence, verdicts and the out
 
 from __future__ import annotations
 
-import copy
 import ctypes
 import gc
 import math
 import multiprocessing
+import pickle
 import tempfile
 import time
+import traceback
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -162,17 +164,19 @@ def warm_up_signals() -> None:
 
 
 def _replay_partition(
-    args: tuple[str, int, int, bool, bool, int],
-) -> tuple[dict[str, AccountReplay], Counter[str], dict[str, float]]:
-    store_path, worker, workers, use_embeddings, progress, buckets = args
+    args: tuple[str, int, int, bool, bool, int, str],
+) -> tuple[Counter[str], dict[str, float]]:
+    """One worker's accounts replayed; their replays are pickled one by one into ``handover``
+    (windows packed), one bucket of accounts at a time, for the parent to read once this ends."""
+    store_path, worker, workers, use_embeddings, progress, buckets, handover = args
     started = time.process_time()
     keep_freed_memory()
     # The signals' memos keep hundreds of thousands of small objects alive across batches, and the
     # cyclic collector, left to run on its own, rescans them again and again (~13% of pass 1's CPU,
     # measured on two days of the default preset). Instead: what the worker inherited (modules,
     # compiled tables, models) is frozen out of its sight, the young objects are collected every
-    # COLLECT_EVERY batches, and what is left at the end (the replays) is frozen too, so no full
-    # collection runs in the worker. Pass 1 makes almost no reference cycles (a few dozen per store).
+    # COLLECT_EVERY batches, and pass 2 runs without the collector (`CallStage.finish_parts`), so no
+    # full collection runs in the worker. Pass 1 makes almost no reference cycles (a few dozen per store).
     enabled = gc.isenabled()
     gc.disable()
     gc.freeze()
@@ -181,14 +185,76 @@ def _replay_partition(
         with tempfile.TemporaryDirectory(prefix="distillguard-scan-") as spill:
             stage = CallStage(use_embeddings=use_embeddings, buckets=buckets, spill_dir=Path(spill))
             gaps = _read_partition(store, stage, worker, workers, progress)
-            accounts = stage.finish()
+            packing = 0.0
+            with open(handover, "wb") as out:
+                for part in stage.finish_parts():
+                    began = time.process_time()
+                    for replay in part.values():
+                        replay.window = replay.window.packed()
+                        pickle.dump(replay, out, protocol=pickle.HIGHEST_PROTOCOL)
+                    packing += time.process_time() - began
+                    del part
     finally:
-        gc.freeze()
         if enabled:
             gc.enable()
     seconds = dict(stage.seconds)
+    seconds["pack and hand over replays"] = packing
     seconds["read store, notices, start-up"] = time.process_time() - started - sum(seconds.values())
-    return accounts, gaps, seconds
+    return gaps, seconds
+
+
+def _worker_main(job: tuple[str, int, int, bool, bool, int, str], results: Connection) -> None:
+    try:
+        outcome: tuple[str, Any] = ("done", _replay_partition(job))
+    except BaseException:
+        outcome = ("failed", traceback.format_exc())
+    results.send(outcome)
+    results.close()
+
+
+def _run_workers(
+    jobs: Sequence[tuple[str, int, int, bool, bool, int, str]],
+) -> list[tuple[Counter[str], dict[str, float]]]:
+    """One forked process per job, each ended (its memory returned) before the parent reads the
+    replays: a pool would keep finished workers, or fork fresh ones from the parent, meanwhile."""
+    context = multiprocessing.get_context("fork")
+    running = []
+    for job in jobs:
+        receive, send = context.Pipe(duplex=False)
+        process = context.Process(target=_worker_main, args=(job, send), name=f"distillguard-replay-{job[1]}")
+        process.start()
+        send.close()
+        running.append((process, receive))
+    results = []
+    try:
+        for process, receive in running:
+            try:
+                status, payload = receive.recv()
+            except EOFError:
+                process.join()
+                raise RuntimeError(
+                    f"scan worker {process.name} ended without a result (exit code {process.exitcode}; "
+                    "-9 is usually the system running out of memory)"
+                ) from None
+            process.join()
+            if status != "done":
+                raise RuntimeError(f"scan worker {process.name} failed:\n{payload}")
+            results.append(payload)
+    finally:
+        for process, _ in running:
+            if process.is_alive():
+                process.terminate()
+                process.join()
+    return results
+
+
+def _read_replays(path: Path) -> Iterator[AccountReplay]:
+    with open(path, "rb") as source:
+        while True:
+            try:
+                yield pickle.load(source)
+            except EOFError:
+                return
 
 
 def _read_partition(
@@ -232,44 +298,50 @@ def _read_partition(
 def replay_store(
     store: CallStore, *, workers: int = 2, use_embeddings: bool = True, progress: bool = True
 ) -> ReplayResult:
-    """Every account's calls replayed in time order; accounts are split over `workers` processes."""
+    """Every account's calls replayed in time order; accounts are split over `workers` processes.
+    The replays' windows come back packed (`AccountWindow.packed`): read-only, a fifth the memory."""
     started = time.perf_counter()
     buckets = max(1, math.ceil(store.count() / workers / BUCKET_CALLS))
-    jobs = [(str(store.path), w, workers, use_embeddings, progress, buckets) for w in range(workers)]
-    cpu = time.process_time()
-    warm_up_signals()
-    parent = {"parent: pattern tables and text models": time.process_time() - cpu}
-    if workers == 1:
-        parts = [_replay_partition(jobs[0])]
-    else:
-        # The replays arrive pickled: unpickling makes millions of small objects that live until
-        # the scan ends (frozen below), which the cyclic collector would otherwise rescan while
-        # they arrive.
-        enabled = gc.isenabled()
-        gc.disable()
-        cpu = time.process_time()
-        try:
-            # fork keeps start-up cheap: the workers inherit the compiled pattern tables and text
-            # models; no thread pool (DuckDB, the embedding tokenizer) is started before this point
-            with multiprocessing.get_context("fork").Pool(workers) as pool:
-                parts = pool.map(_replay_partition, jobs)
-        finally:
-            gc.freeze()
-            if enabled:
-                gc.enable()
-        # the parent's own CPU while the workers ran: receiving (unpickling) their replays
-        parent["parent: receive the workers' replays"] = time.process_time() - cpu
     accounts: dict[str, AccountReplay] = {}
     gaps: Counter[str] = Counter()
     seconds: dict[str, float] = {}
-    for part, part_gaps, part_seconds in parts:
-        gaps.update(part_gaps)
-        for name, value in part_seconds.items():
-            seconds[name] = seconds.get(name, 0.0) + value
-        overlap = accounts.keys() & part.keys()
-        if overlap:  # the hash partition guarantees disjoint accounts; anything else is a bug
-            raise RuntimeError(f"account(s) replayed by two workers: {sorted(overlap)[:3]}")
-        accounts.update(part)
+    with tempfile.TemporaryDirectory(prefix="distillguard-replays-") as handover:
+        jobs = [
+            (
+                str(store.path),
+                w,
+                workers,
+                use_embeddings,
+                progress,
+                buckets,
+                str(Path(handover) / f"worker-{w}"),
+            )
+            for w in range(workers)
+        ]
+        cpu = time.process_time()
+        warm_up_signals()
+        parent = {"parent: pattern tables and text models": time.process_time() - cpu}
+        # forked workers inherit the compiled pattern tables and text models; no thread pool
+        # (DuckDB, the embedding tokenizer) is started before this point
+        parts = [_replay_partition(jobs[0])] if workers == 1 else _run_workers(jobs)
+        # unpickling the replays makes millions of small objects that live until the scan ends
+        # (frozen below), which the cyclic collector would otherwise rescan while they arrive
+        enabled = gc.isenabled()
+        gc.disable()
+        cpu = time.process_time()
+        for job, (part_gaps, part_seconds) in zip(jobs, parts, strict=True):
+            gaps.update(part_gaps)
+            for name, value in part_seconds.items():
+                seconds[name] = seconds.get(name, 0.0) + value
+            for replay in _read_replays(Path(job[-1])):
+                # the hash partition guarantees disjoint accounts; anything else is a bug
+                if replay.account_id in accounts:
+                    raise RuntimeError(f"account replayed by two workers: {replay.account_id}")
+                accounts[replay.account_id] = replay
+        parent["parent: receive the workers' replays"] = time.process_time() - cpu
+        gc.freeze()
+        if enabled:
+            gc.enable()
     calls = sum(r.window.n for r in accounts.values())
     # the replays live until the scan ends: keep the cyclic collector from rescanning them in every
     # later stage (linking and the outputs create many objects of their own)
@@ -417,7 +489,7 @@ def _split(values: np.ndarray, owners: np.ndarray, n: int) -> list[np.ndarray]:
 
 def merged_window(replays: Sequence[AccountReplay]) -> Any:
     """One window over all the calls of a cluster's accounts (windows are mergeable)."""
-    merged = copy.deepcopy(replays[0].window)
+    merged = replays[0].window.unpacked()
     for replay in replays[1:]:
         merged.merge(replay.window)
     return merged

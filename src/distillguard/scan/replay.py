@@ -356,6 +356,14 @@ class CallStage:
 
     def finish(self) -> dict[str, AccountReplay]:
         """Every account's window and checkpoint vectors from the narrow rows of pass 1."""
+        out: dict[str, AccountReplay] = {}
+        for part in self.finish_parts():
+            out.update(part)
+        return out
+
+    def finish_parts(self) -> Iterator[dict[str, AccountReplay]]:
+        """`finish`, one bucket of accounts at a time (all of them at once without buckets): a
+        caller that writes each part away holds one bucket's replays, not the worker's."""
         # what pass 1 remembered across batches (results, fingerprints, vectors of repeated prompts)
         # is of no use to pass 2, which needs the memory
         for signal in (*self.signals, self.template):
@@ -368,18 +376,20 @@ class CallStage:
         try:
             if self._buckets == 1:
                 tables, self._narrow = self._narrow, []
-                return self._replays(tables) if tables else {}
-            out: dict[str, AccountReplay] = {}
-            for b, (sink, writer) in sorted(self._writers.items()):
+                if tables:
+                    yield self._replays(tables)
+                return
+            writers, self._writers = self._writers, {}
+            for _, writer in writers.values():
                 writer.close()
+            for _, sink in writers.values():
                 sink.close()
+            for b in sorted(writers):
                 path = self._spill_path(b)
                 with pa.OSFile(str(path), "rb") as source:
-                    table = pa.ipc.open_stream(source).read_all()
+                    tables = [pa.ipc.open_stream(source).read_all()]
                 path.unlink()
-                out.update(self._replays([table]))
-            self._writers = {}
-            return out
+                yield self._replays(tables)  # which lets go of the bucket's rows once grouped
         finally:
             if enabled:
                 gc.enable()
