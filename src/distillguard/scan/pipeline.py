@@ -46,9 +46,12 @@ BATCH_ROWS = 8192
 # reference counting within a few batches, and a collection only ever finds a few cycles; after
 # every batch, collections cost ~2 us per call on the default preset
 COLLECT_EVERY = 64
-# calls a worker groups by account at once; beyond this it spills its narrow rows (~300 bytes a
-# call) to buckets of accounts on disk and takes them one bucket at a time
-BUCKET_CALLS = 1_500_000
+# calls a worker groups by account at once; beyond this it spills its narrow rows (~370 bytes a
+# call) to buckets of accounts on disk and takes them one bucket at a time. Pass 2 holds one bucket's
+# grouped rows and its accounts' windows until they are packed (~400 MiB above pass 1 for buckets of
+# ~240,000 calls and ~3,400 accounts of the large population); the rows' round trip through disk
+# costs well under a second per million calls.
+BUCKET_CALLS = 250_000
 # what the signals were built for; other endpoints are scanned on their text alone
 KNOWN_ENDPOINTS = ("/v1/chat/completions", "/v1/completions", "/v1/responses")
 

@@ -228,7 +228,11 @@ def replay_partition(
     ids = list(accounts)
     for lo in range(0, len(ids), REPLAYS_PER_BATCH):
         chunk = ids[lo : lo + REPLAYS_PER_BATCH]
-        payloads = [pickle.dumps(accounts.pop(a), protocol=pickle.HIGHEST_PROTOCOL) for a in chunk]
+        payloads = []
+        for account in chunk:
+            replay = accounts.pop(account)
+            replay.window = replay.window.packed()  # as the embedded engine hands them over
+            payloads.append(pickle.dumps(replay, protocol=pickle.HIGHEST_PROTOCOL))
         yield pa.RecordBatch.from_pydict(
             {"account_id": chunk, "payload": payloads},
             schema=pa.schema([("account_id", pa.string()), ("payload", pa.binary())]),
