@@ -17,7 +17,7 @@ import distillguard.features.segments as segments_module
 import distillguard.linking.config as link_config_module
 from distillguard.events.call_view import CallView
 from distillguard.features import AccountWindow, feature_names
-from distillguard.features.account_window import SIGNAL_NAMES
+from distillguard.features.account_window import SIGNAL_NAMES, PackedWindow
 
 T0 = datetime(2026, 2, 12, 10, 0, tzinfo=UTC)
 
@@ -240,6 +240,51 @@ def test_window_survives_pickling_for_worker_processes() -> None:
     assert copy.features() == window.features()
     copy.observe(call(50, 400.0), {}, None)
     assert copy.features()["n_calls"] == 51.0 and window.features()["n_calls"] == 50.0
+
+
+def _busy_window(calls: int = 50, offset: int = 0) -> AccountWindow:
+    window = AccountWindow()
+    for i in range(offset, offset + calls):
+        window.observe(
+            call(i, 7.0 * i, prompt=f"p{i % 7}", client_ip=f"10.0.0.{i % 3}", system_prompt="s"),
+            {"logit_probe": 0.7 if i % 2 else 0.1},
+            f"t{i % 3}",
+            np.ones(4, dtype=np.float32) * i,
+        )
+    return window
+
+
+def test_packed_window_reads_as_the_window_it_packs() -> None:
+    import pickle
+
+    window = _busy_window()
+    packed = window.packed()
+    assert isinstance(packed, PackedWindow) and packed.packed() is packed
+    assert packed.features() == window.features()
+    assert packed.n == window.n == 50 and packed.any_fired == window.any_fired
+    assert packed.templates.counts == window.templates.counts
+    assert packed.system_previews == window.system_previews
+    assert packed.first_seen == window.first_seen and packed.last_seen == window.last_seen
+    assert dict(packed.states.items()).keys() == window.states.keys()
+    again = pickle.loads(pickle.dumps(packed))
+    assert isinstance(again, PackedWindow) and again.features() == window.features()
+    # each state pickled on its own repeats its class's name: some overhead, bounded
+    assert len(pickle.dumps(packed)) < 2 * len(pickle.dumps(window))
+
+
+def test_packed_window_is_read_only_and_merges_through_a_copy() -> None:
+    first, second = _busy_window(), _busy_window(offset=50)
+    packed = first.packed()
+    with pytest.raises(TypeError, match="read-only"):
+        packed.observe(call(99, 999.0), {}, None)
+    with pytest.raises(TypeError, match="read-only"):
+        packed.merge(second)
+    packed.templates.counts.clear()  # a read is a fresh copy: the packed state is untouched
+    assert packed.templates.counts == first.templates.counts
+    merged = packed.unpacked().merge(second.packed())
+    expected = _busy_window().merge(_busy_window(offset=50))
+    assert merged.features() == expected.features()
+    assert packed.features() == first.features()  # unpacked() was a copy
 
 
 def test_output_lengths_abstain_on_calls_without_an_answer() -> None:

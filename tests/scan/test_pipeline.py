@@ -1,0 +1,43 @@
+"""The scan's worker processes: a failure or a crash in one is an error naming it, never a hang."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from distillguard.scan import pipeline
+
+
+def _job(store: Path, handover: Path) -> tuple[str, int, int, bool, bool, int, str]:
+    return (str(store), 0, 1, False, False, 1, str(handover))
+
+
+def test_a_worker_that_raises_is_reported_with_its_traceback(tmp_path: Path) -> None:
+    job = _job(tmp_path / "no-such-store", tmp_path / "worker-0")
+    with pytest.raises(RuntimeError, match=r"distillguard-replay-0 failed:(.|\n)*Traceback"):
+        pipeline._run_workers([job])
+
+
+def test_a_worker_that_dies_is_reported_with_its_exit_code(tmp_path: Path, monkeypatch) -> None:
+    # the workers are forked: they run the patched function
+    monkeypatch.setattr(pipeline, "_replay_partition", lambda job: os._exit(9))
+    with pytest.raises(RuntimeError, match=r"ended without a result \(exit code 9"):
+        pipeline._run_workers([_job(tmp_path, tmp_path / "worker-0")])
+
+
+def test_replays_are_read_back_in_the_order_written(tmp_path: Path) -> None:
+    import pickle
+
+    from distillguard.scan.replay import AccountReplay
+
+    path = tmp_path / "worker-0"
+    with path.open("wb") as out:
+        for name in ("b", "a", "c"):
+            replay = AccountReplay(name)
+            replay.window = replay.window.packed()
+            pickle.dump(replay, out)
+    read = list(pipeline._read_replays(path))
+    assert [r.account_id for r in read] == ["b", "a", "c"]
+    assert all(r.window.n == 0 for r in read)
