@@ -186,3 +186,24 @@ def test_spilling_narrow_rows_to_buckets_of_accounts_gives_the_same_replays(
         assert got[account].window.features() == want.window.features()
     with pytest.raises(ValueError, match="spill_dir"):
         CallStage(buckets=2)
+
+
+def test_a_full_embedding_memo_starts_again_without_losing_the_batch(
+    store: CallStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 48 distinct prompts against a memo of 5: a batch mixes remembered and new prompts when the
+    # memo fills (this raised KeyError on the `large` preset's first scan)
+    whole = CallStage()
+    for batch in _batches(store):
+        whole.observe_batch(batch)
+    import distillguard.scan.replay as replay_module
+
+    monkeypatch.setattr(replay_module, "EMBED_MEMO", 5)
+    small = CallStage()
+    for batch in _batches(store):
+        small.observe_batch(batch)
+    expected, got = whole.finish(), small.finish()
+    assert sorted(got) == sorted(expected)
+    for account, want in expected.items():
+        assert got[account].window.features() == want.window.features()
+        assert got[account].embedded == want.embedded > 0

@@ -290,13 +290,17 @@ class CallStage:
         # Templated and harvesting traffic sends the same prompt many times: embed each distinct
         # prompt once (rows are pooled independently, so a prompt's vector does not depend on its
         # batch) and remember a bounded number across batches.
-        missing = [p for p in dict.fromkeys(prompts) if p not in self._vectors]
+        known = {p: v for p in dict.fromkeys(prompts) if (v := self._vectors.get(p)) is not None}
+        missing = [p for p in dict.fromkeys(prompts) if p not in known]
         if missing:
             matrix = self.embedder.embed(missing)  # type: ignore[attr-defined]
-            if len(self._vectors) + len(missing) > EMBED_MEMO:
+            fresh = dict(zip(missing, matrix, strict=True))
+            known.update(fresh)
+            # a full memo starts again (the batch's own vectors are in `known`, not read from it)
+            if len(self._vectors) + len(fresh) > EMBED_MEMO:
                 self._vectors.clear()
-            self._vectors.update(zip(missing, matrix, strict=True))
-        vectors = np.stack([self._vectors[p] for p in prompts])
+            self._vectors.update(fresh)
+        vectors = np.stack([known[p] for p in prompts])
         rows, sums = Dispersion.rows(ids[chosen], vectors, self._sums)
         self._sums.update(sums)
         return rows, chosen
