@@ -224,7 +224,9 @@ def _run_workers(
     running = []
     for job in jobs:
         receive, send = context.Pipe(duplex=False)
-        process = context.Process(target=_worker_main, args=(job, send), name=f"distillguard-replay-{job[1]}")
+        process = context.Process(
+            target=_worker_main, args=(job, send), name=f"distillguard-replay-{job[1]}", daemon=True
+        )
         process.start()
         send.close()
         running.append((process, receive))
