@@ -87,7 +87,8 @@ class SignalEvidence:
 @dataclass
 class AccountReplay:
     """What the scan keeps about one account: its window, its feature vector at each checkpoint
-    (one float32 row per checkpoint) and the evidence for the report."""
+    (one float32 row per checkpoint) and the evidence for the report. The scan's workers hand the
+    window over packed (`AccountWindow.packed`: read-only, a fifth of the memory)."""
 
     account_id: str
     window: AccountWindow = field(default_factory=lambda: AccountWindow(ACCOUNT_SIGNALS))
