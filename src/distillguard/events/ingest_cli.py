@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from distillguard.engines.options import engine_option
 from distillguard.events.readers import ReaderOptions, UnknownFormatError, iter_events, known_formats
 from distillguard.events.readers.base import DEFAULT_MAX_LINE_BYTES, UnreadableInput
 from distillguard.events.store import CallStore, IngestStats, StoreError
@@ -96,13 +97,8 @@ def _spark_ingest(
     type=click.IntRange(min=1),
     help="A longer line is rejected (file, line, length) without being held in memory.",
 )
-@click.option(
-    "--engine",
-    type=click.Choice(["embedded", "spark"]),
-    default="embedded",
-    show_default=True,
-    help="spark: read the files in parallel on Apache Spark (each executor must see them at the same "
-    "path); see docs/spark.md.",
+@engine_option(
+    "spark: read the files in parallel on Apache Spark (each executor must see them at the same path)."
 )
 @click.option("--spark-master", default=None, help="Spark master URL (default local[2]).")
 @click.option(

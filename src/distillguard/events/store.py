@@ -26,6 +26,8 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
@@ -249,6 +251,38 @@ def _check_view_order() -> None:
         raise StoreError("CallView fields and VIEW_SCHEMA columns differ in name or order")
 
 
+@dataclass
+class IngestRun:
+    """An ingest run in progress: its calls are written under `staging`, its rejects to
+    `rejects_path` (counted in `stats`), until `commit` decides what reaches the store."""
+
+    root: Path
+    stats: IngestStats
+    staging: Path
+    rejects_path: Path
+    started: float
+
+    def commit(self, allow_rejects: bool) -> IngestStats:
+        """Add the staged calls to the store, unless a line was rejected (and `allow_rejects` is
+        off) or an event_id is already in the store or repeated (StoreError); the rejects file
+        stays when it lists anything, so the lines can be fixed."""
+        stats = self.stats
+        if stats.rejects:
+            stats.rejects_file = str(self.rejects_path)
+        elif self.rejects_path.exists():
+            self.rejects_path.unlink()
+        if stats.rejects and not allow_rejects:
+            return stats
+        if stats.events:
+            CallStore._refuse_duplicates(self.root, self.staging)
+            CallStore._commit(self.root, self.staging)
+        stats.committed = True
+        stats.seconds = time.perf_counter() - self.started
+        with private_file(self.root / MANIFEST, "ab") as manifest:
+            manifest.write(_encode(stats) + b"\n")
+        return stats
+
+
 class CallStore:
     """A Parquet call store on disk. `CallStore.open(path)` reads one; `ingest` writes one."""
 
@@ -391,32 +425,30 @@ class CallStore:
         root = Path(path)
         root.parent.mkdir(parents=True, exist_ok=True)
         private_dir(root)
+        with cls.ingest_run(root, sources) as run:
+            with private_file(run.rejects_path) as rejects_out:
+                _write(items, run.stats, rejects_out, _DayFiles(run.staging, run.stats.run_id, batch_rows))
+            return run.commit(allow_rejects)
+
+    @staticmethod
+    @contextmanager
+    def ingest_run(root: Path, sources: Sequence[str]) -> Iterator[IngestRun]:
+        """One ingest run's staging folder, rejects file and stats (both engines' ingest write into
+        it, then `IngestRun.commit`); the staging folder is removed on the way out, committed or not."""
         run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
-        stats = IngestStats(run_id=run_id, files=list(sources))
-        staging = root / STAGING_DIR / run_id
         private_dir(root / REJECTS_DIR)
-        rejects_path = root / REJECTS_DIR / f"{run_id}.jsonl"
-        started = time.perf_counter()
+        run = IngestRun(
+            root=root,
+            stats=IngestStats(run_id=run_id, files=list(sources)),
+            staging=root / STAGING_DIR / run_id,
+            rejects_path=root / REJECTS_DIR / f"{run_id}.jsonl",
+            started=time.perf_counter(),
+        )
         try:
-            with private_file(rejects_path) as rejects_out:
-                _write(items, stats, rejects_out, _DayFiles(staging, run_id, batch_rows))
-            if stats.rejects:
-                stats.rejects_file = str(rejects_path)
-            else:
-                rejects_path.unlink()
-            if stats.rejects and not allow_rejects:
-                return stats
-            if stats.events:
-                cls._refuse_duplicates(root, staging)
-                cls._commit(root, staging)
-            stats.committed = True
-            stats.seconds = time.perf_counter() - started
-            with private_file(root / MANIFEST, "ab") as manifest:
-                manifest.write(_encode(stats) + b"\n")
-            return stats
+            yield run
         finally:
-            stats.seconds = time.perf_counter() - started
-            shutil.rmtree(staging, ignore_errors=True)
+            run.stats.seconds = time.perf_counter() - run.started
+            shutil.rmtree(run.staging, ignore_errors=True)
             staging_root = root / STAGING_DIR
             if staging_root.is_dir() and not any(staging_root.iterdir()):
                 staging_root.rmdir()

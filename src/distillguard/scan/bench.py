@@ -18,6 +18,8 @@ from pathlib import Path
 
 import click
 
+from distillguard.engines.options import engine_option
+
 # Targets of issue 3 ("Performance"), on 2 cores.
 TARGET_CALLS_PER_SECOND = 50_000
 TARGET_FLOOR_RATIO = 5.0
@@ -201,13 +203,9 @@ def verdict_lines(scan: Measurement, floor: Measurement) -> list[str]:
 @click.option("--reuse", is_flag=True, help="Reuse the simulation and store of an earlier run.")
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64))
 @click.option("--no-embeddings", is_flag=True, help="Pass --no-embeddings to the scan.")
-@click.option(
-    "--engine",
-    type=click.Choice(["embedded", "spark"]),
-    default="embedded",
-    show_default=True,
-    help="spark: the embedded engine, Spark local[2] and a standalone cluster of 1 and 2 workers "
-    "started here, on the same store in one run (docs/spark.md).",
+@engine_option(
+    "spark: the embedded engine, Spark local[2] and a standalone cluster of 1 and 2 workers "
+    "started here, on the same store in one run."
 )
 @click.option(
     "--report",

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from distillguard.engines.options import engine_option
 from distillguard.linking.actor_cluster import STATIC_KINDS, KnownActor
 from distillguard.linking.indicator import Indicator
 
@@ -62,13 +63,9 @@ def _sources(values: tuple[str, ...], engine: str) -> tuple[Path, ...]:
     help="clusters.jsonl of an earlier scan: new accounts matching its flagged actors are linked to them.",
 )
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64))
-@click.option(
-    "--engine",
-    type=click.Choice(["embedded", "spark"]),
-    default="embedded",
-    show_default=True,
-    help="embedded: this machine (DuckDB and --workers processes); spark: Apache Spark, for call "
-    "stores on any Hadoop path (s3a://, abfss://, hdfs://); see docs/spark.md.",
+@engine_option(
+    "embedded: this machine (DuckDB and --workers processes); spark: Apache Spark, for call "
+    "stores on any Hadoop path (s3a://, abfss://, hdfs://)."
 )
 @click.option(
     "--spark-master",

@@ -16,12 +16,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import time
-import uuid
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -35,10 +31,7 @@ from distillguard.events.readers.base import Reject, UnreadableInput
 from distillguard.events.store import (
     DIR_MODE,
     FILE_MODE,
-    MANIFEST,
     PARTITION,
-    REJECTS_DIR,
-    STAGING_DIR,
     CallStore,
     IngestStats,
     _check_view_order,
@@ -138,21 +131,15 @@ def spark_ingest(
     root = store
     root.parent.mkdir(parents=True, exist_ok=True)
     private_dir(root)
-    run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
-    stats = IngestStats(run_id=run_id, files=[str(s) for s in sources])
-    staging = root / STAGING_DIR / run_id
-    private_dir(root / REJECTS_DIR)
-    rejects_path = root / REJECTS_DIR / f"{run_id}.jsonl"
-    started = time.perf_counter()
     spark = session(master, app="distillguard-ingest", quiet=quiet, conf=conf)
     spark.conf.set("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MILLIS")
-    try:
 
-        def task(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-            for batch in batches:
-                for value in batch.column("paths").to_pylist():
-                    yield from read_group(json.loads(value), fmt, options)
+    def task(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            for value in batch.column("paths").to_pylist():
+                yield from read_group(json.loads(value), fmt, options)
 
+    with CallStore.ingest_run(root, [str(s) for s in sources]) as run:
         listing = spark.sparkContext.parallelize(
             [(json.dumps(g),) for g in groups], numSlices=max(1, len(groups))
         ).toDF("paths string")
@@ -161,35 +148,16 @@ def spark_ingest(
             day = F.col(PARTITION)
             calls = rows.where(~day.isin(REJECTED, FATAL)).select(*STORE_SCHEMA.names, PARTITION)
             with spark_errors("the ingest"):
-                calls.write.partitionBy(PARTITION).option("compression", "zstd").parquet(staging.as_uri())
+                calls.write.partitionBy(PARTITION).option("compression", "zstd").parquet(run.staging.as_uri())
             unreadable = rows.where(day == FATAL).select("reject_reason").take(1)
             if unreadable:  # nothing is committed; the message names the file and the last good line
                 raise UnreadableInput(unreadable[0][0])
-            _write_rejects(rows.where(day == REJECTED), stats, rejects_path)
+            _write_rejects(rows.where(day == REJECTED), run.stats, run.rejects_path)
         finally:
             rows.unpersist()
-        _private_tree(staging)
-        _count_days(staging, stats)
-        if stats.rejects:
-            stats.rejects_file = str(rejects_path)
-        elif rejects_path.exists():
-            rejects_path.unlink()
-        if stats.rejects and not allow_rejects:
-            return stats
-        if stats.events:
-            CallStore._refuse_duplicates(root, staging)
-            CallStore._commit(root, staging)
-        stats.committed = True
-        stats.seconds = time.perf_counter() - started
-        with private_file(root / MANIFEST, "ab") as manifest:
-            manifest.write(_encode(stats) + b"\n")
-        return stats
-    finally:
-        stats.seconds = time.perf_counter() - started
-        shutil.rmtree(staging, ignore_errors=True)
-        staging_root = root / STAGING_DIR
-        if staging_root.is_dir() and not any(staging_root.iterdir()):
-            staging_root.rmdir()
+        _private_tree(run.staging)
+        _count_days(run.staging, run.stats)
+        return run.commit(allow_rejects)
 
 
 def _write_rejects(rejected: DataFrame, stats: IngestStats, rejects_path: Path) -> None:
