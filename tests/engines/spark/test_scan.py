@@ -222,5 +222,5 @@ def test_replays_that_would_not_fit_the_driver_are_refused_before_fetching() -> 
     from distillguard.engines.spark.scan import DriverTooSmall, check_driver_memory
 
     check_driver_memory(payload_bytes=1 << 30, accounts=50_000, available=8 << 30)
-    with pytest.raises(DriverTooSmall, match=r"the replays of 200,000 accounts need ~16.0 GiB on the driver"):
+    with pytest.raises(DriverTooSmall, match=r"the replays of 200,000 accounts need ~8.0 GiB on the driver"):
         check_driver_memory(payload_bytes=4 << 30, accounts=200_000, available=8 << 30)

@@ -62,9 +62,9 @@ REJECTS_KEPT = 100_000
 # replays per Arrow batch sent back to the driver
 REPLAYS_PER_BATCH = 64
 RESULT_SCHEMA = "account_id string, payload binary"
-# an account's replay as Python objects on the driver, per byte of its pickle (3.1 measured on the
-# small preset; the margin covers linking's and the outputs' own use)
-REPLAY_MEMORY_FACTOR = 4.0
+# an account's replay as Python objects on the driver, per byte of its pickle (1.25 measured on the
+# small preset with packed windows; the margin covers linking's and the outputs' own use)
+REPLAY_MEMORY_FACTOR = 2.0
 # the part of the driver machine's available memory the replays may take
 DRIVER_MEMORY_SHARE = 0.8
 
