@@ -41,3 +41,12 @@ def test_peak_memory_below_ten_million_calls_is_not_called_met() -> None:
     assert verdict_lines(scan, floor)[2].endswith("not decided below 10M calls (run --preset large)")
     over = Measurement("scan", 1_000_000, 300.0, 300.0, 5 * GiB)  # already over at 1M: missed
     assert verdict_lines(over, floor)[2].endswith("MISSED")
+
+
+def test_the_large_preset_decides_peak_memory_although_it_draws_fewer_than_ten_million() -> None:
+    floor = Measurement("floor", 9_099_818, 1.0, 2.0, GiB)
+    under = Measurement("scan", 9_099_818, 400.0, 700.0, int(3.6 * GiB))
+    assert verdict_lines(under, floor, large_preset=True)[2].endswith("met")
+    over = Measurement("scan", 9_099_818, 400.0, 700.0, int(4.2 * GiB))
+    assert verdict_lines(over, floor, large_preset=True)[2].endswith("MISSED")
+    assert "not decided" in verdict_lines(under, floor)[2]

