@@ -8,7 +8,7 @@ import asyncio
 import json
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -294,6 +294,28 @@ def serve(
     uvicorn.run(server.asgi(), host=host, port=port, log_level="info")
 
 
+def _run_on_watch_list(db: str, state: Any, work: Callable[[Any], Awaitable[Any]]) -> Any:
+    """Run a pull or import (``work`` on the intel store) with the shared gateway state started
+    and closed around it; print its report and return it. A refused pull is a one-line error."""
+    from distillguard.intel.pull import PullError
+
+    async def run(intel_store: Any) -> Any:
+        await state.start()
+        try:
+            return await work(intel_store)
+        finally:
+            await state.close()
+
+    with _stores(db) as (_cases, intel_store):
+        try:
+            report = asyncio.run(run(intel_store))
+        except PullError as error:
+            raise click.ClickException(str(error)) from None
+    for line in report.lines():
+        click.echo(line)
+    return report
+
+
 @intel.command("pull")
 @click.argument("url")
 @click.option("--collection", "collection_id", required=True, help="The peer's collection id.")
@@ -331,7 +353,7 @@ def pull_(
     hold_action: str,
 ) -> None:
     """Pull a peer's collection (URL: its TAXII API root) into the watch list."""
-    from distillguard.intel.pull import PullError, pull
+    from distillguard.intel.pull import pull
 
     keys = _keys()
     password = os.environ.get(password_env) if password_env else None
@@ -339,33 +361,24 @@ def pull_(
         raise click.ClickException(f"environment variable {password_env} is not set or empty")
     state = _state(state_url, bans_file, state_prefix)
 
-    async def run(intel_store: Any) -> Any:
-        await state.start()
-        try:
-            return await pull(
-                intel_store,
-                state,
-                keys,
-                api_root=url,
-                collection_id=collection_id,
-                peer=peer,
-                user=user,
-                password=password,
-                full=full,
-                min_confidence=min_confidence,
-                max_bytes=max_bytes,
-                hold_action=hold_action,
-            )
-        finally:
-            await state.close()
-
-    with _stores(db) as (_cases, intel_store):
-        try:
-            report = asyncio.run(run(intel_store))
-        except PullError as error:
-            raise click.ClickException(str(error)) from None
-    for line in report.lines():
-        click.echo(line)
+    report = _run_on_watch_list(
+        db,
+        state,
+        lambda intel_store: pull(
+            intel_store,
+            state,
+            keys,
+            api_root=url,
+            collection_id=collection_id,
+            peer=peer,
+            user=user,
+            password=password,
+            full=full,
+            min_confidence=min_confidence,
+            max_bytes=max_bytes,
+            hold_action=hold_action,
+        ),
+    )
     if report.error and not report.pages:
         raise click.ClickException(f"pull failed: {report.error}")
 
@@ -390,33 +403,24 @@ def import_(
     hold_action: str,
 ) -> None:
     """Import a peer's bundle file (exchanged out of band) into the watch list."""
-    from distillguard.intel.pull import PullError, import_bundle
+    from distillguard.intel.pull import import_bundle
 
     keys = _keys()
     state = _state(state_url, bans_file, state_prefix)
 
-    async def run(intel_store: Any) -> Any:
-        await state.start()
-        try:
-            return await import_bundle(
-                intel_store,
-                state,
-                keys,
-                bundle,
-                peer=peer,
-                min_confidence=min_confidence,
-                hold_action=hold_action,
-            )
-        finally:
-            await state.close()
-
-    with _stores(db) as (_cases, intel_store):
-        try:
-            report = asyncio.run(run(intel_store))
-        except PullError as error:
-            raise click.ClickException(str(error)) from None
-    for line in report.lines():
-        click.echo(line)
+    _run_on_watch_list(
+        db,
+        state,
+        lambda intel_store: import_bundle(
+            intel_store,
+            state,
+            keys,
+            bundle,
+            peer=peer,
+            min_confidence=min_confidence,
+            hold_action=hold_action,
+        ),
+    )
 
 
 @intel.command("sweep")
