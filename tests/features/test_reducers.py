@@ -9,6 +9,8 @@ import random
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from distillguard.features.reducers import (
     Dispersion,
@@ -22,6 +24,8 @@ from distillguard.features.reducers import (
     hash_int,
     hash_ints,
     hash_text,
+    unhash_int,
+    unhash_ints,
 )
 
 
@@ -212,3 +216,13 @@ def test_copy_of_state_is_independent() -> None:
     e.observe(2)
     assert (d.estimate(), e.estimate()) == (1.0, 2.0)
     assert not math.isnan(Dispersion().mean_sq_distance())
+
+
+@given(st.lists(st.integers(min_value=0, max_value=(1 << 64) - 1), max_size=600))
+def test_unhash_ints_is_unhash_int_of_each_hash(hashes: list[int]) -> None:
+    assert unhash_ints(hashes).tolist() == [unhash_int(h) for h in hashes]
+
+
+@given(st.lists(st.integers(min_value=-(1 << 63), max_value=(1 << 63) - 1), max_size=200))
+def test_unhash_ints_inverts_hash_ints(values: list[int]) -> None:
+    assert unhash_ints(hash_ints(np.array(values, dtype=np.int64))).tolist() == values

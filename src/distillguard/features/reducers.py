@@ -85,6 +85,28 @@ def hash_ints(values: np.ndarray) -> np.ndarray:
     return x ^ (x >> np.uint64(31))
 
 
+def _unshift_array(x: np.ndarray, shift: int) -> np.ndarray:
+    result = x.copy()
+    step = np.uint64(shift)
+    for _ in range(64 // shift):
+        result = x ^ (result >> step)
+    return result
+
+
+def unhash_ints(hashes: Sequence[int] | np.ndarray) -> np.ndarray:
+    """`unhash_int` of each hash, vectorised (int64; uint64 arithmetic wraps like the masks).
+
+    >>> unhash_ints([hash_int(5_912_345), hash_int(-3)]).tolist()
+    [5912345, -3]
+    """
+    x = np.asarray(hashes, dtype=np.uint64).reshape(-1)
+    with np.errstate(over="ignore"):
+        x = _unshift_array(x, 31)
+        x = _unshift_array(x * np.uint64(_INV2), 27)
+        x = _unshift_array(x * np.uint64(_INV1), 30)
+    return x.view(np.int64)
+
+
 def hash_texts(values: Sequence[str | None]) -> np.ndarray:
     """`hash_text` of each distinct string, mapped back; None becomes 0 (callers mask it)."""
     out = np.zeros(len(values), dtype=np.uint64)

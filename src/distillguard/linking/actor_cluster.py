@@ -11,7 +11,6 @@ graphs here are sparse (one edge per linked pair) and connected components take 
 from __future__ import annotations
 
 import hashlib
-import itertools
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -27,7 +26,7 @@ from scipy.special import pdtrc
 
 from distillguard.events.model import Account
 from distillguard.features.account_window import BUCKET_MS, HOUR_MS, AccountWindow
-from distillguard.features.reducers import Distinct, unhash_int
+from distillguard.features.reducers import Distinct, unhash_int, unhash_ints
 from distillguard.linking import content
 from distillguard.linking.config import LinkConfig
 from distillguard.linking.indicator import Indicator
@@ -440,17 +439,19 @@ class _Activity:
         self.exact = buckets.exact
         self.active = buckets.estimate()
         self.scale = self.active / len(kept) if kept else 0.0
-        ids = sorted(unhash_int(h) for h in kept)
-        hours: dict[int, float] = defaultdict(float)
-        for bucket in ids:
-            hours[bucket // _BUCKETS_PER_HOUR] += self.scale
-        self.hour_counts = dict(hours)
+        ids = np.sort(unhash_ints(kept))
+        # each hour's count is the scale added once per bucket, in bucket order (np.add.at adds
+        # in index order, as a loop would), hours in ascending order
+        hours, inverse = np.unique(ids // _BUCKETS_PER_HOUR, return_inverse=True)
+        counts = np.zeros(len(hours))
+        np.add.at(counts, inverse.reshape(-1), self.scale)
+        self.hour_counts = dict(zip(hours.tolist(), counts.tolist(), strict=True))
         # Sessions fill runs of consecutive buckets; two sessions that overlap share a run of
         # buckets, which is one coincidence, not several. The mean run length turns buckets into
         # independent events (from a sample, an adjacent pair is seen with the sampling rate).
-        adjacent = sum(1 for x, y in itertools.pairwise(ids) if y == x + 1)
+        adjacent = int(np.count_nonzero(np.diff(ids) == 1))
         rate = len(ids) / self.active if self.active else 1.0
-        follow = min(adjacent / len(ids) / rate, 0.95) if ids else 0.0
+        follow = min(adjacent / len(ids) / rate, 0.95) if len(ids) else 0.0
         self.run_length = 1.0 / (1.0 - follow)
 
 
@@ -488,7 +489,7 @@ def _sync_evidence(
             permutations=template.permutations,
             scheme=template.scheme,
         )
-        sketch.update_batch(windows[aid].buckets.smallest())
+        sketch.update_batch(list(activity[aid].kept))  # a minimum over the items: order is moot
         sketches[aid] = sketch
         lsh.insert(aid, sketch)
     checked: set[tuple[str, str]] = set()
