@@ -11,6 +11,7 @@ graphs here are sparse (one edge per linked pair) and connected components take 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -433,26 +434,54 @@ class _Activity:
 
     __slots__ = ("active", "exact", "hour_counts", "kept", "run_length", "scale")
 
-    def __init__(self, buckets: Distinct) -> None:
+    def __init__(self, buckets: Distinct, scale: float, hour_counts: dict[int, float], adjacent: int) -> None:
         kept = buckets.smallest()
         self.kept = frozenset(kept)
         self.exact = buckets.exact
         self.active = buckets.estimate()
-        self.scale = self.active / len(kept) if kept else 0.0
-        ids = np.sort(unhash_ints(kept))
-        # each hour's count is the scale added once per bucket, in bucket order (np.add.at adds
-        # in index order, as a loop would), hours in ascending order
-        hours, inverse = np.unique(ids // _BUCKETS_PER_HOUR, return_inverse=True)
-        counts = np.zeros(len(hours))
-        np.add.at(counts, inverse.reshape(-1), self.scale)
-        self.hour_counts = dict(zip(hours.tolist(), counts.tolist(), strict=True))
+        self.scale = scale
+        self.hour_counts = hour_counts
         # Sessions fill runs of consecutive buckets; two sessions that overlap share a run of
         # buckets, which is one coincidence, not several. The mean run length turns buckets into
         # independent events (from a sample, an adjacent pair is seen with the sampling rate).
-        adjacent = int(np.count_nonzero(np.diff(ids) == 1))
-        rate = len(ids) / self.active if self.active else 1.0
-        follow = min(adjacent / len(ids) / rate, 0.95) if len(ids) else 0.0
+        rate = len(kept) / self.active if self.active else 1.0
+        follow = min(adjacent / len(kept) / rate, 0.95) if kept else 0.0
         self.run_length = 1.0 / (1.0 - follow)
+
+
+def _activities(windows: Mapping[str, AccountWindow]) -> dict[str, _Activity]:
+    """Every active account's `_Activity`, its buckets unhashed and counted per hour in one pass
+    over all accounts (a few NumPy calls, not a few per account). Each hour's count is the account's
+    scale added once per bucket in bucket order (np.add.at adds in index order, as a loop would)."""
+    accounts = [(aid, w.buckets) for aid, w in windows.items() if w.n]
+    kept = [buckets.smallest() for _, buckets in accounts]
+    lengths = np.fromiter(map(len, kept), dtype=np.int64, count=len(kept))
+    actives = np.fromiter((b.estimate() for _, b in accounts), dtype=np.float64, count=len(kept))
+    scales = np.divide(actives, lengths, out=np.zeros(len(kept)), where=lengths > 0)
+    owner = np.repeat(np.arange(len(kept)), lengths)
+    hashes = unhash_ints(list(itertools.chain.from_iterable(kept)))
+    ids = hashes[np.lexsort((hashes, owner))]  # ascending within each account (owners stay in order)
+    hour = ids // _BUCKETS_PER_HOUR
+    same = owner[1:] == owner[:-1]
+    adjacent = np.bincount(owner[1:][same & (np.diff(ids) == 1)], minlength=len(kept))
+    starts = np.ones(len(ids), dtype=bool)  # the first bucket of each (account, hour)
+    starts[1:] = (hour[1:] != hour[:-1]) | ~same
+    group = np.cumsum(starts) - 1
+    counts = np.zeros(int(starts.sum()))
+    np.add.at(counts, group, scales[owner])
+    hours_of = hour[starts].tolist()
+    counts_of = counts.tolist()
+    bounds = np.searchsorted(owner[starts], np.arange(len(kept) + 1)).tolist()
+    scale_of, adjacent_of = scales.tolist(), adjacent.tolist()
+    return {
+        aid: _Activity(
+            buckets,
+            scale_of[i],
+            dict(zip(hours_of[bounds[i] : bounds[i + 1]], counts_of[bounds[i] : bounds[i + 1]], strict=True)),
+            adjacent_of[i],
+        )
+        for i, (aid, buckets) in enumerate(accounts)
+    }
 
 
 def _sync_evidence(
@@ -465,7 +494,7 @@ def _sync_evidence(
     own activity is left out of the population, so a hydra does not explain itself away.
     Candidate pairs come from MinHash LSH over the bucket sets: cost grows with accounts, not pairs."""
     sync = config.sync
-    activity = {aid: _Activity(w.buckets) for aid, w in windows.items() if w.n}
+    activity = _activities(windows)
     hour_load: dict[int, float] = defaultdict(float)
     for act in activity.values():
         for hour, count in act.hour_counts.items():
