@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from distillguard.engines.options import engine_option
-from distillguard.linking.actor_cluster import STATIC_KINDS, KnownActor
-from distillguard.linking.indicator import Indicator
+
+if TYPE_CHECKING:  # linking is imported where it is used, off the scan's start-up
+    from distillguard.linking.actor_cluster import KnownActor
 
 
 def known_actors_from(path: Path) -> list[KnownActor]:
     """Flagged actors of an earlier scan's clusters.jsonl, remembered by their static indicators."""
+    from distillguard.linking.actor_cluster import STATIC_KINDS, KnownActor
+    from distillguard.linking.indicator import Indicator
+
     actors = []
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
@@ -127,7 +133,7 @@ def scan(
     from distillguard.features.catalog import FEATURES
     from distillguard.scan.outputs import write_outputs, write_verdicts_parquet
     from distillguard.scan.pipeline import ScanSource, decide, load_account_records, replay_store
-    from distillguard.scoring.scorer import AccountScorer
+    from distillguard.scoring.scorer import AccountScorer, model_folder
 
     paths = _sources(sources, engine)
     if engine == "embedded":
@@ -144,9 +150,16 @@ def scan(
     out.mkdir(parents=True, exist_ok=True)
     model: str | Path = Path(model_name) if Path(model_name).is_dir() else model_name
     try:
-        scorer = AccountScorer.load(FEATURES, with_model=not rules_only, model=model)
+        model_folder(model)  # an unknown model name fails before any work
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--model") from error
+
+    def load_scorer() -> AccountScorer:
+        try:
+            return AccountScorer.load(FEATURES, with_model=not rules_only, model=model)
+        except ValueError as error:
+            raise click.BadParameter(str(error), param_hint="--model") from error
+
     if rules_only:
         notices.append("learned model off (--rules-only): heuristics alone decide")
     if no_embeddings:
@@ -154,7 +167,9 @@ def scan(
     records = load_account_records(accounts, notices)
     actors = known_actors_from(known_actors) if known_actors else []
     engine_facts: dict[str, object] = {"engine": engine}
+    scorers: list[AccountScorer] = []
     if engine == "spark":
+        scorers.append(load_scorer())
         from distillguard.engines.spark.scan import DriverTooSmall, SourceError, spark_replay
         from distillguard.engines.spark.session import SparkJobFailed, SparkUnavailable, parse_conf
 
@@ -179,8 +194,21 @@ def scan(
             raise click.ClickException(str(error)) from error
     else:
         store = source.open(out, notices)
-        replay = replay_store(store, workers=workers, use_embeddings=not no_embeddings, progress=not quiet)
-    result = decide(replay, scorer, records, known_actors=actors, notices=notices)
+
+        def while_replaying() -> None:
+            # the scorer (LightGBM, scikit-learn) and linking (datasketch, networkx) load while the
+            # workers replay the calls, instead of delaying their start (~2 s of imports)
+            scorers.append(load_scorer())
+            importlib.import_module("distillguard.linking.actor_cluster")
+
+        replay = replay_store(
+            store,
+            workers=workers,
+            use_embeddings=not no_embeddings,
+            progress=not quiet,
+            while_replaying=while_replaying,
+        )
+    result = decide(replay, scorers[0], records, known_actors=actors, notices=notices)
     summary = write_outputs(result, out, source=", ".join(sources), engine=engine_facts)
     if parquet:
         write_verdicts_parquet(result, out / "accounts_out.parquet")

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -36,10 +36,12 @@ from distillguard.events.model import Account, AccountVerdict, Reason, to_json_l
 from distillguard.events.readers import ReaderOptions, iter_events
 from distillguard.events.store import PARTITION, CallStore
 from distillguard.features.catalog import FEATURES, SCORED_SIGNALS, feature_vector
-from distillguard.linking.actor_cluster import ActorCluster, KnownActor, link
 from distillguard.scan.replay import AccountReplay, CallStage, read_columns
 from distillguard.scoring.scorer import AccountScorer
 from distillguard.signals import registry
+
+if TYPE_CHECKING:  # linking (datasketch, networkx, SciPy) is imported when the replay's workers run
+    from distillguard.linking.actor_cluster import ActorCluster, KnownActor
 
 BATCH_ROWS = 8192
 # batches between two collections of the young objects in a worker (the cyclic collector is off
@@ -218,21 +220,25 @@ def _worker_main(job: tuple[str, int, int, bool, bool, int, str], results: Conne
 
 def _run_workers(
     jobs: Sequence[tuple[str, int, int, bool, bool, int, str]],
+    while_running: Callable[[], None] | None = None,
 ) -> list[tuple[Counter[str], dict[str, float]]]:
     """One forked process per job, each ended (its memory returned) before the parent reads the
-    replays: a pool would keep finished workers, or fork fresh ones from the parent, meanwhile."""
+    replays: a pool would keep finished workers, or fork fresh ones from the parent, meanwhile.
+    ``while_running`` runs here once every worker has forked (no thread of it can be inherited)."""
     context = multiprocessing.get_context("fork")
     running = []
-    for job in jobs:
-        receive, send = context.Pipe(duplex=False)
-        process = context.Process(
-            target=_worker_main, args=(job, send), name=f"distillguard-replay-{job[1]}", daemon=True
-        )
-        process.start()
-        send.close()
-        running.append((process, receive))
     results = []
     try:
+        for job in jobs:
+            receive, send = context.Pipe(duplex=False)
+            process = context.Process(
+                target=_worker_main, args=(job, send), name=f"distillguard-replay-{job[1]}", daemon=True
+            )
+            process.start()
+            send.close()
+            running.append((process, receive))
+        if while_running is not None:
+            while_running()
         for process, receive in running:
             try:
                 status, payload = receive.recv()
@@ -302,10 +308,19 @@ def _read_partition(
 
 
 def replay_store(
-    store: CallStore, *, workers: int = 2, use_embeddings: bool = True, progress: bool = True
+    store: CallStore,
+    *,
+    workers: int = 2,
+    use_embeddings: bool = True,
+    progress: bool = True,
+    while_replaying: Callable[[], None] | None = None,
 ) -> ReplayResult:
     """Every account's calls replayed in time order; accounts are split over `workers` processes.
-    The replays' windows come back packed (`AccountWindow.packed`): read-only, a fifth the memory."""
+    The replays' windows come back packed (`AccountWindow.packed`): read-only, a fifth the memory.
+
+    ``while_replaying`` runs in this process once the workers have started (the scan loads its
+    scorer and the linking code there, off the critical path); should it raise, the workers are
+    stopped and the error goes up."""
     started = time.perf_counter()
     buckets = max(1, math.ceil(store.count() / workers / BUCKET_CALLS))
     accounts: dict[str, AccountReplay] = {}
@@ -329,7 +344,12 @@ def replay_store(
         parent = {"parent: pattern tables and text models": time.process_time() - cpu}
         # forked workers inherit the compiled pattern tables and text models; no thread pool
         # (DuckDB, the embedding tokenizer) is started before this point
-        parts = [_replay_partition(jobs[0])] if workers == 1 else _run_workers(jobs)
+        if workers == 1:
+            if while_replaying is not None:
+                while_replaying()
+            parts = [_replay_partition(jobs[0])]
+        else:
+            parts = _run_workers(jobs, while_replaying)
         # unpickling the replays makes millions of small objects that live until the scan ends
         # (frozen below), which the cyclic collector would otherwise rescan while they arrive
         enabled = gc.isenabled()
@@ -591,6 +611,8 @@ def decide(
     notices: list[str] | None = None,
 ) -> ScanResult:
     """Score, link, propagate actor evidence and give every account its verdict."""
+    from distillguard.linking.actor_cluster import link
+
     notices = (notices if notices is not None else []) + replay.notices
     seconds: dict[str, float] = {}
     replays = list(replay.accounts.values())
