@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from distillguard.scoring.training import train_scorer_command
 from distillguard.signals.training import train_signals_command
+from distillguard.training.scorer import train_scorer_command
 
 
 @click.group("train")

@@ -54,7 +54,7 @@ def run_preset(
     from distillguard.bench.records import read_labels
     from distillguard.features.catalog import FEATURES
     from distillguard.scoring.scorer import AccountScorer
-    from distillguard.scoring.training import replay_cached, simulate
+    from distillguard.training.scorer import replay_cached, simulate
 
     if split == "dev" and seed == calibration_seed:
         raise click.UsageError("measure DEV on another seed than the calibration scenario's")
