@@ -175,3 +175,32 @@ def test_everything_the_store_writes_is_owner_only_whatever_the_umask(tmp_path: 
     modes = {str(p.relative_to(tmp_path)): stat.S_IMODE(p.stat().st_mode) for p in written}
     expected = {name: (0o700 if (tmp_path / name).is_dir() else 0o600) for name in modes}
     assert modes == expected
+
+
+def test_rebatch_cuts_and_joins_into_exact_batches() -> None:
+    from distillguard.events.store import rebatch
+
+    parts = [
+        pa.record_batch({"x": pa.array(range(start, start + n), pa.int64())})
+        for start, n in ((0, 7), (7, 0), (7, 1), (8, 9))
+    ]
+    for size in (1, 2, 3, 8, 17, 100):
+        out = list(rebatch(parts, size))
+        assert [len(b) for b in out[:-1]] == [size] * (len(out) - 1) and 0 < len(out[-1]) <= size
+        assert pa.Table.from_batches(out).column("x").to_pylist() == list(range(17))
+    assert list(rebatch([], 4)) == []
+
+
+def test_iter_batches_on_one_connection_gives_the_same_batches(tmp_path: Path) -> None:
+    CallStore.ingest(tmp_path / "s", _events(300), sources=["mem"], batch_rows=16)
+    store = CallStore.open(tmp_path / "s")
+    con = store.connect(threads=1)
+    try:
+        for size in (3, 50):
+            for day in store.days():
+                query = {"columns": ["event_id", "ts"], "order_by": "ts, event_id", "where": f"day = '{day}'"}
+                shared = [b.to_pylist() for b in store.iter_batches(**query, batch_size=size, connection=con)]
+                alone = [b.to_pylist() for b in store.iter_batches(**query, batch_size=size)]
+                assert shared == alone and all(len(b) == size for b in shared[:-1])
+    finally:
+        con.close()
