@@ -29,6 +29,7 @@ BATCH_SIZE = 64
 # reused) costs most of an `embed`. The text is tokenised word by word instead, each word once and
 # remembered, which gives the same ids: see `_word_keys`. Words remembered (a few tens of MB):
 WORD_MEMO = 262_144
+ENCODE_CHUNK = 256
 _SPACE = "\u2581"  # what the normaliser turns each space into, and puts in front of the text
 # a run of spaces and the word after it: the pieces the BPE can never merge across
 _WORD = re.compile(f"{_SPACE}+[^{_SPACE}]*")
@@ -87,8 +88,6 @@ class Embedding(Signal):
         self._model: Any = None
         self._lock = threading.Lock()
         self._words: dict[str, list[int]] = {}  # word key -> token ids of SPACE + key
-        self._word_tokenizer: Any = None
-        self._text_tokenizer: Any = None
 
     @property
     def model(self) -> Any:
@@ -103,68 +102,49 @@ class Embedding(Signal):
         Bit for bit wordllama's `embed(..., norm=False)` normalised here, at a fraction of the cost:
         the ids come word by word from a memo (`_token_ids`), and each text's token vectors are summed
         in token order in float32 and divided by the token count, as wordllama's average pool does
-        (its padding adds only zeros)."""
+        (its padding adds only zeros). Texts of one token count are summed together, as wordllama
+        sums a padded batch: one (texts, tokens, DIMENSIONS) sum over the tokens' axis."""
         if not texts:
             return np.zeros((0, DIMENSIONS), dtype=np.float32)
         table = self.model.embedding
+        ids = self._token_ids([t[:TRUNCATE_CHARS] for t in texts])
+        lengths = np.fromiter(map(len, ids), dtype=np.intp, count=len(ids))
+        flat = np.fromiter(chain.from_iterable(ids), dtype=np.intp, count=int(lengths.sum()))
+        if len(flat) and (flat.min() < 0 or flat.max() >= len(table)):
+            np.clip(flat, 0, len(table) - 1, out=flat)  # as wordllama does (never with its own vocabulary)
+        starts = np.cumsum(lengths) - lengths
         vectors = np.zeros((len(texts), DIMENSIONS), dtype=np.float32)
-        counts = np.ones(len(texts), dtype=np.float32)
-        for row, ids in enumerate(self._token_ids([t[:TRUNCATE_CHARS] for t in texts])):
-            if ids:
-                tokens = np.asarray(ids, dtype=np.intp)
-                np.clip(tokens, 0, len(table) - 1, out=tokens)
-                vectors[row] = table.take(tokens, axis=0).sum(axis=0, dtype=np.float32)
-                counts[row] = len(ids)
-        vectors /= counts[:, None]
+        for length in np.unique(lengths[lengths > 0]).tolist():
+            same = np.flatnonzero(lengths == length)
+            for part in range(0, len(same), BATCH_SIZE):  # bounded memory: BATCH_SIZE texts at once
+                rows = same[part : part + BATCH_SIZE]
+                tokens = flat[starts[rows][:, None] + np.arange(length)]
+                vectors[rows] = table[tokens].sum(axis=1, dtype=np.float32) / np.float32(length)
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         return np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
 
-    def _tokenizers(self) -> tuple[Any, Any]:
-        """wordllama's tokenizer without padding (for whole texts), and a copy without the
-        normaliser (for words already normalised)."""
-        if self._word_tokenizer is None:
-            from tokenizers import Tokenizer, normalizers
-
-            config = self.model.tokenizer.to_str()
-            text = Tokenizer.from_str(config)
-            text.no_padding()
-            text.no_truncation()
-            word = Tokenizer.from_str(config)
-            word.normalizer = normalizers.Sequence([])
-            word.no_padding()
-            word.no_truncation()
-            self._text_tokenizer, self._word_tokenizer = text, word
-        return self._text_tokenizer, self._word_tokenizer
-
     def _token_ids(self, texts: list[str]) -> list[list[int]]:
-        """The ids wordllama's tokenizer gives each text (`encode(text, add_special_tokens=False)`)."""
-        text_tokenizer, word_tokenizer = self._tokenizers()
-        memo = self._words
+        """The ids wordllama's tokenizer gives each text (`encode(text, add_special_tokens=False)`).
+
+        A word key k is tokenised by that same tokenizer as the text k: its normaliser makes it
+        SPACE + k (k has no space) but for the empty key, whose word is SPACE alone."""
+        tokenizer = self.model.tokenizer
         keyed = [_word_keys(t) for t in texts]
-        known: dict[str, list[int]] = {}
-        missing: dict[str, None] = {}
-        for keys in keyed:
-            for key in keys or ():
-                if key not in known:
-                    ids = memo.get(key)
-                    if ids is None:
-                        missing[key] = None
-                    else:
-                        known[key] = ids
+        wanted = set(chain.from_iterable(keys for keys in keyed if keys is not None))
+        memo = self._words
+        missing = [key for key in wanted if key not in memo]
         if missing:
-            fresh = list(missing)
-            encoded = word_tokenizer.encode_batch([_SPACE + key for key in fresh], add_special_tokens=False)
-            for key, encoding in zip(fresh, encoded, strict=True):
-                known[key] = encoding.ids
-            if len(memo) + len(fresh) > WORD_MEMO:  # a full memo starts again
-                memo.clear()
-            memo.update((key, known[key]) for key in fresh)
-        whole = [t for t, keys in zip(texts, keyed, strict=True) if keys is None]
-        encoded_whole = iter(text_tokenizer.encode_batch(whole, add_special_tokens=False) if whole else ())
+            if len(memo) + len(missing) > WORD_MEMO:  # full: keep only this batch's words
+                memo = self._words = {key: memo[key] for key in wanted if key in memo}
+            for key, ids in zip(missing, _unpadded_ids(tokenizer, missing), strict=True):
+                memo[key] = ids
+            if "" in memo:
+                memo[""] = [tokenizer.token_to_id(_SPACE)]
+        whole = iter(
+            _unpadded_ids(tokenizer, [t for t, keys in zip(texts, keyed, strict=True) if keys is None])
+        )
         return [
-            next(encoded_whole).ids
-            if keys is None
-            else list(chain.from_iterable(map(known.__getitem__, keys)))
+            next(whole) if keys is None else list(chain.from_iterable(map(memo.__getitem__, keys)))
             for keys in keyed
         ]
 
@@ -173,6 +153,20 @@ class Embedding(Signal):
 
     def analyze(self, call: CallView) -> SignalResult | None:
         return None  # a vector provider: use `embed`; there is no per-call score to give
+
+
+def _unpadded_ids(tokenizer: Any, texts: list[str]) -> list[list[int]]:
+    """`tokenizer.encode_batch` without the padding wordllama turns on for its batches (texts go in
+    by length, ENCODE_CHUNK at a time, so that little padding is made and dropped)."""
+    out: list[list[int]] = [[] for _ in texts]
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    for start in range(0, len(order), ENCODE_CHUNK):
+        chunk = order[start : start + ENCODE_CHUNK]
+        encoded = tokenizer.encode_batch([texts[i] for i in chunk], add_special_tokens=False)
+        for i, encoding in zip(chunk, encoded, strict=True):
+            ids, mask = encoding.ids, encoding.attention_mask
+            out[i] = ids if all(mask) else [token for token, real in zip(ids, mask, strict=True) if real]
+    return out
 
 
 def _word_keys(text: str) -> list[str] | None:
