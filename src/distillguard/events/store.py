@@ -34,7 +34,9 @@ from typing import IO, Any
 
 import duckdb
 import msgspec
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
@@ -325,6 +327,32 @@ class CallStore:
 
     def files(self) -> list[str]:
         return sorted(str(p) for p in self.path.glob(f"{PARTITION}=*/*.parquet"))
+
+    def in_time_order(self, day: str) -> bool:
+        """Whether the calls of `day`, as DuckDB reads them without ORDER BY (its files in `files()`
+        order, each front to back: insertion order is preserved), are already in strictly
+        increasing (ts, event_id) order; a reader sorted by those keys can then skip the sort.
+
+        Ingest writes a day's calls in arrival order, in time order for a gateway's or simulator's
+        log; reading the two key columns costs ~1/30 of a day's sort of the scan's wide rows."""
+        folder = str(self.path / f"{PARTITION}={day}") + os.sep
+        files = [f for f in self.files() if f.startswith(folder)]
+        try:
+            keys = pa.concat_tables(
+                [pq.read_table(f, columns=["ts", "event_id"], use_threads=False) for f in files]
+            )
+        except (pa.ArrowInvalid, KeyError):  # files of different layouts: let DuckDB sort
+            return False
+        ts, event_id = keys.column("ts"), keys.column("event_id")
+        if ts.null_count or event_id.null_count or not pa.types.is_timestamp(ts.type):
+            return False
+        step = np.diff(ts.combine_chunks().cast(pa.int64()).to_numpy())
+        if (step < 0).any():
+            return False
+        ties = pa.array(np.flatnonzero(step == 0))
+        ids = event_id.combine_chunks()
+        before, after = ids.take(ties).to_pylist(), pc.add(ties, 1)
+        return all(a < b for a, b in zip(before, ids.take(after).to_pylist(), strict=True))
 
     def _dataset(self) -> ds.Dataset:
         schema = STORE_SCHEMA.append(pa.field(PARTITION, pa.string()))

@@ -282,11 +282,13 @@ def _read_partition(
     con = store.connect(threads=1)
     try:
         # one day at a time: DuckDB sorts a day's calls, not the whole store (wide text columns make
-        # a full sort memory-hungry); days are partitions, so concatenating them keeps time order
+        # a full sort memory-hungry); days are partitions, so concatenating them keeps time order. A
+        # day stored in time order already is read as it lies (the sort was ~30% of the reading CPU).
         for day in store.days():
             where = f"{PARTITION} = '{day}'{partition}"
+            order_by = None if store.in_time_order(day) else "ts, event_id"
             for batch in store.iter_batches(
-                columns=columns, batch_size=BATCH_ROWS, order_by="ts, event_id", where=where, connection=con
+                columns=columns, batch_size=BATCH_ROWS, order_by=order_by, where=where, connection=con
             ):
                 stage.start_clock()
                 stage.observe_batch(batch)
