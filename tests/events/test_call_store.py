@@ -175,3 +175,71 @@ def test_everything_the_store_writes_is_owner_only_whatever_the_umask(tmp_path: 
     modes = {str(p.relative_to(tmp_path)): stat.S_IMODE(p.stat().st_mode) for p in written}
     expected = {name: (0o700 if (tmp_path / name).is_dir() else 0o600) for name in modes}
     assert modes == expected
+
+
+def test_rebatch_cuts_and_joins_into_exact_batches() -> None:
+    from distillguard.events.store import rebatch
+
+    parts = [
+        pa.record_batch({"x": pa.array(range(start, start + n), pa.int64())})
+        for start, n in ((0, 7), (7, 0), (7, 1), (8, 9))
+    ]
+    for size in (1, 2, 3, 8, 17, 100):
+        out = list(rebatch(parts, size))
+        assert [len(b) for b in out[:-1]] == [size] * (len(out) - 1) and 0 < len(out[-1]) <= size
+        assert pa.Table.from_batches(out).column("x").to_pylist() == list(range(17))
+    assert list(rebatch([], 4)) == []
+
+
+def test_iter_batches_on_one_connection_gives_the_same_batches(tmp_path: Path) -> None:
+    CallStore.ingest(tmp_path / "s", _events(300), sources=["mem"], batch_rows=16)
+    store = CallStore.open(tmp_path / "s")
+    con = store.connect(threads=1)
+    try:
+        for size in (3, 50):
+            for day in store.days():
+                query = {"columns": ["event_id", "ts"], "order_by": "ts, event_id", "where": f"day = '{day}'"}
+                shared = [b.to_pylist() for b in store.iter_batches(**query, batch_size=size, connection=con)]
+                alone = [b.to_pylist() for b in store.iter_batches(**query, batch_size=size)]
+                assert shared == alone and all(len(b) == size for b in shared[:-1])
+    finally:
+        con.close()
+
+
+def test_in_time_order_lets_a_sorted_day_skip_the_sort(tmp_path: Path, monkeypatch) -> None:
+    import itertools
+    import uuid
+
+    # files sort in ingest order (run ids within one second would otherwise sort by a random suffix)
+    count = itertools.count(1)
+    monkeypatch.setattr(store_module.uuid, "uuid4", lambda: uuid.UUID(int=next(count) << 96))
+    shuffled = CallStore(tmp_path / "shuffled")
+    CallStore.ingest(shuffled.path, _events(300), sources=["mem"], batch_rows=16)
+    assert not any(shuffled.in_time_order(day) for day in shuffled.days())
+    # in time order, equal times tie-broken by event id, over two ingests (two files a day)
+    events = sorted(_events(300), key=lambda e: (e.ts, e.event_id))
+    ordered = CallStore(tmp_path / "ordered")
+    CallStore.ingest(ordered.path, events[:170], sources=["a"], batch_rows=16)
+    CallStore.ingest(ordered.path, events[170:], sources=["b"], batch_rows=16)
+    assert len(ordered.files()) > len(ordered.days())
+    assert all(ordered.in_time_order(day) for day in ordered.days())
+    con = ordered.connect(threads=1)
+    try:
+        for day in ordered.days():
+            query = {
+                "columns": ["event_id", "ts"],
+                "batch_size": 7,
+                "where": f"day = '{day}'",
+                "connection": con,
+            }
+            as_stored = [b.to_pylist() for b in ordered.iter_batches(**query)]
+            assert as_stored == [
+                b.to_pylist() for b in ordered.iter_batches(**query, order_by="ts, event_id")
+            ]
+    finally:
+        con.close()
+    # the second ingest before the first in file order: no longer in order
+    later = CallStore(tmp_path / "later")
+    CallStore.ingest(later.path, events[150:], sources=["b"], batch_rows=16)
+    CallStore.ingest(later.path, events[:150], sources=["a"], batch_rows=16)
+    assert not all(later.in_time_order(day) for day in later.days())

@@ -4,6 +4,8 @@ import socket
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from distillguard.signals.embedding import DIMENSIONS, Embedding
 
@@ -30,3 +32,73 @@ def test_loads_offline_and_embeds_normalised_rows(embedding: Embedding, monkeypa
 def test_is_a_vector_provider_not_a_score(embedding: Embedding, call_of) -> None:
     assert embedding.analyze(call_of("anything")) is None
     assert embedding.embed([]).shape == (0, DIMENSIONS)
+
+
+def _wordllama_rows(embedding: Embedding, texts: list[str]) -> np.ndarray:
+    """The definition: wordllama's own `embed` (padded batches, masked average pool), normalised."""
+    from distillguard.signals.embedding import BATCH_SIZE, TRUNCATE_CHARS
+
+    vectors = np.asarray(
+        embedding.model.embed([t[:TRUNCATE_CHARS] for t in texts], batch_size=BATCH_SIZE, norm=False),
+        dtype=np.float32,
+    )
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
+
+
+def test_no_token_has_a_space_after_another_character(embedding: Embedding) -> None:
+    # what makes tokenising word by word give the ids of the whole text (`_word_keys`)
+    vocab = embedding.model.tokenizer.get_vocab()
+    assert not [token for token in vocab if "\u2581" in token.lstrip("\u2581")]
+    assert embedding.model.tokenizer.pre_tokenizer is None
+
+
+_PIECES = [
+    " ",
+    "  ",
+    "\n",
+    "\t",
+    "\u2581",
+    "the",
+    "The",
+    "cat",
+    "ing",
+    "1234",
+    "3.14",
+    "é",
+    "中文",
+    "🙂",
+    "<s>",
+    "</s>",
+    "<unk>",
+    "<",
+    "s>",
+    "```",
+    '"',
+    "x" * 50,
+    "Question:",
+    "\r\n",
+    "\u00a0",
+]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    st.lists(st.lists(st.sampled_from(_PIECES) | st.text(max_size=8), max_size=120).map("".join), max_size=20)
+)
+def test_embed_is_bit_identical_to_wordllama(embedding: Embedding, texts: list[str]) -> None:
+    assert embedding.embed(texts).tobytes() == _wordllama_rows(embedding, texts).tobytes()
+
+
+def test_embed_is_bit_identical_on_long_and_repeated_texts(embedding: Embedding) -> None:
+    texts = [
+        "Translate into French:  the quick brown fox " * 20,
+        " leading and trailing ",
+        "Question: what is 2 + 2?\nAnswer:",
+        "Question: what is 2 + 2?\nAnswer:",
+        "",
+        "   ",
+        "<s>[INST] hi [/INST]</s>",
+    ]
+    assert embedding.embed(texts).tobytes() == _wordllama_rows(embedding, texts).tobytes()
+    assert embedding.embed(texts[::-1]).tobytes() == _wordllama_rows(embedding, texts[::-1]).tobytes()

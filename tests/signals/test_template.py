@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from hypothesis import given, settings
@@ -81,3 +82,55 @@ def test_real_templates_collapse_and_real_openers_do_not(shared_data: Path) -> N
 @given(st.text(alphabet=" \t\f\v\nab\u00a0\u3000", max_size=40))
 def test_blanks_collapse_as_the_regex_does(text: str) -> None:
     assert template.collapse_blanks(text) == template._BLANKS.sub(" ", text)
+
+
+# the definition `template._INSERTED_NAME` is written for speed against
+_INSERTED_NAME_AS_DEFINED = re.compile(r"(?<=[a-z,;] )(?!I\b)[A-Z][\w-]*(?: (?:of |and |the )?[A-Z][\w-]*)*")
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(
+            [
+                "I",
+                "I'm",
+                "Is",
+                " ",
+                "a ",
+                ", ",
+                "; ",
+                ". ",
+                "of ",
+                "and ",
+                "the ",
+                "Foo",
+                "Bar-Baz",
+                "x1",
+                "É",
+                "\n",
+            ]
+        )
+        | st.text(alphabet="aIZz ,;.-_1é\n", max_size=6),
+        max_size=30,
+    ).map("".join)
+)
+def test_inserted_names_match_as_defined(text: str) -> None:
+    assert template._INSERTED_NAME.sub("\x01", text) == _INSERTED_NAME_AS_DEFINED.sub("\x01", text)
+
+
+def test_fingerprints_of_a_batch_match_one_call_at_a_time(call_of) -> None:
+    import pyarrow as pa
+
+    prompts = ["Translate 'a' to French:", "Translate 'b' to French:", "What is 2+2?", "", "What is 2+2?"]
+    systems = ["You are helpful.", "", None, "You are helpful.", "You are helpful."]
+    batch = pa.record_batch({"system_prompt": pa.array(systems, pa.string()), "prompt": pa.array(prompts)})
+    signal = Template()
+    expected = [
+        SIGNAL.fingerprint(
+            CallView(event_id="", ts=call_of("x").ts, account_id="", system_prompt=s or "", prompt=p)
+        )
+        for s, p in zip(systems, prompts, strict=True)
+    ]
+    assert signal.fingerprints(batch).to_pylist() == expected
+    assert signal.fingerprints(batch).to_pylist() == expected  # from the memo

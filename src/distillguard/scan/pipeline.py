@@ -283,26 +283,29 @@ def _read_partition(
     )
     gaps: Counter[str] = Counter()
     batches = 0
-    # one day at a time: DuckDB sorts a day's calls, not the whole store (wide text columns make a
-    # full sort memory-hungry); days are partitions, so concatenating them keeps time order
-    for day in store.days():
-        where = f"{PARTITION} = '{day}'{partition}"
-        for batch in store.iter_batches(
-            # one DuckDB thread per worker: the workers already use the cores, and DuckDB's own
-            # threads only add coordination (~15% of the reading CPU, measured on the default preset)
-            columns=columns,
-            batch_size=BATCH_ROWS,
-            order_by="ts, event_id",
-            where=where,
-            threads=1,
-        ):
-            stage.start_clock()
-            stage.observe_batch(batch)
-            gaps.update(input_gaps(batch))
-            bar.update(len(batch))
-            batches += 1
-            if batches % COLLECT_EVERY == 0:
-                gc.collect(1)  # the cyclic garbage of the last batches (see _replay_partition)
+    # one DuckDB thread per worker: the workers already use the cores, and DuckDB's own threads
+    # only add coordination (~15% of the reading CPU, measured on the default preset); one
+    # connection for all days (a connection per day cost ~35% of the reading CPU)
+    con = store.connect(threads=1)
+    try:
+        # one day at a time: DuckDB sorts a day's calls, not the whole store (wide text columns make
+        # a full sort memory-hungry); days are partitions, so concatenating them keeps time order. A
+        # day stored in time order already is read as it lies (the sort was ~30% of the reading CPU).
+        for day in store.days():
+            where = f"{PARTITION} = '{day}'{partition}"
+            order_by = None if store.in_time_order(day) else "ts, event_id"
+            for batch in store.iter_batches(
+                columns=columns, batch_size=BATCH_ROWS, order_by=order_by, where=where, connection=con
+            ):
+                stage.start_clock()
+                stage.observe_batch(batch)
+                gaps.update(input_gaps(batch))
+                bar.update(len(batch))
+                batches += 1
+                if batches % COLLECT_EVERY == 0:
+                    gc.collect(1)  # the cyclic garbage of the last batches (see _replay_partition)
+    finally:
+        con.close()
     bar.close()
     return gaps
 

@@ -17,7 +17,7 @@ from functools import lru_cache
 import pyarrow as pa
 
 from distillguard.events.call_view import CallView
-from distillguard.signals.base import Signal, SignalResult, distinct_views
+from distillguard.signals.base import Signal, SignalResult, distinct_codes
 from distillguard.signals.patterns import HEAD_CHARS, TAIL_CHARS
 
 # Removed before looking at lines: spans whose content is a filling wherever they appear (code
@@ -36,8 +36,10 @@ _VARIABLE_SPANS = re.compile(
 )
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 # Names inserted into a template ("... that Social Media Manager can assist Gamer ..."): runs of
-# capitalised words that do not start a sentence.
-_INSERTED_NAME = re.compile(r"(?<=[a-z,;] )(?!I\b)[A-Z][\w-]*(?: (?:of |and |the )?[A-Z][\w-]*)*")
+# capitalised words that do not start a sentence. Written capital first, then what precedes it and
+# "not a lone I" as lookbehinds (the same matches as `(?<=[a-z,;] )(?!I\b)[A-Z]...`): a pattern that
+# starts with a character class lets the regex engine skip to the capitals, ~2x faster.
+_INSERTED_NAME = re.compile(r"[A-Z](?<=[a-z,;] [A-Z])(?!(?<=I)\b)[\w-]*(?: (?:of |and |the )?[A-Z][\w-]*)*")
 # Slot headers. A strong one ("## Instruction", "[The Start of Assistant A's Answer]", "#Given
 # Prompt#:") opens a slot anywhere; a line ending in a colon opens one only from the frame, because
 # fillings (problem statements, pasted text) contain such lines too; inside a slot a short key
@@ -138,43 +140,51 @@ class Template(Signal):
 
     def fingerprints(self, batch: pa.RecordBatch | pa.Table) -> pa.Array:
         """The fingerprint of every row of a record batch, each distinct (system prompt, prompt) once
-        and remembered across batches (`FINGERPRINT_MEMO` of them)."""
-        calls = distinct_views(batch, self.reads_columns)
+        and remembered across batches (`FINGERPRINT_MEMO` of them). The distinct pairs are read as
+        strings, without a view each (`distinct_views` would build ~40 per 100 rows, ~20% of the cost)."""
+        absent = [name for name in self.reads_columns if name not in batch.schema.names]
+        if absent:
+            raise KeyError(f"the batch lacks the columns {absent} a signal reads")
+        codes, first = distinct_codes([batch.column(name) for name in self.reads_columns])
+        rows = pa.array(first)
+        systems = batch.column("system_prompt").take(rows).to_pylist()
+        prompts = batch.column("prompt").take(rows).to_pylist()
         memo = self._fingerprints
-        keys = calls.keys if calls.keys is not None else [(v.system_prompt, v.prompt) for v in calls.views]
         out = []
-        for view, key in zip(calls.views, keys, strict=True):
+        for key in zip(systems, prompts, strict=True):
             found = memo.get(key)
             if found is None:
-                found = memo[key] = self.fingerprint(view)
+                found = memo[key] = _fingerprint_and_share(*key)[0]
             else:
                 memo.move_to_end(key)
             out.append(found)
         while len(memo) > FINGERPRINT_MEMO:  # least recently used first out
             memo.popitem(last=False)
-        return pa.array(out, pa.string()).take(pa.array(calls.of_row))
+        return pa.array(out, pa.string()).take(pa.array(codes))
 
     def fingerprint(self, call: CallView) -> str:
         """A short stable hex string; equal for calls built from the same template."""
-        return self._fingerprint_and_share(call)[0]
-
-    def _fingerprint_and_share(self, call: CallView) -> tuple[str, float, str]:
-        frame, removed = skeleton(call.prompt)
-        if not frame.replace("\x01", "").strip():
-            # nothing fixed is left (one long paragraph): the prompt is its own template
-            frame = " ".join(call.prompt.split()).lower()
-        system = skeleton(call.system_prompt)[0] if call.system_prompt else ""
-        digest = hashlib.blake2b(
-            (system + "\x00" + frame).encode("utf-8", "surrogatepass"), digest_size=FINGERPRINT_BYTES
-        )
-        share = removed / len(call.prompt) if call.prompt else 0.0
-        return digest.hexdigest(), min(1.0, share), frame
+        return _fingerprint_and_share(call.system_prompt, call.prompt)[0]
 
     def analyze(self, call: CallView) -> SignalResult:
-        fingerprint, share, frame = self._fingerprint_and_share(call)
+        fingerprint, share, frame = _fingerprint_and_share(call.system_prompt, call.prompt)
         return SignalResult(
             signal=self.name,
             score=round(share, 4),
             detail=f"template {fingerprint}; {share:.0%} of the prompt is variable",
             matched=[f"fingerprint={fingerprint}", f"frame: {frame[:80]!r}"],
         )
+
+
+def _fingerprint_and_share(system_prompt: str, prompt: str) -> tuple[str, float, str]:
+    """A call's fingerprint, variable share and frame, from its system prompt and prompt."""
+    frame, removed = skeleton(prompt)
+    if not frame.replace("\x01", "").strip():
+        # nothing fixed is left (one long paragraph): the prompt is its own template
+        frame = " ".join(prompt.split()).lower()
+    system = skeleton(system_prompt)[0] if system_prompt else ""
+    digest = hashlib.blake2b(
+        (system + "\x00" + frame).encode("utf-8", "surrogatepass"), digest_size=FINGERPRINT_BYTES
+    )
+    share = removed / len(prompt) if prompt else 0.0
+    return digest.hexdigest(), min(1.0, share), frame
