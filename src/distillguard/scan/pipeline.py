@@ -153,9 +153,11 @@ def keep_freed_memory() -> None:
     mallopt(m_trim_threshold, 256 << 20)
 
 
-def warm_up_signals() -> None:
+def warm_up_signals(use_embeddings: bool = False) -> None:
     """Compile the pattern tables and load the text models once, before the workers fork (they
-    share the result copy-on-write instead of each paying ~1 s of start-up)."""
+    share the result copy-on-write instead of each paying ~1 s of start-up). With
+    ``use_embeddings`` the embedding model's weights load too (~0.5 s a worker); nothing is
+    tokenised, so the tokenizer's thread pool does not start before the fork."""
     probe = CallView(
         event_id="warm-up",
         ts=datetime(2026, 1, 1, tzinfo=UTC),
@@ -167,6 +169,8 @@ def warm_up_signals() -> None:
     for name in SCORED_SIGNALS:
         registry.get(name).analyze_many([probe])
     registry.get("template").analyze(probe)
+    if use_embeddings:
+        registry.get("embedding").model  # noqa: B018  (the property loads the weights)
 
 
 def _replay_partition(
@@ -343,7 +347,7 @@ def replay_store(
             for w in range(workers)
         ]
         cpu = time.process_time()
-        warm_up_signals()
+        warm_up_signals(use_embeddings)
         parent = {"parent: pattern tables and text models": time.process_time() - cpu}
         # forked workers inherit the compiled pattern tables and text models; no thread pool
         # (DuckDB, the embedding tokenizer) is started before this point
