@@ -1,0 +1,100 @@
+"""The bulk forms of column expressions that replaced a per-value Python definition give what that
+definition gives on every row (hashes of text, first values per account and key, masked keys)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from distillguard.events.call_view import CallView
+from distillguard.features.columnar import _first_values, _kept
+from distillguard.features.columns import (
+    CallRow,
+    Columns,
+    col,
+    first_chars,
+    hash_text_array,
+    hashed_text,
+    whole,
+)
+from distillguard.features.reducers import hash_text
+from tests.features.feature_streams import T0
+
+# text Arrow can hold (no lone surrogates), with repeats, empties and nulls
+TEXTS = st.lists(
+    st.one_of(
+        st.none(),
+        st.sampled_from(["", "a", "é", "日本", "a b"]),
+        st.text(st.characters(blacklist_categories=["Cs"]), max_size=40),
+    ),
+    max_size=60,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(values=TEXTS, start=st.integers(0, 5), large=st.booleans())
+def test_hash_text_array_is_hash_text_of_each_row(values, start, large) -> None:
+    array = pa.array(values, pa.large_string() if large else pa.string())[start:]  # an offset slice too
+    expected = [None if v is None else hash_text(v) for v in values[start:]]
+    got = hash_text_array(array)
+    assert got.type == pa.uint64()
+    assert got.to_pylist() == expected
+    # the expression evaluates to the same, over one chunk or several
+    table = pa.table({"end_user": pa.chunked_array([array[:3], array[3:]], array.type)})
+    expr = hashed_text(col("end_user"))
+    assert expr.column(table).to_pylist() == expected
+    # the streaming path of the same declaration
+    row = expr.compile_row()
+    assert [
+        row(CallRow(CallView(event_id="e", ts=T0, account_id="a", end_user=v))) for v in values[start:]
+    ] == expected
+
+
+def test_whole_keeps_a_single_chunk_as_it_is_and_combines_several() -> None:
+    one = pa.chunked_array([pa.array(["x", "y"])])
+    assert whole(one).equals(pa.array(["x", "y"]))
+    assert whole(one).buffers()[2].address == one.chunk(0).buffers()[2].address  # not copied
+    assert whole(pa.chunked_array([pa.array(["x"]), pa.array(["y"])])).to_pylist() == ["x", "y"]
+    assert whole(pa.chunked_array([], pa.string())).to_pylist() == []
+
+
+@settings(max_examples=200, deadline=None)
+@given(values=TEXTS, mask=st.lists(st.booleans(), min_size=60, max_size=60))
+def test_kept_masks_text_through_its_codes(values, mask) -> None:
+    array = pa.array(values, pa.string())
+    keep = pa.array(mask[: len(values)])
+    got = _kept(keep, array)
+    assert got.type == pa.dictionary(pa.int32(), pa.string())
+    assert got.to_pylist() == [v if k else None for v, k in zip(values, mask, strict=False)]
+    numbers = pa.array([len(v) if v is not None else None for v in values], pa.int64())
+    assert _kept(keep, numbers).to_pylist() == [
+        v if k else None for v, k in zip(numbers.to_pylist(), mask, strict=False)
+    ]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.integers(0, 3), st.one_of(st.none(), st.sampled_from(["k1", "k2", "k3"])), st.text(max_size=8)
+        ),
+        max_size=50,
+    )
+)
+def test_first_values_is_the_value_on_each_accounts_first_call_with_a_key(rows) -> None:
+    accounts = np.array([r[0] for r in rows], dtype=np.int64)
+    keys = pa.array([r[1] for r in rows], pa.string())
+    batch = pa.table({"text": pa.array([r[2] for r in rows], pa.string())})
+    value = first_chars(col("text"), 3)
+    got = _first_values(batch, accounts, pc.dictionary_encode(keys), value)
+    seen, expected = set(), []
+    for account, key, text in rows:
+        first = key is not None and (account, key) not in seen
+        seen.add((account, key))
+        expected.append(text[:3] if first else None)
+    assert got.to_pylist() == expected
+    assert pa.types.is_dictionary(got.type)
+    assert value.column(Columns(batch)).to_pylist() == [r[2][:3] for r in rows]
