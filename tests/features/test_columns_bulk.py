@@ -21,6 +21,7 @@ from distillguard.features.columns import (
     whole,
 )
 from distillguard.features.reducers import hash_text
+from distillguard.features.segments import KeyRuns, key_order, rank_in_run
 from tests.features.feature_streams import T0
 
 # text Arrow can hold (no lone surrogates), with repeats, empties and nulls
@@ -98,3 +99,34 @@ def test_first_values_is_the_value_on_each_accounts_first_call_with_a_key(rows) 
     assert got.to_pylist() == expected
     assert pa.types.is_dictionary(got.type)
     assert value.column(Columns(batch)).to_pylist() == [r[2][:3] for r in rows]
+
+
+KEYS = st.one_of(
+    st.lists(st.integers(-5, 5), min_size=1, max_size=80).map(lambda v: np.array(v, dtype=np.int64)),
+    st.lists(st.integers(0, 2**64 - 1), min_size=1, max_size=80).map(lambda v: np.array(v, dtype=np.uint64)),
+    st.lists(st.integers(2**64 - 4, 2**64 - 1), min_size=1, max_size=80).map(
+        lambda v: np.array(v, dtype=np.uint64)
+    ),
+    st.lists(st.integers(-(2**63), 2**63 - 1), min_size=1, max_size=80).map(
+        lambda v: np.array(v, dtype=np.int64)
+    ),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(keys=KEYS, data=st.data())
+def test_key_runs_sort_once_what_a_lexicographic_sort_gives(keys, data) -> None:
+    n = len(keys)
+    seg = np.sort(np.array(data.draw(st.lists(st.integers(0, 4), min_size=n, max_size=n)), dtype=np.int64))
+    reference = np.lexsort((np.arange(n), keys, seg))
+    assert key_order(seg, keys).tolist() == reference.tolist()
+    runs = KeyRuns(seg, keys)
+    rank, seen = [], {}
+    for s, k in zip(seg.tolist(), keys.tolist(), strict=True):
+        rank.append(seen.get((s, k), 0))
+        seen[(s, k)] = rank[-1] + 1
+    assert runs.rank().tolist() == rank == rank_in_run(seg, keys).tolist()
+    assert runs.first().tolist() == [r == 0 for r in rank]
+    pairs = sorted(seen)
+    assert list(zip(runs.group.tolist(), runs.key.tolist(), strict=True)) == pairs
+    assert runs.count.tolist() == [seen[p] for p in pairs]

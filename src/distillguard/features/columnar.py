@@ -44,9 +44,8 @@ from distillguard.features.reducers import (
     FirstValues,
     HeavyHitters,
     Histogram,
-    rank_in_run,
 )
-from distillguard.features.segments import Groups
+from distillguard.features.segments import Groups, rank_in_run
 
 ACCOUNT = "account_id"
 MS = "ms"
@@ -283,18 +282,34 @@ class AccountColumns:
         per_measure: dict[str, list[Any]] = {}
         stats: dict[str, dict[str, np.ndarray]] = {}
         for measure in self.plan.measures:
-            per_measure[measure.name] = self._states(measure)
-            if not isinstance(measure.reducer, FirstValues):
-                stats[measure.name] = self._prefix(measure, groups)
+            reducer = measure.reducer
+            if isinstance(reducer, FirstValues):
+                per_measure[measure.name] = self._states(measure)
+            elif isinstance(reducer, Dispersion):
+                rows = self._dispersion_rows()
+                filtered, data = groups.filtered(rows), self._dispersion(rows)
+                per_measure[measure.name] = reducer.states_from_rows(filtered, data, self._totals())
+                stats[measure.name] = reducer.prefix_from_rows(filtered, data)
+            else:
+                # the rows and values are taken once for both; states read only the groups' rows,
+                # the same in the query groups' filtered form (which also carries sorts both share)
+                rows = self._rows(measure)
+                filtered, values = groups.filtered(rows), self._values(measure, rows)
+                per_measure[measure.name] = reducer.states(filtered, values)
+                stats[measure.name] = reducer.prefix(filtered, values)
             self._release(measure)
         return self._windows(per_measure), self._finish(stats, len(query_rows), names)
+
+    def _totals(self) -> dict[int, np.ndarray]:
+        return {g: self.totals[a] for g, a in enumerate(self.accounts) if a in self.totals}
 
     def _states(self, measure: Measure) -> list[Any]:
         reducer = measure.reducer
         if isinstance(reducer, Dispersion):
             rows = self._dispersion_rows()
-            totals = {g: self.totals[a] for g, a in enumerate(self.accounts) if a in self.totals}
-            return reducer.states_from_rows(self.groups.filtered(rows), self._dispersion(rows), totals)
+            return reducer.states_from_rows(
+                self.groups.filtered(rows), self._dispersion(rows), self._totals()
+            )
         rows = self._rows(measure)
         if isinstance(reducer, FirstValues):
             first, keys, texts = self._values(measure, rows)
