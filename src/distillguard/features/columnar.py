@@ -169,6 +169,16 @@ def _numpy(array: pa.Array, dtype: Any) -> np.ndarray:
     return np.asarray(array.to_numpy(zero_copy_only=False), dtype=dtype)
 
 
+def _pylist(array: pa.Array, rows: np.ndarray) -> list[Any]:
+    """``array.take(rows).to_pylist()``; a dictionary array's values are made once per distinct
+    value and looked up by code (its own to_pylist builds a scalar per row)."""
+    if not pa.types.is_dictionary(array.type):
+        return array.take(pa.array(rows)).to_pylist()
+    labels = [*array.dictionary.to_pylist(), None]
+    codes = _numpy(array.indices.take(pa.array(rows)).fill_null(len(labels) - 1), np.int64)
+    return [labels[code] for code in codes.tolist()]
+
+
 class AccountColumns:
     """Narrow measure tables (`measure_columns`) grouped by account, in the order given within each
     account (time order), and every account's position (1-based call number) on each row.
@@ -249,11 +259,7 @@ class AccountColumns:
         if isinstance(reducer, FirstValues):
             keys = pc.dictionary_encode(taken[0])
             first = np.flatnonzero(rank_in_run(self.seg[rows], _numpy(keys.indices, np.int64)) == 0)
-            return (
-                first,
-                taken[0].take(pa.array(first)).to_pylist(),
-                taken[1].take(pa.array(first)).to_pylist(),
-            )
+            return first, _pylist(taken[0], first), _pylist(taken[1], first)
         if isinstance(reducer, Distinct):
             return _numpy(taken[0], np.uint64)
         if isinstance(reducer, Histogram):
