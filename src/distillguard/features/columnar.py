@@ -324,11 +324,13 @@ class AccountColumns:
 
     def _windows(self, per_measure: dict[str, list[Any]]) -> dict[str, AccountWindow]:
         signal_names = self.plan.signal_names
+        missing = [m.name for m in self.plan.measures if m.name not in per_measure]
+        if missing:
+            raise ValueError(f"states missing for measures {missing}")
+        in_order = [per_measure[m.name] for m in self.plan.measures]
         out = {}
         for g, account in enumerate(self.accounts):
-            window = AccountWindow.from_states(
-                signal_names, {name: states[g] for name, states in per_measure.items()}
-            )
+            window = AccountWindow.from_state_list(signal_names, [states[g] for states in in_order])
             window.trim()
             out[account] = window
         return out
