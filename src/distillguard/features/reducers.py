@@ -595,9 +595,11 @@ class HeavyHitters:
         n_groups: int,
         k: int = 16,
         runs: KeyRuns | None = None,
+        replayed: Mapping[int, dict[int, int]] | None = None,
     ) -> list[Self]:
         """Each group's state as observing its keys in row order gives: exact counts while a group
-        has at most k distinct keys, the Misra–Gries sequence itself past that."""
+        has at most k distinct keys, the Misra–Gries sequence itself past that (``replayed``: those
+        groups' final counts, when already replayed)."""
         seg = np.asarray(seg, dtype=np.int64)
         codes = np.asarray(codes, dtype=np.int64)
         g, c, counts = _pairs_in_first_seen_order(seg, codes, runs)
@@ -614,6 +616,8 @@ class HeavyHitters:
             exact: Iterable[tuple[int, int]]
             if hi - lo <= k:
                 exact = zip(code_list[lo:hi], counts_list[lo:hi], strict=True)
+            elif replayed is not None:
+                exact = replayed[i].items()
             else:  # past k keys the summary depends on the order: replay the group's keys
                 exact = _misra_gries(codes[row_bounds[i] : row_bounds[i + 1]].tolist(), k).items()
             state.counts = {labels[code]: count for code, count in exact}
@@ -622,7 +626,38 @@ class HeavyHitters:
 
     def states(self, groups: FilteredGroups, values: tuple[np.ndarray, Sequence[str]]) -> list[HeavyHitters]:
         codes = np.asarray(values[0], dtype=np.int64)
-        return HeavyHitters.grouped(groups.seg, codes, values[1], groups.n_groups, self.k, groups.runs(codes))
+        _, finals = self._replayed(groups, codes)
+        return HeavyHitters.grouped(
+            groups.seg, codes, values[1], groups.n_groups, self.k, groups.runs(codes), finals
+        )
+
+    def _replayed(
+        self, groups: FilteredGroups, codes: np.ndarray
+    ) -> tuple[dict[int, float], dict[int, dict[int, int]]]:
+        """Misra–Gries replayed once over each group with more than k distinct keys (states and
+        prefixes both read it): the top count after each of the group's queries, by query, and the
+        group's final counts."""
+        return groups.cached(f"misra_gries/{self.k}", codes, lambda: self._replay(groups, codes))
+
+    def _replay(
+        self, groups: FilteredGroups, codes: np.ndarray
+    ) -> tuple[dict[int, float], dict[int, dict[int, int]]]:
+        keys_per_group = np.bincount(groups.runs(codes).group, minlength=groups.n_groups)
+        tops: dict[int, float] = {}
+        finals: dict[int, dict[int, int]] = {}
+        bounds, piece_hi = groups.bounds, groups.piece_hi
+        # queries are ascending, so each group's queries are one slice
+        query_bounds = np.searchsorted(groups.query_group, np.arange(groups.n_groups + 1))
+        for group in np.flatnonzero(keys_per_group > self.k).tolist():
+            counts: dict[int, int] = {}
+            done = int(bounds[group])
+            for j in range(int(query_bounds[group]), int(query_bounds[group + 1])):
+                end = int(piece_hi[j])
+                counts = _misra_gries(codes[done:end].tolist(), self.k, counts)
+                done = end
+                tops[j] = max(counts.values()) if counts else 0.0
+            finals[group] = _misra_gries(codes[done : int(bounds[group + 1])].tolist(), self.k, counts)
+        return tops, finals
 
     def prefix(
         self, groups: FilteredGroups, values: tuple[np.ndarray, Sequence[str]]
@@ -630,26 +665,15 @@ class HeavyHitters:
         """While a group has at most k distinct keys its top count is the running maximum of each
         key's running count; past that the group's keys are replayed through Misra–Gries."""
         codes = np.asarray(values[0], dtype=np.int64)
-        seg = groups.seg
         rank = groups.runs(codes).rank()
         n = _counts(groups)
         pieces = piece_reduce(
             np.maximum, (rank + 1).astype(np.float64), groups.piece_lo, groups.piece_hi, 0.0
         )
         top = fold_max(groups, pieces)
-        keys_per_group = np.bincount(seg[rank == 0], minlength=groups.n_groups)
-        for group in np.flatnonzero(keys_per_group > self.k).tolist():
-            queries = np.flatnonzero(groups.query_group == group)
-            if not len(queries):
-                continue
-            lo = int(groups.bounds[group])
-            counts: dict[int, int] = {}
-            done = lo
-            for j in queries.tolist():
-                end = int(groups.piece_hi[j])
-                counts = _misra_gries(codes[done:end].tolist(), self.k, counts)
-                done = end
-                top[j] = max(counts.values()) if counts else 0.0
+        tops, _ = self._replayed(groups, codes)
+        for j, value in tops.items():
+            top[j] = value
         return {"n": n, "top_share": np.divide(top, n, out=np.zeros(len(n)), where=n > 0)}
 
 

@@ -18,8 +18,11 @@ the precision of the small ones).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any, TypeVar
 
 import numpy as np
+
+T = TypeVar("T")
 
 
 def group_bounds(seg: np.ndarray, n_groups: int) -> np.ndarray:
@@ -82,15 +85,19 @@ class FilteredGroups:
         self.query_group = groups.query_group
         self.levels = groups.levels
         self.queries = len(groups.query_rows)
-        self._runs: dict[int, tuple[np.ndarray, KeyRuns]] = {}
+        self._memo: dict[tuple[str, int], tuple[object, Any]] = {}
+
+    def cached(self, name: str, of: object, make: Callable[[], T]) -> T:
+        """``make()``, worked out once per ``name`` and object ``of`` (a values array): a reducer's
+        final states and its prefixes read the same sorts and replays of the same values."""
+        found = self._memo.get((name, id(of)))
+        if found is None or found[0] is not of:
+            found = self._memo[(name, id(of))] = (of, make())
+        return found[1]  # type: ignore[no-any-return]
 
     def runs(self, keys: np.ndarray) -> KeyRuns:
-        """`KeyRuns` of these rows and ``keys``, sorted once however often a reducer asks for the
-        same keys array (its final states, then its prefixes)."""
-        found = self._runs.get(id(keys))
-        if found is None or found[0] is not keys:
-            found = self._runs[id(keys)] = (keys, KeyRuns(self.seg, keys))
-        return found[1]
+        """`KeyRuns` of these rows and ``keys``, sorted once however often it is asked for."""
+        return self.cached("runs", keys, lambda: KeyRuns(self.seg, keys))
 
     def filtered(self, rows: np.ndarray) -> FilteredGroups:
         """A further subset, ``rows`` indexing this one's rows."""
