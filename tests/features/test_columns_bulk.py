@@ -3,6 +3,8 @@ definition gives on every row (hashes of text, first values per account and key,
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -10,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from distillguard.events.call_view import CallView
-from distillguard.features.columnar import _first_values, _kept
+from distillguard.features.catalog import HH_PARAMS, feature_names
+from distillguard.features.columnar import _first_values, _kept, build_windows
 from distillguard.features.columns import (
     CallRow,
     Columns,
@@ -22,7 +25,8 @@ from distillguard.features.columns import (
 )
 from distillguard.features.reducers import hash_text
 from distillguard.features.segments import KeyRuns, key_order, rank_in_run
-from tests.features.feature_streams import T0
+from tests.features.feature_streams import T0, random_calls
+from tests.features.test_columnar import calls_table
 
 # text Arrow can hold (no lone surrogates), with repeats, empties and nulls
 TEXTS = st.lists(
@@ -130,3 +134,39 @@ def test_key_runs_sort_once_what_a_lexicographic_sort_gives(keys, data) -> None:
     pairs = sorted(seen)
     assert list(zip(runs.group.tolist(), runs.key.tolist(), strict=True)) == pairs
     assert runs.count.tolist() == [seen[p] for p in pairs]
+
+
+@settings(max_examples=8, deadline=None)
+@given(seed=st.integers(0, 10_000), every=st.integers(1, 7))
+def test_build_shares_its_work_and_equals_windows_and_features_at(seed, every) -> None:
+    # one sweep (sorts and Misra-Gries replays shared by states and prefixes) gives what the
+    # final windows and the features at the queried rows give when asked for apart
+    calls = random_calls(seed, calls=200)
+    past_capacity = [  # more parameter profiles and templates than the summaries keep
+        (
+            CallView(
+                event_id=f"p{i}",
+                ts=T0 + timedelta(seconds=7 * i),
+                account_id="wide",
+                temperature=float(i % (HH_PARAMS + 5)) / 10,
+            ),
+            {},
+            f"t{i % 40}",
+            -1,
+        )
+        for i in range(150)
+    ]
+    table = calls_table(calls + past_capacity)
+    columns, _ = build_windows(table)
+    rows = np.arange(0, len(columns), every)
+    names = feature_names()
+    expected_windows, expected = columns.windows(), columns.features_at(rows, names)
+    fresh, _ = build_windows(table)
+    windows, matrix = fresh.build(rows, names)
+    assert np.array_equal(matrix, expected)
+    assert sorted(windows) == sorted(expected_windows)
+    for account, window in windows.items():
+        assert window.features() == expected_windows[account].features()
+        for summary in ("params", "templates", "end_users", "ips", "tls", "system_prompts"):
+            assert getattr(window, summary).counts == getattr(expected_windows[account], summary).counts
+        assert window.template_frames == expected_windows[account].template_frames
