@@ -21,6 +21,7 @@ from distillguard.features.columns import (
     first_chars,
     hash_text_array,
     hashed_text,
+    utf8_hashes,
     whole,
 )
 from distillguard.features.reducers import hash_text
@@ -56,6 +57,17 @@ def test_hash_text_array_is_hash_text_of_each_row(values, start, large) -> None:
     assert [
         row(CallRow(CallView(event_id="e", ts=T0, account_id="a", end_user=v))) for v in values[start:]
     ] == expected
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    values=st.lists(st.text(st.characters(blacklist_categories=["Cs"]), max_size=20), max_size=30),
+    start=st.integers(0, 4),
+)
+def test_utf8_hashes_read_a_sliced_array_from_its_offset(values, start) -> None:
+    for kind in (pa.string(), pa.large_string()):
+        array = pa.array(values, kind)[start:]
+        assert utf8_hashes(array).tolist() == [hash_text(v) for v in values[start:]]
 
 
 def test_whole_keeps_a_single_chunk_as_it_is_and_combines_several() -> None:

@@ -131,7 +131,7 @@ def _kept(mask: pa.Array, values: pa.Array) -> pa.Array:
     """``values`` where ``mask`` holds, null elsewhere. Text is dictionary-encoded first and only its
     codes masked (masking the strings would copy every one of them); its dictionary may then hold
     a value no kept row has, which the codes never point at."""
-    if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
+    if pa.types.is_string(values.type):  # what measure_columns encodes anyway
         encoded = pc.dictionary_encode(values)
         indices = pc.if_else(mask, encoded.indices, pa.scalar(None, encoded.indices.type))
         return pa.DictionaryArray.from_arrays(indices, encoded.dictionary)
