@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import io
 import pickle
 from array import array
 from collections.abc import Iterable, Iterator, Mapping
@@ -114,27 +115,40 @@ class AccountWindow:
         plan = self._plan
         self._states = states
         self.states: Mapping[str, Any] = {m.name: s for m, s in zip(plan.measures, states, strict=True)}
-        # per call: (condition, value, the state's observe), bound once
-        self._steps = [
-            (where, reads, state.observe)
-            for (where, reads), state in zip(plan.row_functions, states, strict=True)
-        ]
+        # per call: (condition, value, the state's observe), bound on the first call observed (the
+        # scan builds thousands of windows in bulk that never observe one)
+        self._steps: list[tuple[Any, Any, Any]] | None = None
         self._trims = [
             (state, self.states[m.keys_of])
             for m, state in zip(plan.measures, states, strict=True)
             if m.keys_of is not None and isinstance(state, FirstValues)
         ]
 
+    def _bind(self) -> list[tuple[Any, Any, Any]]:
+        self._steps = [
+            (where, reads, state.observe)
+            for (where, reads), state in zip(self._plan.row_functions, self._states, strict=True)
+        ]
+        return self._steps
+
     @classmethod
     def from_states(cls, signal_names: Iterable[str], states: Mapping[str, Any]) -> AccountWindow:
         """A window holding ``states`` (one per measure of the catalog), as the bulk path builds them."""
-        window = cls.__new__(cls)
-        window.signal_names = tuple(signal_names)
-        window._plan = plan_for(window.signal_names)
-        missing = [m.name for m in window._plan.measures if m.name not in states]
+        plan = plan_for(tuple(signal_names))
+        missing = [m.name for m in plan.measures if m.name not in states]
         if missing:
             raise ValueError(f"states missing for measures {missing}")
-        window._hold([states[m.name] for m in window._plan.measures])
+        return cls.from_state_list(plan.signal_names, [states[m.name] for m in plan.measures])
+
+    @classmethod
+    def from_state_list(cls, signal_names: tuple[str, ...], states: list[Any]) -> AccountWindow:
+        """A window holding ``states``, one per measure in the order of the catalog's plan."""
+        window = cls.__new__(cls)
+        window.signal_names = signal_names
+        window._plan = plan_for(signal_names)
+        if len(states) != len(window._plan.measures):
+            raise ValueError(f"{len(states)} states for {len(window._plan.measures)} measures")
+        window._hold(states)
         return window
 
     def __getattr__(self, name: str) -> Any:
@@ -171,7 +185,8 @@ class AccountWindow:
             if SIGNAL_PREFIX + name not in self.states:
                 raise KeyError(f"signal {name!r} is not one of this window's signals {self.signal_names}")
         row = CallRow(call, signals, fingerprint, embedding)
-        for where, reads, observe in self._steps:
+        steps = self._steps if self._steps is not None else self._bind()
+        for where, reads, observe in steps:
             if where is None or where(row):
                 observe(None if reads is None else reads(row))
         self.trim()
@@ -285,13 +300,16 @@ class PackedStates(Mapping[str, Any]):
 
     @classmethod
     def of(cls, signal_names: tuple[str, ...], states: Mapping[str, Any]) -> PackedStates:
-        parts, ends, end = [], array("I"), 0
+        # one pickler for all the states (a fresh one per state costs more than small states do);
+        # each dump is a whole pickle of its own, its memo cleared, so each state loads alone
+        buffer = io.BytesIO()
+        pickler = pickle.Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL)
+        ends = array("I")
         for measure in plan_for(signal_names).measures:
-            part = pickle.dumps(states[measure.name], protocol=pickle.HIGHEST_PROTOCOL)
-            parts.append(part)
-            end += len(part)
-            ends.append(end)
-        return cls(signal_names, b"".join(parts), ends)
+            pickler.dump(states[measure.name])
+            pickler.clear_memo()
+            ends.append(buffer.tell())
+        return cls(signal_names, buffer.getvalue(), ends)
 
     def __getitem__(self, name: str) -> Any:
         i = _positions(self._names)[name]

@@ -35,7 +35,7 @@ from distillguard.features.catalog import (
     plan_for,
 )
 from distillguard.features.checkpoints import checkpoint_positions
-from distillguard.features.columns import EMBEDDING, Columns, EpochMs, Table
+from distillguard.features.columns import EMBEDDING, Columns, EpochMs, Table, whole
 from distillguard.features.reducers import (
     Count,
     Dispersion,
@@ -44,9 +44,8 @@ from distillguard.features.reducers import (
     FirstValues,
     HeavyHitters,
     Histogram,
-    rank_in_run,
 )
-from distillguard.features.segments import Groups
+from distillguard.features.segments import Groups, rank_in_run
 
 ACCOUNT = "account_id"
 MS = "ms"
@@ -77,6 +76,7 @@ def measure_columns(
     }
     if columns[ACCOUNT].null_count:
         raise ValueError("account_id must not be null")
+    account_codes: np.ndarray | None = None  # the batch's accounts as integers, once for every FirstValues
     for measure in plan.measures:
         if isinstance(measure.reducer, Dispersion):
             continue
@@ -91,9 +91,11 @@ def measure_columns(
             (key_name, key_expr), (value_name, value_expr) = parts
             keys = key_expr.column(evaluated)
             if mask is not None:
-                keys = pc.if_else(mask, keys, pa.scalar(None, keys.type))
-            columns[key_name] = pc.dictionary_encode(keys)
-            columns[value_name] = _first_values(batch, keys, value_expr)
+                keys = _kept(mask, keys)
+            if account_codes is None:
+                account_codes = _numpy(pc.dictionary_encode(columns[ACCOUNT]).indices, np.int64)
+            columns[key_name] = keys if pa.types.is_dictionary(keys.type) else pc.dictionary_encode(keys)
+            columns[value_name] = _first_values(batch, account_codes, keys, value_expr)
             continue
         for name, expr in parts:
             values = expr.column(evaluated)
@@ -103,11 +105,11 @@ def measure_columns(
                         f"measure {measure.name!r}: {expr!r} is null on some calls and no condition skips them"
                     )
             else:
-                if pc.any(pc.and_(mask, pc.is_null(values))).as_py():
+                if values.null_count and pc.any(pc.and_(mask, pc.is_null(values))).as_py():
                     raise ValueError(
                         f"measure {measure.name!r}: {expr!r} is null on calls its condition keeps"
                     )
-                values = pc.if_else(mask, values, pa.scalar(None, values.type))
+                values = _kept(mask, values)
             if pa.types.is_string(values.type):
                 # keys repeat (an account's IPs, its parameter profiles): codes and one dictionary
                 # per batch hold them in half the memory of the strings
@@ -125,27 +127,56 @@ def measure_columns(
     return pa.table(columns)
 
 
-def _first_values(batch: Table, keys: pa.Array, value: Any) -> pa.Array:
-    """``value`` on the first call of each (account, key) in the batch, null elsewhere."""
-    valid = _numpy(pc.is_valid(keys), bool)
-    account = _numpy(pc.dictionary_encode(_combined(batch.column(ACCOUNT))).indices, np.int64)
-    key_codes = _numpy(pc.dictionary_encode(keys).indices.fill_null(-1), np.int64)
-    first = np.flatnonzero(valid & (rank_in_run(account, key_codes) == 0))
+def _kept(mask: pa.Array, values: pa.Array) -> pa.Array:
+    """``values`` where ``mask`` holds, null elsewhere. Text is dictionary-encoded first and only its
+    codes masked (masking the strings would copy every one of them); its dictionary may then hold
+    a value no kept row has, which the codes never point at."""
+    if pa.types.is_string(values.type):  # what measure_columns encodes anyway
+        encoded = pc.dictionary_encode(values)
+        indices = pc.if_else(mask, encoded.indices, pa.scalar(None, encoded.indices.type))
+        return pa.DictionaryArray.from_arrays(indices, encoded.dictionary)
+    return pc.if_else(mask, values, pa.scalar(None, values.type))
+
+
+def _first_values(batch: Table, account: np.ndarray, keys: pa.Array, value: Any) -> pa.Array:
+    """``value`` on the first call of each (account, key) in the batch, null elsewhere
+    (dictionary-encoded). ``account`` holds the rows' accounts as integers."""
+    rows = len(batch)
+    encoded = keys if pa.types.is_dictionary(keys.type) else pc.dictionary_encode(keys)
+    valid = _numpy(pc.is_valid(encoded), bool)
+    if not valid.any():
+        return pc.dictionary_encode(pa.nulls(rows, pa.string()))
+    key_codes = _numpy(encoded.indices.fill_null(0), np.int64)
+    pair = account * (len(encoded.dictionary) + 1) + key_codes
+    pair[~valid] = -1
+    # np.unique sorts stably when asked for indices: each pair's first row
+    _, first = np.unique(pair, return_index=True)
+    first = np.sort(first[pair[first] >= 0])
     # only the columns the value reads are taken (the batch also holds wide text it does not read)
     reads = batch.select(sorted(value.columns()))
-    found = value.column(Columns(reads.take(pa.array(first)))).to_pylist() if len(first) else []
-    values: list[Any] = [None] * len(batch)
-    for row, text in zip(first.tolist(), found, strict=True):
-        values[row] = text
-    return pc.dictionary_encode(pa.array(values, pa.string()))
+    found = pc.dictionary_encode(value.column(Columns(reads.take(pa.array(first)))))
+    codes = np.full(rows, -1, dtype=np.int64)
+    codes[first] = _numpy(found.indices.fill_null(-1), np.int64)
+    indices = pa.array(codes.astype(np.int32), mask=codes < 0)
+    return pa.DictionaryArray.from_arrays(indices, found.dictionary)
 
 
 def _combined(array: pa.Array | pa.ChunkedArray) -> pa.Array:
-    return array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
+    return whole(array)
 
 
 def _numpy(array: pa.Array, dtype: Any) -> np.ndarray:
     return np.asarray(array.to_numpy(zero_copy_only=False), dtype=dtype)
+
+
+def _pylist(array: pa.Array, rows: np.ndarray) -> list[Any]:
+    """``array.take(rows).to_pylist()``; a dictionary array's values are made once per distinct
+    value and looked up by code (its own to_pylist builds a scalar per row)."""
+    if not pa.types.is_dictionary(array.type):
+        return array.take(pa.array(rows)).to_pylist()
+    labels = [*array.dictionary.to_pylist(), None]
+    codes = _numpy(array.indices.take(pa.array(rows)).fill_null(len(labels) - 1), np.int64)
+    return [labels[code] for code in codes.tolist()]
 
 
 class AccountColumns:
@@ -228,11 +259,7 @@ class AccountColumns:
         if isinstance(reducer, FirstValues):
             keys = pc.dictionary_encode(taken[0])
             first = np.flatnonzero(rank_in_run(self.seg[rows], _numpy(keys.indices, np.int64)) == 0)
-            return (
-                first,
-                taken[0].take(pa.array(first)).to_pylist(),
-                taken[1].take(pa.array(first)).to_pylist(),
-            )
+            return first, _pylist(taken[0], first), _pylist(taken[1], first)
         if isinstance(reducer, Distinct):
             return _numpy(taken[0], np.uint64)
         if isinstance(reducer, Histogram):
@@ -261,18 +288,34 @@ class AccountColumns:
         per_measure: dict[str, list[Any]] = {}
         stats: dict[str, dict[str, np.ndarray]] = {}
         for measure in self.plan.measures:
-            per_measure[measure.name] = self._states(measure)
-            if not isinstance(measure.reducer, FirstValues):
-                stats[measure.name] = self._prefix(measure, groups)
+            reducer = measure.reducer
+            if isinstance(reducer, FirstValues):
+                per_measure[measure.name] = self._states(measure)
+            elif isinstance(reducer, Dispersion):
+                rows = self._dispersion_rows()
+                filtered, data = groups.filtered(rows), self._dispersion(rows)
+                per_measure[measure.name] = reducer.states_from_rows(filtered, data, self._totals())
+                stats[measure.name] = reducer.prefix_from_rows(filtered, data)
+            else:
+                # the rows and values are taken once for both; states read only the groups' rows,
+                # the same in the query groups' filtered form (which also carries sorts both share)
+                rows = self._rows(measure)
+                filtered, values = groups.filtered(rows), self._values(measure, rows)
+                per_measure[measure.name] = reducer.states(filtered, values)
+                stats[measure.name] = reducer.prefix(filtered, values)
             self._release(measure)
         return self._windows(per_measure), self._finish(stats, len(query_rows), names)
+
+    def _totals(self) -> dict[int, np.ndarray]:
+        return {g: self.totals[a] for g, a in enumerate(self.accounts) if a in self.totals}
 
     def _states(self, measure: Measure) -> list[Any]:
         reducer = measure.reducer
         if isinstance(reducer, Dispersion):
             rows = self._dispersion_rows()
-            totals = {g: self.totals[a] for g, a in enumerate(self.accounts) if a in self.totals}
-            return reducer.states_from_rows(self.groups.filtered(rows), self._dispersion(rows), totals)
+            return reducer.states_from_rows(
+                self.groups.filtered(rows), self._dispersion(rows), self._totals()
+            )
         rows = self._rows(measure)
         if isinstance(reducer, FirstValues):
             first, keys, texts = self._values(measure, rows)
@@ -281,11 +324,13 @@ class AccountColumns:
 
     def _windows(self, per_measure: dict[str, list[Any]]) -> dict[str, AccountWindow]:
         signal_names = self.plan.signal_names
+        missing = [m.name for m in self.plan.measures if m.name not in per_measure]
+        if missing:
+            raise ValueError(f"states missing for measures {missing}")
+        in_order = [per_measure[m.name] for m in self.plan.measures]
         out = {}
         for g, account in enumerate(self.accounts):
-            window = AccountWindow.from_states(
-                signal_names, {name: states[g] for name, states in per_measure.items()}
-            )
+            window = AccountWindow.from_state_list(signal_names, [states[g] for states in in_order])
             window.trim()
             out[account] = window
         return out

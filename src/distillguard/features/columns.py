@@ -24,6 +24,7 @@ False, ...), exactly as `views_of_batch` would build the call; a predicate over 
 from __future__ import annotations
 
 import functools
+import hashlib
 import operator
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -78,8 +79,15 @@ def epoch_ms(ts: datetime) -> int:
 def _array(batch: Table, name: str) -> pa.Array:
     if name not in batch.schema.names:
         raise KeyError(f"the batch has no column {name!r} (columns: {', '.join(batch.schema.names)})")
-    column = batch.column(name)
-    return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    return whole(batch.column(name))
+
+
+def whole(column: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """A column as one array: a table's single chunk as it is (combining would copy it, and a
+    batch's text columns are megabytes), several chunks combined."""
+    if isinstance(column, pa.ChunkedArray):
+        return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+    return column
 
 
 def _numpy(array: pa.Array, dtype: Any) -> np.ndarray:
@@ -574,11 +582,69 @@ def hashed_int(inner: Expr) -> Expr:
     return HashInt(inner)
 
 
+def _hash_or_none(value: str | None) -> int | None:
+    return None if value is None else hash_text(value)
+
+
+class HashText(Apply):
+    """`hash_text` of a text column (uint64, null where the text is null). The streaming path is
+    `Apply`'s; the bulk path hashes each distinct text of the batch once, straight from its UTF-8
+    bytes in the Arrow buffers (`utf8_hashes`), with no Python string made."""
+
+    def __init__(self, inner: Expr, *, cached: bool) -> None:
+        super().__init__("hash_text", _hash_or_none, (inner,), pa.uint64(), cached=cached)
+
+    def _evaluate(self, columns: Columns) -> pa.Array:
+        return hash_text_array(self.args[0].evaluate(columns))
+
+
+def hash_text_array(array: pa.Array) -> pa.Array:
+    """`hash_text` of every value of a string array (uint64), null where it is null.
+
+    >>> hash_text_array(pa.array(["a", None, "a"])).to_pylist() == [hash_text("a"), None, hash_text("a")]
+    True
+    """
+    if array.null_count == len(array):
+        return pa.nulls(len(array), pa.uint64())
+    encoded = pc.dictionary_encode(array)
+    hashes = utf8_hashes(encoded.dictionary)
+    indices = encoded.indices
+    if not indices.null_count:
+        return pa.array(hashes[_numpy(indices, np.int64)])
+    valid = _numpy(pc.is_valid(indices), bool)
+    return pa.array(hashes[_numpy(indices.fill_null(0), np.int64)], mask=~valid)
+
+
+def utf8_hashes(strings: pa.Array) -> np.ndarray:
+    """`hash_text` of each value of a string array without nulls (uint64), read from its buffers:
+    the UTF-8 bytes Arrow holds are what ``str.encode`` gives (Arrow strings are valid UTF-8, so
+    ``surrogatepass`` never applies)."""
+    kind = strings.type
+    if strings.null_count or not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
+        return np.fromiter((hash_text(v) for v in strings.to_pylist()), dtype=np.uint64, count=len(strings))
+    n = len(strings)
+    if n == 0:
+        return np.zeros(0, dtype=np.uint64)
+    _, offsets_buffer, data = strings.buffers()
+    width = np.int64 if pa.types.is_large_string(kind) else np.int32
+    offsets = np.frombuffer(
+        offsets_buffer, dtype=width, count=n + 1, offset=strings.offset * width().itemsize
+    )
+    view = memoryview(data if data is not None else b"")
+    blake = hashlib.blake2b
+    digests = b"".join(
+        [
+            blake(view[lo:hi], digest_size=8).digest()
+            for lo, hi in zip(offsets[:-1].tolist(), offsets[1:].tolist(), strict=True)
+        ]
+    )
+    # hash_text reads its 8 digest bytes as a little-endian integer
+    return np.frombuffer(digests, dtype="<u8").astype(np.uint64)
+
+
 def hashed_text(inner: Expr, *, cached: bool = True) -> Expr:
     """`hash_text` of a text column (uint64)."""
-    return apply(
-        "hash_text", lambda v: None if v is None else hash_text(v), inner, out=pa.uint64(), cached=cached
-    )
+    return HashText(inner, cached=cached)
 
 
 def first_chars(inner: Expr, n: int) -> Expr:

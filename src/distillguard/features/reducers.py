@@ -24,7 +24,14 @@ from typing import NamedTuple, Self
 
 import numpy as np
 
-from distillguard.features.segments import FilteredGroups, fold, fold_max, fold_sum, piece_reduce, rank_in_run
+from distillguard.features.segments import (
+    FilteredGroups,
+    KeyRuns,
+    fold,
+    fold_max,
+    fold_sum,
+    piece_reduce,
+)
 
 _MASK64 = (1 << 64) - 1
 
@@ -125,17 +132,14 @@ def _segments(seg: np.ndarray, n_groups: int) -> np.ndarray:
     return np.searchsorted(seg, np.arange(n_groups + 1))
 
 
-def _sorted_unique_pairs(seg: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _sorted_unique_pairs(
+    seg: np.ndarray, keys: np.ndarray, runs: KeyRuns | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Distinct (group, key) pairs sorted by group then key, with how often each occurred."""
     if len(seg) == 0:
         return seg[:0], keys[:0], np.zeros(0, dtype=np.int64)
-    order = np.lexsort((keys, seg))
-    s, k = seg[order], keys[order]
-    new = np.ones(len(s), dtype=bool)
-    new[1:] = (s[1:] != s[:-1]) | (k[1:] != k[:-1])
-    starts = np.flatnonzero(new)
-    counts = np.diff(np.append(starts, len(s)))
-    return s[starts], k[starts], counts
+    runs = runs if runs is not None else KeyRuns(seg, keys)
+    return runs.group, runs.key, runs.count
 
 
 def _meanvar_pieces(groups: FilteredGroups, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -214,21 +218,15 @@ class Count:
 
 
 def _pairs_in_first_seen_order(
-    seg: np.ndarray, keys: np.ndarray
+    seg: np.ndarray, keys: np.ndarray, runs: KeyRuns | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Distinct (group, key) pairs with their counts, by group and then by first row: the order in
     which observing the rows one by one inserts keys into a dict (linking reads them in that order)."""
-    n = len(seg)
-    if n == 0:
+    if len(seg) == 0:
         return seg[:0], keys[:0], np.zeros(0, dtype=np.int64)
-    order = np.lexsort((np.arange(n), keys, seg))
-    s, k = seg[order], keys[order]
-    new = np.ones(n, dtype=bool)
-    new[1:] = (s[1:] != s[:-1]) | (k[1:] != k[:-1])
-    starts = np.flatnonzero(new)
-    counts = np.diff(np.append(starts, n))
-    by_first = np.lexsort((order[starts], s[starts]))
-    return s[starts][by_first], k[starts][by_first], counts[by_first]
+    runs = runs if runs is not None else KeyRuns(seg, keys)
+    by_first = np.lexsort((runs.first_row(), runs.group))
+    return runs.group[by_first], runs.key[by_first], runs.count[by_first]
 
 
 class Total:
@@ -490,8 +488,10 @@ class Distinct:
         return s[-1] if len(s) > self.k else _MASK64
 
     @classmethod
-    def grouped(cls, seg: np.ndarray, hashes: np.ndarray, n_groups: int, k: int = 256) -> list[Self]:
-        g, h, _ = _sorted_unique_pairs(seg, hashes.astype(np.uint64))
+    def grouped(
+        cls, seg: np.ndarray, hashes: np.ndarray, n_groups: int, k: int = 256, runs: KeyRuns | None = None
+    ) -> list[Self]:
+        g, h, _ = _sorted_unique_pairs(seg, hashes.astype(np.uint64), runs)
         bounds = _segments(g, n_groups).tolist()
         out = []
         values = h.tolist()
@@ -512,14 +512,15 @@ class Distinct:
         return out
 
     def states(self, groups: FilteredGroups, values: np.ndarray) -> list[Distinct]:
-        return Distinct.grouped(groups.seg, np.asarray(values, dtype=np.uint64), groups.n_groups, self.k)
+        h = np.asarray(values, dtype=np.uint64)
+        return Distinct.grouped(groups.seg, h, groups.n_groups, self.k, groups.runs(h))
 
     def prefix(self, groups: FilteredGroups, values: np.ndarray) -> dict[str, np.ndarray]:
         """Exact counts are running sums of first occurrences; a prefix with more than k distinct
         items takes the k-th smallest of them, as the sketch does (the sketch's state is a function
         of the set of items, so this is the sketch's own estimate)."""
         h = np.asarray(values, dtype=np.uint64)
-        first = rank_in_run(groups.seg, h) == 0
+        first = groups.runs(h).first()
         pieces = piece_reduce(np.add, first.astype(np.float64), groups.piece_lo, groups.piece_hi, 0.0)
         estimate = fold_sum(groups, pieces)
         for j in np.flatnonzero(estimate > self.k).tolist():
@@ -609,13 +610,21 @@ class HeavyHitters:
 
     @classmethod
     def grouped(
-        cls, seg: np.ndarray, codes: np.ndarray, labels: Sequence[str], n_groups: int, k: int = 16
+        cls,
+        seg: np.ndarray,
+        codes: np.ndarray,
+        labels: Sequence[str],
+        n_groups: int,
+        k: int = 16,
+        runs: KeyRuns | None = None,
+        replayed: Mapping[int, dict[int, int]] | None = None,
     ) -> list[Self]:
         """Each group's state as observing its keys in row order gives: exact counts while a group
-        has at most k distinct keys, the Misra–Gries sequence itself past that."""
+        has at most k distinct keys, the Misra–Gries sequence itself past that (``replayed``: those
+        groups' final counts, when already replayed)."""
         seg = np.asarray(seg, dtype=np.int64)
         codes = np.asarray(codes, dtype=np.int64)
-        g, c, counts = _pairs_in_first_seen_order(seg, codes)
+        g, c, counts = _pairs_in_first_seen_order(seg, codes, runs)
         bounds = _segments(g, n_groups).tolist()
         row_bounds = _segments(seg, n_groups).tolist()
         totals = np.bincount(seg, minlength=n_groups).tolist()
@@ -629,6 +638,8 @@ class HeavyHitters:
             exact: Iterable[tuple[int, int]]
             if hi - lo <= k:
                 exact = zip(code_list[lo:hi], counts_list[lo:hi], strict=True)
+            elif replayed is not None:
+                exact = replayed[i].items()
             else:  # past k keys the summary depends on the order: replay the group's keys
                 exact = _misra_gries(codes[row_bounds[i] : row_bounds[i + 1]].tolist(), k).items()
             state.counts = {labels[code]: count for code, count in exact}
@@ -636,8 +647,39 @@ class HeavyHitters:
         return out
 
     def states(self, groups: FilteredGroups, values: tuple[np.ndarray, Sequence[str]]) -> list[HeavyHitters]:
-        codes, labels = values
-        return HeavyHitters.grouped(groups.seg, codes, labels, groups.n_groups, self.k)
+        codes = np.asarray(values[0], dtype=np.int64)
+        _, finals = self._replayed(groups, codes)
+        return HeavyHitters.grouped(
+            groups.seg, codes, values[1], groups.n_groups, self.k, groups.runs(codes), finals
+        )
+
+    def _replayed(
+        self, groups: FilteredGroups, codes: np.ndarray
+    ) -> tuple[dict[int, float], dict[int, dict[int, int]]]:
+        """Misra–Gries replayed once over each group with more than k distinct keys (states and
+        prefixes both read it): the top count after each of the group's queries, by query, and the
+        group's final counts."""
+        return groups.cached(f"misra_gries/{self.k}", codes, lambda: self._replay(groups, codes))
+
+    def _replay(
+        self, groups: FilteredGroups, codes: np.ndarray
+    ) -> tuple[dict[int, float], dict[int, dict[int, int]]]:
+        keys_per_group = np.bincount(groups.runs(codes).group, minlength=groups.n_groups)
+        tops: dict[int, float] = {}
+        finals: dict[int, dict[int, int]] = {}
+        bounds, piece_hi = groups.bounds, groups.piece_hi
+        # queries are ascending, so each group's queries are one slice
+        query_bounds = np.searchsorted(groups.query_group, np.arange(groups.n_groups + 1))
+        for group in np.flatnonzero(keys_per_group > self.k).tolist():
+            counts: dict[int, int] = {}
+            done = int(bounds[group])
+            for j in range(int(query_bounds[group]), int(query_bounds[group + 1])):
+                end = int(piece_hi[j])
+                counts = _misra_gries(codes[done:end].tolist(), self.k, counts)
+                done = end
+                tops[j] = max(counts.values()) if counts else 0.0
+            finals[group] = _misra_gries(codes[done : int(bounds[group + 1])].tolist(), self.k, counts)
+        return tops, finals
 
     def prefix(
         self, groups: FilteredGroups, values: tuple[np.ndarray, Sequence[str]]
@@ -645,26 +687,15 @@ class HeavyHitters:
         """While a group has at most k distinct keys its top count is the running maximum of each
         key's running count; past that the group's keys are replayed through Misra–Gries."""
         codes = np.asarray(values[0], dtype=np.int64)
-        seg = groups.seg
-        rank = rank_in_run(seg, codes)
+        rank = groups.runs(codes).rank()
         n = _counts(groups)
         pieces = piece_reduce(
             np.maximum, (rank + 1).astype(np.float64), groups.piece_lo, groups.piece_hi, 0.0
         )
         top = fold_max(groups, pieces)
-        keys_per_group = np.bincount(seg[rank == 0], minlength=groups.n_groups)
-        for group in np.flatnonzero(keys_per_group > self.k).tolist():
-            queries = np.flatnonzero(groups.query_group == group)
-            if not len(queries):
-                continue
-            lo = int(groups.bounds[group])
-            counts: dict[int, int] = {}
-            done = lo
-            for j in queries.tolist():
-                end = int(groups.piece_hi[j])
-                counts = _misra_gries(codes[done:end].tolist(), self.k, counts)
-                done = end
-                top[j] = max(counts.values()) if counts else 0.0
+        tops, _ = self._replayed(groups, codes)
+        for j, value in tops.items():
+            top[j] = value
         return {"n": n, "top_share": np.divide(top, n, out=np.zeros(len(n)), where=n > 0)}
 
 

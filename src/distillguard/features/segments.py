@@ -18,8 +18,11 @@ the precision of the small ones).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any, TypeVar
 
 import numpy as np
+
+T = TypeVar("T")
 
 
 def group_bounds(seg: np.ndarray, n_groups: int) -> np.ndarray:
@@ -82,6 +85,19 @@ class FilteredGroups:
         self.query_group = groups.query_group
         self.levels = groups.levels
         self.queries = len(groups.query_rows)
+        self._memo: dict[tuple[str, int], tuple[object, Any]] = {}
+
+    def cached(self, name: str, of: object, make: Callable[[], T]) -> T:
+        """``make()``, worked out once per ``name`` and object ``of`` (a values array): a reducer's
+        final states and its prefixes read the same sorts and replays of the same values."""
+        found = self._memo.get((name, id(of)))
+        if found is None or found[0] is not of:
+            found = self._memo[(name, id(of))] = (of, make())
+        return found[1]  # type: ignore[no-any-return]
+
+    def runs(self, keys: np.ndarray) -> KeyRuns:
+        """`KeyRuns` of these rows and ``keys``, sorted once however often it is asked for."""
+        return self.cached("runs", keys, lambda: KeyRuns(self.seg, keys))
 
     def filtered(self, rows: np.ndarray) -> FilteredGroups:
         """A further subset, ``rows`` indexing this one's rows."""
@@ -128,6 +144,68 @@ def fold_max(groups: Groups | FilteredGroups, pieces: np.ndarray) -> np.ndarray:
     return out
 
 
+def key_order(seg: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """The rows sorted by (group, key), the rows of one (group, key) in their own order.
+
+    Small non-negative integer keys (dictionary codes) and groups make one int64 sort key, sorted
+    stably in one pass; other keys (64-bit hashes) take a lexicographic sort.
+
+    >>> key_order(np.array([0, 0, 0, 1]), np.array([7, 5, 7, 5])).tolist()
+    [1, 0, 2, 3]
+    >>> key_order(np.array([0, 0, 1]), np.array([2**63, 1, 0], dtype=np.uint64)).tolist()
+    [1, 0, 2]
+    >>> key_order(np.array([0, 0, 1]), np.array([2**64 - 1, 2**64 - 2, 2**64 - 1], dtype=np.uint64)).tolist()
+    [1, 0, 2]
+    """
+    n = len(seg)
+    keys = np.asarray(keys)
+    if n and keys.dtype.kind in "iu" and int(seg.min()) >= 0 and int(seg.max()) < 1 << 31:
+        low = keys.min()
+        if int(keys.max()) - int(low) < 1 << 31:  # then keys - low cannot overflow in their own type
+            combined = (seg.astype(np.int64) << 31) | (keys - low).astype(np.int64)
+            return np.argsort(combined, kind="stable")
+    return np.lexsort((np.arange(n), keys, seg))
+
+
+class KeyRuns:
+    """The runs of equal (group, key) among rows grouped by group: one sort (`key_order`) that a
+    reducer's final states and its prefix statistics both read.
+
+    ``order`` sorts the rows by (group, key, row); ``starts`` indexes ``order`` where each run
+    begins; ``group``, ``key`` and ``count`` describe each run (runs ascending by group, then key).
+    """
+
+    def __init__(self, seg: np.ndarray, keys: np.ndarray) -> None:
+        n = len(seg)
+        self.rows = n
+        self.order = key_order(seg, keys) if n else np.zeros(0, dtype=np.int64)
+        s, k = seg[self.order], keys[self.order]
+        new = np.ones(n, dtype=bool)
+        new[1:] = (s[1:] != s[:-1]) | (k[1:] != k[:-1])
+        self.new = new
+        self.starts = np.flatnonzero(new)
+        self.group, self.key = s[self.starts], k[self.starts]
+        self.count = np.diff(np.append(self.starts, n))
+
+    def rank(self) -> np.ndarray:
+        """For each row, how many earlier rows of its group hold the same key (`rank_in_run`)."""
+        n = self.rows
+        run_start = np.maximum.accumulate(np.where(self.new, np.arange(n), 0)) if n else self.order
+        rank = np.empty(n, dtype=np.int64)
+        rank[self.order] = np.arange(n) - run_start
+        return rank
+
+    def first(self) -> np.ndarray:
+        """Whether each row is the first of its group to hold its key."""
+        out = np.zeros(self.rows, dtype=bool)
+        out[self.order[self.starts]] = True
+        return out
+
+    def first_row(self) -> np.ndarray:
+        """The first row of each run."""
+        return self.order[self.starts]
+
+
 def rank_in_run(seg: np.ndarray, keys: np.ndarray) -> np.ndarray:
     """For each row, how many earlier rows of its group hold the same key (0 for the first).
 
@@ -137,11 +215,4 @@ def rank_in_run(seg: np.ndarray, keys: np.ndarray) -> np.ndarray:
     n = len(seg)
     if n == 0:
         return np.zeros(0, dtype=np.int64)
-    order = np.lexsort((np.arange(n), keys, seg))
-    s, k = seg[order], keys[order]
-    new = np.ones(n, dtype=bool)
-    new[1:] = (s[1:] != s[:-1]) | (k[1:] != k[:-1])
-    run_start = np.maximum.accumulate(np.where(new, np.arange(n), 0))
-    rank = np.empty(n, dtype=np.int64)
-    rank[order] = np.arange(n) - run_start
-    return rank
+    return KeyRuns(np.asarray(seg), np.asarray(keys)).rank()

@@ -340,12 +340,23 @@ class CallStage:
 
     def _count_days(self, ms: pa.Array | pa.ChunkedArray, ids: np.ndarray) -> None:
         day = np.asarray(ms.to_numpy(), dtype=np.int64) // DAY_MS
-        pairs, counts = np.unique(np.stack([ids, day]), axis=1, return_counts=True)
-        for (account, number), count in zip(pairs.T.tolist(), counts.tolist(), strict=True):
+        if not len(day):
+            return
+        # (account, day) pairs as one integer, sorted as the pairs are (by account, then day)
+        first_day = int(day.min())
+        span = int(day.max()) - first_day + 1
+        pairs, counts = np.unique(ids.astype(np.int64) * span + (day - first_day), return_counts=True)
+        daily = self._daily
+        for pair, count in zip(pairs.tolist(), counts.tolist(), strict=True):
+            account, number = divmod(pair, span)
+            number += first_day
             name = self._day_names.get(number)
             if name is None:
                 name = self._day_names[number] = (date(1970, 1, 1) + timedelta(days=number)).isoformat()
-            self._daily.setdefault(account, Counter())[name] += count
+            counter = daily.get(account)
+            if counter is None:
+                counter = daily[account] = Counter()
+            counter[name] += count
 
     def _keep_narrow(self, narrow: pa.Table, ids: np.ndarray) -> None:
         if self._buckets == 1:
