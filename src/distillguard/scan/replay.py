@@ -105,8 +105,10 @@ class AccountReplay:
 
 def _floats(results: Sequence[SignalResult | None], index: np.ndarray, part: str | None = None) -> np.ndarray:
     """Each row's score (or one of its parts), NaN where the signal abstained."""
-    if part is None and isinstance(results, LazyResults):
-        return results.scores[index] if len(index) else np.zeros(0)  # no result built
+    if isinstance(results, LazyResults):  # no result built
+        known = results.scores if part is None else results.parts.get(part)
+        if known is not None:
+            return known[index] if len(index) else np.zeros(0)
     if part is None:
         values = [np.nan if r is None else r.score for r in results]
     else:
