@@ -111,17 +111,22 @@ class PatternTable:
 
     def candidate_rows(self, text: str) -> set[int]:
         """Rows that may match `text` (a superset of those that do)."""
+        return set(self._candidates(text))
+
+    def _candidates(self, text: str) -> list[int]:
+        """`candidate_rows` as a list (each row once: the prefilter reports a row's first match only)."""
         if hyperscan is None:
-            return set(range(len(self.patterns)))  # every row is tried with `re`
+            return list(range(len(self.patterns)))  # every row is tried with `re`
         if self._database is None:
             self._database = _prefilter(self.patterns, self._flags)
-        rows: set[int] = set()
-
-        def on_match(row: int, start: int, end: int, flags: int, context: Any) -> None:
-            rows.add(row)
-
-        # lower-cased because Hyperscan folds case for ASCII only
-        self._database.scan(text.lower().encode("utf-8", "surrogatepass"), match_event_handler=on_match)
+        rows: list[int] = []
+        # Hyperscan folds case for ASCII only: other text is lower-cased first. ASCII text (most
+        # prompts and answers; `isascii` costs nothing) is scanned as it is: lower-casing it changes
+        # ASCII letters only, which the caseless database reads alike.
+        data = text.encode() if text.isascii() else text.lower().encode("utf-8", "surrogatepass")
+        self._database.scan(
+            data, match_event_handler=lambda row, start, end, flags, context: rows.append(row)
+        )
         return rows
 
     def hits(self, text: str) -> list[Hit]:
@@ -136,8 +141,11 @@ class PatternTable:
         return list(cached)
 
     def _hits(self, text: str) -> list[Hit]:
+        rows = self._candidates(text)
+        if not rows:  # most texts: the prefilter reports no row
+            return []
         found: list[tuple[int, int, Hit]] = []
-        for row in self.candidate_rows(text):
+        for row in rows:
             match = self._rows[row].search(text)
             if match is not None:
                 found.append((match.start(), row, Hit(self.patterns[row], _snippet(match.group()))))
