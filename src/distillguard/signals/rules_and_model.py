@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Sequence
+from operator import itemgetter
 from typing import ClassVar
 
 import numpy as np
@@ -170,6 +171,8 @@ class RulesAndModelSignal(Signal):
             model = [score_down(float(scored[position[text]])) for text in texts]
         out: list[_Remembered] = []
         names = self._part_names()
+        # the parts' values as a tuple (itemgetter of one name gives the value alone)
+        values_of = itemgetter(*names) if len(names) > 1 else (lambda parts: tuple(parts[n] for n in names))
         for prompt, turn, text, p in zip(prompts, turns, texts, model, strict=True):
             score, parts, _, _ = self.rules(prompt, turn, text)
             if p is not None:
@@ -177,7 +180,7 @@ class RulesAndModelSignal(Signal):
                 score = max(score, p)
             if len(parts) != len(names):
                 raise ValueError(f"{self.name}: parts {sorted(parts)} are not {names}")
-            out.append((round(min(1.0, max(0.0, score)), 4), p, tuple(parts[name] for name in names)))
+            out.append((round(min(1.0, max(0.0, score)), 4), p, values_of(parts)))
         return out
 
     def _part_names(self) -> tuple[str, ...]:
