@@ -252,3 +252,69 @@ def test_hits_of_texts_with_no_candidate_row_are_empty_and_the_rest_as_plain_re(
     plain = PatternTable(table_rows, flags=flags)
     assert [[h.describe() for h in plain.hits(t)] for t in texts] == fast
     assert any(fast) and not all(fast)
+
+
+_ANSWER_WORDS = [
+    "<think>",
+    "</think>",
+    "<THINKING>",
+    "<|begin_of_thought|>",
+    "<|end_of_thought|>",
+    "let's",
+    "Let’s",
+    "verify",
+    "check",
+    "double-check",
+    "we",
+    "need",
+    "to",
+    "find",
+    "this",
+    "doesn't",
+    "give",
+    "help",
+    "<",
+    ">",
+    "|",
+    "\n",
+    " ",
+    "ǅ",
+    "Straße",
+    "İ",
+    "think",
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    texts=st.lists(
+        st.lists(st.one_of(st.sampled_from(_ANSWER_WORDS), st.text(max_size=4)), max_size=12).map(" ".join),
+        max_size=12,
+    ),
+    case=st.sampled_from(["as is", "upper", "swapcase"]),
+)
+def test_hits_of_many_texts_scanned_as_one_are_the_hits_of_each(texts, case) -> None:
+    texts = [{"as is": t, "upper": t.upper(), "swapcase": t.swapcase()}[case] for t in texts]
+    for rows in (REASONING, COT):  # a joinable table, and one scanned text by text
+        table = _TABLES.setdefault(id(rows), PatternTable(rows, flags=re.IGNORECASE | re.MULTILINE))
+        fresh = PatternTable(rows, flags=re.IGNORECASE | re.MULTILINE)
+        assert table.hits_many(texts) == [fresh.hits(t) for t in texts]
+
+
+def test_hits_of_many_texts_across_their_boundaries_and_without_hyperscan(monkeypatch) -> None:
+    table = PatternTable(REASONING, flags=re.IGNORECASE | re.MULTILINE)
+    assert table._joinable
+    texts = [
+        "Sure, let's",
+        "verify this. <think>",
+        "</think> done",
+        "",
+        "We need to",
+        "find x",
+        "Let's check.",
+    ]
+    expected = [table.hits(t) for t in texts]
+    assert table.hits_many(texts) == expected and sum(map(bool, expected)) == 3
+    monkeypatch.setattr(patterns, "hyperscan", None)
+    assert PatternTable(REASONING, flags=re.IGNORECASE | re.MULTILINE).hits_many(texts) == expected
+    assert not PatternTable([Pattern("a", "x", 0.5, r"^step")])._joinable  # anchored: text by text

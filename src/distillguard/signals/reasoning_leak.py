@@ -176,14 +176,23 @@ class ReasoningLeak(Signal):
             if distinct:
                 model_scores = dict(zip(distinct, map(float, self.model.scores(distinct)), strict=True))
         scores = np.empty(len(responses))
-        hits_of, aspect_scores, get_model = self.table.hits, self.table.aspect_scores, model_scores.get
+        # the table's hits of every answer that came without reasoning, in one prefilter scan
+        read = [
+            i
+            for i, (response, reasoning) in enumerate(zip(responses, reasonings, strict=True))
+            if response and not reasoning
+        ]
+        hits_of = dict(
+            zip(read, self.table.hits_many([head_and_tail(responses[i]) for i in read]), strict=True)
+        )
+        aspect_scores, get_model = self.table.aspect_scores, model_scores.get
         for i, (response, reasoning, answer) in enumerate(zip(responses, reasonings, answers, strict=True)):
             if reasoning:
                 scores[i] = 1.0
             elif not response:
                 scores[i] = np.nan
             else:  # as `_result` with no reasoning: the table's aspects, raised by the classifier
-                hits = hits_of(head_and_tail(response))
+                hits = hits_of[i]
                 score = max(0.0, *aspect_scores(hits).values()) if hits else 0.0
                 model = get_model(answer)
                 scores[i] = score if model is None else max(score, score_down(model))
