@@ -12,11 +12,13 @@ import msgspec
 import numpy as np
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import distillguard.signals.base as base_module
 from distillguard.events.call_view import VIEW_SCHEMA, CallView
 from distillguard.signals import registry
-from distillguard.signals.base import LazyResults, distinct_views
+from distillguard.signals.base import LazyResults, distinct_views, score_down, scores_down
 from distillguard.signals.template import Template
 
 PROMPTS = [
@@ -220,3 +222,19 @@ def test_distinct_views_are_built_from_their_columns_when_read() -> None:
             call.n_user_turns,
         )
         assert distinct.keys[distinct.of_row[row]] == (call.system_prompt, call.prompt, call.n_user_turns)  # type: ignore[index]
+
+
+@settings(max_examples=2000, deadline=None)
+@given(
+    values=st.lists(
+        st.one_of(
+            st.floats(0.0, 1.0, width=32),
+            st.integers(0, 10_000).map(lambda k: np.float32(k / 10_000)),  # at and next to the cuts
+            st.integers(0, 10_000).map(lambda k: np.nextafter(np.float32(k / 10_000), np.float32(0))),
+        ),
+        max_size=20,
+    )
+)
+def test_scores_down_in_numpy_are_score_down_of_each(values) -> None:
+    array = np.asarray(values, dtype=np.float32)
+    assert scores_down(array) == [score_down(float(v)) for v in array]

@@ -11,7 +11,14 @@ from typing import ClassVar
 import numpy as np
 
 from distillguard.events.call_view import CallView
-from distillguard.signals.base import DistinctCalls, LazyResults, Signal, SignalResult, score_down
+from distillguard.signals.base import (
+    DistinctCalls,
+    LazyResults,
+    Signal,
+    SignalResult,
+    score_down,
+    scores_down,
+)
 from distillguard.signals.patterns import PatternTable, head_and_tail
 from distillguard.signals.text_model import TextClassifier, load_classifier
 
@@ -166,9 +173,12 @@ class RulesAndModelSignal(Signal):
         model: list[float | None] = [None] * len(texts)
         if self.mode == "rules+model":
             unique = list(dict.fromkeys(texts))
-            scored = self.model.scores(unique)
-            position = {text: k for k, text in enumerate(unique)}
-            model = [score_down(float(scored[position[text]])) for text in texts]
+            down: list[float | None] = list(scores_down(self.model.scores(unique)))
+            if len(unique) == len(texts):  # most batches: the texts of distinct calls differ
+                model = down
+            else:
+                position = {text: k for k, text in enumerate(unique)}
+                model = [down[position[text]] for text in texts]
         out: list[_Remembered] = []
         names = self._part_names()
         # the parts' values as a tuple (itemgetter of one name gives the value alone)
