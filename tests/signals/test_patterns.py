@@ -4,6 +4,8 @@ import re
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from distillguard.signals import patterns
 from distillguard.signals.cot_extraction import PATTERNS as COT
@@ -167,3 +169,152 @@ def test_duplicate_names_and_wrong_signal_are_refused(tmp_path: Path) -> None:
         load_patterns(_file(tmp_path, {}), signal="cot_extraction")
     with pytest.raises(FileNotFoundError, match="pattern file not found"):
         load_patterns(tmp_path / "missing.yaml")
+
+
+def _lowered_candidates(table: PatternTable, text: str) -> set[int]:
+    """The prefilter's old definition: every text lower-cased before the scan."""
+    rows: set[int] = set()
+    table.candidate_rows("")  # compiles the database
+    table._database.scan(
+        text.lower().encode("utf-8", "surrogatepass"),
+        match_event_handler=lambda row, start, end, flags, context: rows.add(row),
+    )
+    return rows
+
+
+# words of the shipped rows, in any case, with noise between them: ASCII texts that match rows
+_WORDS = [
+    "step",
+    "by",
+    "Step",
+    "REASON",
+    "hidden",
+    "chain",
+    "of",
+    "Thought",
+    "judge",
+    "[[A]]",
+    "[[B]]",
+    "Assistant",
+    "score",
+    "Output",
+    "only",
+    "generate",
+    "20",
+    "Instructions",
+    "<|im_start|>user",
+    "<think>",
+    "</THINK>",
+    "wait",
+    "Let's",
+    "verify",
+    "DEBUG",
+    "mode",
+    "audit",
+    "\n",
+    "  ",
+    "x",
+]
+
+
+@pytest.mark.skipif(patterns.hyperscan is None, reason="no Hyperscan on this platform")
+@settings(max_examples=300, deadline=None)
+@given(
+    words=st.lists(
+        st.one_of(st.sampled_from(_WORDS), st.text(st.characters(max_codepoint=127), max_size=6)),
+        max_size=40,
+    ),
+    case=st.sampled_from(["as is", "upper", "swapcase", "title"]),
+    accent=st.sampled_from(["", "É", "İ", "ẞ", "Σ"]),
+)
+def test_ascii_texts_scanned_as_they_are_get_the_rows_of_the_lowered_scan(words, case, accent) -> None:
+    text = " ".join(words)
+    text = {"as is": text, "upper": text.upper(), "swapcase": text.swapcase(), "title": text.title()}[case]
+    for rows in (COT, GRADING, GENERATION, REASONING):
+        table = _TABLES.setdefault(id(rows), PatternTable(rows, flags=re.IGNORECASE | re.MULTILINE))
+        for candidate in (text, text + accent):  # ASCII, and the lower-cased path for the rest
+            got = table._candidates(candidate)
+            assert len(got) == len(set(got))  # each row once
+            assert set(got) == _lowered_candidates(table, candidate)
+
+
+_TABLES: dict[int, PatternTable] = {}
+
+
+@pytest.mark.parametrize("table_rows", [COT, GRADING, GENERATION, REASONING])
+def test_hits_of_texts_with_no_candidate_row_are_empty_and_the_rest_as_plain_re(
+    table_rows, monkeypatch
+) -> None:
+    flags = re.IGNORECASE | re.MULTILINE
+    texts = [*TEXTS, *(t.upper() for t in TEXTS), "STEP BY STEP " * 40, ""]
+    fast = [[h.describe() for h in PatternTable(table_rows, flags=flags).hits(t)] for t in texts]
+    monkeypatch.setattr(patterns, "hyperscan", None)
+    plain = PatternTable(table_rows, flags=flags)
+    assert [[h.describe() for h in plain.hits(t)] for t in texts] == fast
+    assert any(fast) and not all(fast)
+
+
+_ANSWER_WORDS = [
+    "<think>",
+    "</think>",
+    "<THINKING>",
+    "<|begin_of_thought|>",
+    "<|end_of_thought|>",
+    "let's",
+    "Let’s",
+    "verify",
+    "check",
+    "double-check",
+    "we",
+    "need",
+    "to",
+    "find",
+    "this",
+    "doesn't",
+    "give",
+    "help",
+    "<",
+    ">",
+    "|",
+    "\n",
+    " ",
+    "ǅ",
+    "Straße",
+    "İ",
+    "think",
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    texts=st.lists(
+        st.lists(st.one_of(st.sampled_from(_ANSWER_WORDS), st.text(max_size=4)), max_size=12).map(" ".join),
+        max_size=12,
+    ),
+    case=st.sampled_from(["as is", "upper", "swapcase"]),
+)
+def test_hits_of_many_texts_scanned_as_one_are_the_hits_of_each(texts, case) -> None:
+    texts = [{"as is": t, "upper": t.upper(), "swapcase": t.swapcase()}[case] for t in texts]
+    for rows in (REASONING, COT):  # a joinable table, and one scanned text by text
+        table = _TABLES.setdefault(id(rows), PatternTable(rows, flags=re.IGNORECASE | re.MULTILINE))
+        fresh = PatternTable(rows, flags=re.IGNORECASE | re.MULTILINE)
+        assert table.hits_many(texts) == [fresh.hits(t) for t in texts]
+
+
+def test_hits_of_many_texts_across_their_boundaries_and_without_hyperscan(monkeypatch) -> None:
+    table = PatternTable(REASONING, flags=re.IGNORECASE | re.MULTILINE)
+    assert table._joinable
+    texts = [
+        "Sure, let's",
+        "verify this. <think>",
+        "</think> done",
+        "",
+        "We need to",
+        "find x",
+        "Let's check.",
+    ]
+    expected = [table.hits(t) for t in texts]
+    assert table.hits_many(texts) == expected and sum(map(bool, expected)) == 3
+    monkeypatch.setattr(patterns, "hyperscan", None)
+    assert PatternTable(REASONING, flags=re.IGNORECASE | re.MULTILINE).hits_many(texts) == expected
+    assert not PatternTable([Pattern("a", "x", 0.5, r"^step")])._joinable  # anchored: text by text

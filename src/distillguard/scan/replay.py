@@ -105,8 +105,10 @@ class AccountReplay:
 
 def _floats(results: Sequence[SignalResult | None], index: np.ndarray, part: str | None = None) -> np.ndarray:
     """Each row's score (or one of its parts), NaN where the signal abstained."""
-    if part is None and isinstance(results, LazyResults):
-        return results.scores[index] if len(index) else np.zeros(0)  # no result built
+    if isinstance(results, LazyResults):  # no result built
+        known = results.scores if part is None else results.parts.get(part)
+        if known is not None:
+            return known[index] if len(index) else np.zeros(0)
     if part is None:
         values = [np.nan if r is None else r.score for r in results]
     else:
@@ -124,7 +126,17 @@ class _Fired:
     count: int
     first_row: int
     best_row: int  # the strongest call (the earliest of equal scores)
-    best: SignalResult
+    score: float  # its score
+    results: Sequence[SignalResult | None] = field(repr=False)
+    at: int = 0  # its result's place in `results`
+
+    @property
+    def best(self) -> SignalResult:
+        """The strongest call's full result, built when read (its evidence text can be dear to
+        build, and an account whose earlier call scored as high never reads it)."""
+        result = self.results[self.at]
+        assert result is not None  # a call fired, so the signal scored it
+        return result
 
 
 def _fired(
@@ -144,10 +156,13 @@ def _fired(
     out = []
     for row in rows[by_score[head]].tolist():
         account = int(ids[row])
-        best = results[index[row]]
-        if best is None:  # unreachable: a call fired, so the signal scored it
-            continue
-        out.append(_Fired(order, name, account, int(counts[account]), int(first_rows[account]), row, best))
+        score = float(scores[row])
+        at = int(index[row])
+        out.append(
+            _Fired(
+                order, name, account, int(counts[account]), int(first_rows[account]), row, score, results, at
+            )
+        )
     return out
 
 
@@ -314,7 +329,7 @@ class CallStage:
         for item in sorted(fired, key=lambda f: (f.first_row, f.order)):
             evidence = self._evidence.setdefault(item.account, {}).setdefault(item.signal, SignalEvidence())
             evidence.fired += item.count
-            if evidence.best is None or item.best.score > evidence.best.score:
+            if evidence.best is None or item.score > evidence.best.score:
                 evidence.best = item.best
                 evidence.event_id = str(batch.column("event_id")[item.best_row].as_py())
                 evidence.excerpt = (batch.column("prompt")[item.best_row].as_py() or "")[:EXCERPT_CHARS]

@@ -10,7 +10,7 @@ import math
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import ClassVar, NamedTuple, overload
+from typing import Any, ClassVar, overload
 
 import msgspec
 import numpy as np
@@ -25,6 +25,13 @@ def score_down(value: float, digits: int = 4) -> float:
     threshold must not be reported at it (0.49999 -> 0.4999, never 0.5)."""
     scale = 10**digits
     return math.floor(value * scale + 1e-9) / scale
+
+
+def scores_down(values: np.ndarray, digits: int = 4) -> list[float]:
+    """`score_down` of each value, in NumPy: the same IEEE operations (a product, a sum, a floor
+    that is an integer below 2**53, a quotient of two exact numbers), so the same floats."""
+    scale = 10**digits
+    return (np.floor(np.asarray(values, dtype=np.float64) * scale + 1e-9) / scale).tolist()
 
 
 class SignalResult(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -127,8 +134,16 @@ class LazyResults(Sequence["SignalResult | None"]):
     whole result of a few calls only (each account's strongest), and some evidence is dear to build
     (reasoning_leak's echo check). Reading item i gives what `analyze_many` gives for call i."""
 
-    def __init__(self, scores: np.ndarray, build: Callable[[int], SignalResult | None]) -> None:
+    def __init__(
+        self,
+        scores: np.ndarray,
+        build: Callable[[int], SignalResult | None],
+        parts: dict[str, np.ndarray] | None = None,
+    ) -> None:
         self.scores = scores  # float64, NaN where the signal abstains
+        # some of `SignalResult.parts` known up front (float64, NaN where the signal abstains): a
+        # part missing from a result (`parts.get(name, 0.0)`) is 0.0 here
+        self.parts = parts or {}
         self._build = build
         self._built: dict[int, SignalResult | None] = {}
 
@@ -153,13 +168,42 @@ class LazyResults(Sequence["SignalResult | None"]):
         return self._built[i]
 
 
-class DistinctCalls(NamedTuple):
+class DistinctCalls:
     """The distinct calls of a batch as a signal reads them: one view per distinct combination of
-    the columns (``keys``: those values), and for each row the index of its view."""
+    the columns (``keys``: those values), and for each row the index of its view. ``columns``
+    holds each read column's values per distinct call, and ``views`` are built from them only when
+    first read (a signal that reads two or three columns needs no full `CallView` per call)."""
 
-    views: list[CallView]
-    of_row: np.ndarray
-    keys: list[tuple[object, ...]] | None
+    __slots__ = ("_views", "columns", "keys", "of_row")
+
+    def __init__(
+        self,
+        views: list[CallView] | None,
+        of_row: np.ndarray,
+        keys: list[tuple[object, ...]] | None,
+        columns: dict[str, list[Any]] | None = None,
+    ) -> None:
+        if views is None and columns is None:
+            raise ValueError("DistinctCalls needs its views or its columns")
+        self._views = views
+        self.of_row = of_row
+        self.keys = keys
+        self.columns = columns if columns is not None else {}
+
+    def __len__(self) -> int:
+        if self._views is not None:
+            return len(self._views)
+        return len(self.keys) if self.keys is not None else 0
+
+    @property
+    def views(self) -> list[CallView]:
+        if self._views is None:
+            taken = self.columns
+            self._views = [
+                CallView(event_id="", ts=_EPOCH, account_id="", **dict(zip(taken, values, strict=True)))
+                for values in zip(*taken.values(), strict=True)
+            ]
+        return self._views
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -195,8 +239,4 @@ def distinct_views(batch: pa.RecordBatch | pa.Table, columns: Sequence[str]) -> 
         raise KeyError(f"the batch lacks the columns {missing} a signal reads")
     codes, first = distinct_codes([batch.column(name) for name in columns])
     taken = {name: batch.column(name).take(pa.array(first)).to_pylist() for name in columns}
-    views = [
-        CallView(event_id="", ts=_EPOCH, account_id="", **{name: values[i] for name, values in taken.items()})
-        for i in range(len(first))
-    ]
-    return DistinctCalls(views, codes, list(zip(*taken.values(), strict=True)))
+    return DistinctCalls(None, codes, list(zip(*taken.values(), strict=True)), taken)

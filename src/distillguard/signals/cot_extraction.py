@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from distillguard.events.call_view import CallView
 from distillguard.signals.patterns import Pattern, load_patterns
 from distillguard.signals.rules_and_model import RulesAndModelSignal
 
@@ -37,8 +36,10 @@ class CotExtraction(RulesAndModelSignal):
     reads = "input"
     table = PATTERN_FILE.table()
 
-    def rule_score(self, call: CallView, text: str) -> tuple[float, dict[str, float], list[str], list[str]]:
-        score, parts, matched, adjustments = super().rule_score(call, text)
+    def rules(
+        self, prompt: str, n_user_turns: int, text: str
+    ) -> tuple[float, dict[str, float], list[str], list[str]]:
+        score, parts, matched, adjustments = super().rules(prompt, n_user_turns, text)
         if parts["step_by_step"] > STEP_BY_STEP_CAP:
             # "show your work, step by step" is two demands for steps, still homework: the rows of
             # this aspect combine by noisy-or but never reach the firing range on their own

@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from distillguard.events.call_view import CallView
 from distillguard.signals.patterns import Pattern, load_patterns
 from distillguard.signals.rules_and_model import RulesAndModelSignal
 
@@ -42,10 +41,12 @@ class GenerationRequest(RulesAndModelSignal):
     reads = "input"
     table = PATTERN_FILE.table()
 
-    def rule_score(self, call: CallView, text: str) -> tuple[float, dict[str, float], list[str], list[str]]:
-        _, parts, matched, adjustments = super().rule_score(call, text)
-        prompt = call.prompt.strip()
-        if call.n_user_turns > 0 and not prompt:
+    def rules(
+        self, prompt: str, n_user_turns: int, text: str
+    ) -> tuple[float, dict[str, float], list[str], list[str]]:
+        _, parts, matched, adjustments = super().rules(prompt, n_user_turns, text)
+        prompt = prompt.strip()
+        if n_user_turns > 0 and not prompt:
             parts["pre_query_template"] = max(parts["pre_query_template"], 0.7)
             matched.append("pre_query_template/empty_user_turn: the user message is empty")
         elif parts["pre_query_template"] > 0.0:

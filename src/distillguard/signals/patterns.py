@@ -15,7 +15,9 @@ wheel for) the table falls back to `re` alone: the same results, slower.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
+import itertools
 import os
 import platform
 import re
@@ -108,20 +110,29 @@ class PatternTable:
         # compiled on first use: building the signal set stays cheap
         self._database: Any = None
         self._memo: dict[str, list[Hit]] = {}
+        # `hits_many` scans many texts as one (see there): only rows whose prefilter matches a
+        # substring wherever it stands, so a match inside a text is also one inside the joined texts
+        self._joinable = not any(_POSITIONAL.search(p.regex) for p in self.patterns)
+        self._every_match: Any = None  # the prefilter reporting every match, not the first per row
 
     def candidate_rows(self, text: str) -> set[int]:
         """Rows that may match `text` (a superset of those that do)."""
+        return set(self._candidates(text))
+
+    def _candidates(self, text: str) -> list[int]:
+        """`candidate_rows` as a list (each row once: the prefilter reports a row's first match only)."""
         if hyperscan is None:
-            return set(range(len(self.patterns)))  # every row is tried with `re`
+            return list(range(len(self.patterns)))  # every row is tried with `re`
         if self._database is None:
             self._database = _prefilter(self.patterns, self._flags)
-        rows: set[int] = set()
-
-        def on_match(row: int, start: int, end: int, flags: int, context: Any) -> None:
-            rows.add(row)
-
-        # lower-cased because Hyperscan folds case for ASCII only
-        self._database.scan(text.lower().encode("utf-8", "surrogatepass"), match_event_handler=on_match)
+        rows: list[int] = []
+        # Hyperscan folds case for ASCII only: other text is lower-cased first. ASCII text (most
+        # prompts and answers; `isascii` costs nothing) is scanned as it is: lower-casing it changes
+        # ASCII letters only, which the caseless database reads alike.
+        data = text.encode() if text.isascii() else text.lower().encode("utf-8", "surrogatepass")
+        self._database.scan(
+            data, match_event_handler=lambda row, start, end, flags, context: rows.append(row)
+        )
         return rows
 
     def hits(self, text: str) -> list[Hit]:
@@ -135,9 +146,42 @@ class PatternTable:
             cached = self._memo[text] = self._hits(text)
         return list(cached)
 
+    def hits_many(self, texts: list[str]) -> list[list[Hit]]:
+        """`hits` of each text (not remembered). The prefilter scans all the texts joined as one,
+        each text's bytes as `_candidates` scans them, with a newline between two, and a row is a
+        candidate for the text in which one of its matches ends: a match inside a text is one
+        inside the joined texts (no row of a joinable table is anchored or looks around), and one
+        across a newline only adds a candidate that `re` then rejects. Most answers match no row:
+        one scan per batch instead of one per text."""
+        if hyperscan is None or not self._joinable or not texts:
+            return [self._hits(text) for text in texts]
+        if self._every_match is None:
+            self._every_match = _prefilter(self.patterns, self._flags, single_match=False)
+        data = [t.encode() if t.isascii() else t.lower().encode("utf-8", "surrogatepass") for t in texts]
+        ends: list[int] = list(itertools.accumulate(len(d) + 1 for d in data))  # each text's newline, + 1
+        matches: list[tuple[int, int]] = []
+        self._every_match.scan(
+            b"\n".join(data),
+            match_event_handler=lambda row, start, end, flags, context: matches.append((row, end)),
+        )
+        rows: dict[int, set[int]] = {}
+        for row, end in matches:  # the match's last byte is end - 1
+            rows.setdefault(bisect.bisect_right(ends, end - 1), set()).add(row)
+        out: list[list[Hit]] = [[] for _ in texts]
+        for k, candidates in rows.items():
+            if k < len(texts):
+                out[k] = self._confirm(texts[k], list(candidates))
+        return out
+
     def _hits(self, text: str) -> list[Hit]:
+        return self._confirm(text, self._candidates(text))
+
+    def _confirm(self, text: str, rows: list[int]) -> list[Hit]:
+        """The hits of the candidate `rows` that `re` confirms, in order of appearance."""
+        if not rows:  # most texts: the prefilter reports no row
+            return []
         found: list[tuple[int, int, Hit]] = []
-        for row in self.candidate_rows(text):
+        for row in rows:
             match = self._rows[row].search(text)
             if match is not None:
                 found.append((match.start(), row, Hit(self.patterns[row], _snippet(match.group()))))
@@ -161,6 +205,12 @@ class PatternTable:
 def _snippet(text: str, limit: int = 60) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# What makes a row's match depend on where it stands (`hits_many` cannot join texts for it): an
+# anchor (`^`, `$`, `\A`, `\Z`, `\z`, `\B`) or a lookaround (`(?=`, `(?!`, `(?<=`, `(?<!`). Read
+# loosely: a `^` that negates a class also counts (the table is then scanned text by text).
+_POSITIONAL = re.compile(r"[\^$]|\\[AZzB]|\(\?<?[=!]")
 
 
 # `\b` outside a character class, not escaped itself: Hyperscan's `\b` is ASCII-only, so it is
@@ -233,13 +283,15 @@ def prefilter_cache_dir() -> Path:
     return root / "distillguard" / "hyperscan"
 
 
-def _prefilter(patterns: tuple[Pattern, ...], flags: int) -> Any:
+def _prefilter(patterns: tuple[Pattern, ...], flags: int, *, single_match: bool = True) -> Any:
     """The Hyperscan database of a table. Compiling the largest table (cot_extraction) takes ~1-2 s
     of CPU, paid by every scan and gateway start: the compiled database is kept in the user's cache,
     named by a digest of everything that defines it (expressions, flags, Hyperscan's version, the
     machine), and compiled again whenever it is missing or will not load (another CPU, a damaged file)."""
     assert hyperscan is not None
-    hs_flags = hyperscan.HS_FLAG_CASELESS | hyperscan.HS_FLAG_UTF8 | hyperscan.HS_FLAG_SINGLEMATCH
+    hs_flags = hyperscan.HS_FLAG_CASELESS | hyperscan.HS_FLAG_UTF8
+    if single_match:  # each row reported once per scan, at its first match
+        hs_flags |= hyperscan.HS_FLAG_SINGLEMATCH
     hs_flags |= hyperscan.HS_FLAG_PREFILTER | hyperscan.HS_FLAG_ALLOWEMPTY
     if flags & re.MULTILINE:
         hs_flags |= hyperscan.HS_FLAG_MULTILINE

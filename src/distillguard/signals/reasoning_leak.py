@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +44,7 @@ _WORD = re.compile(r"\w+", re.UNICODE)
 _GSM8K_CALC = re.compile(r"<<[^<>]*>>")
 _GSM8K_FINAL = re.compile(r"^####\s*\S+\s*$", re.MULTILINE)
 _FLAN_SUFFIX = re.compile(r"\s*So the answer is [^\n]*\.\s*$")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _TAGS = re.compile(r"</?think>|</?thinking>|<\|(?:begin|end)_of_thought\|>", re.IGNORECASE)
 
 
@@ -160,35 +162,57 @@ class ReasoningLeak(Signal):
         (its 'reasoning_field' part) whatever the rest says, so neither its echo check nor its
         classifier score (parts and evidence only) is computed unless its result is read."""
         calls = distinct_views(batch, self.reads_columns)
-        views = calls.views
-        answers = [answer_text(head_and_tail(v.response_text)) if v.response_text else "" for v in views]
+        # the two columns as lists (no CallView per distinct call); null reads as ""
+        responses = [text or "" for text in calls.columns["response_text"]]
+        reasonings = [text or "" for text in calls.columns["reasoning_text"]]
+        # only an answer that came without reasoning is read for its score
+        answers = [
+            answer_text(head_and_tail(response)) if response and not reasoning else ""
+            for response, reasoning in zip(responses, reasonings, strict=True)
+        ]
         model_scores: dict[str, float] = {}
         if self.mode == "rules+model":
-            open_answers = dict.fromkeys(
-                a for v, a in zip(views, answers, strict=True) if not v.reasoning_text
-            )
-            distinct = [a for a in open_answers if len(a) >= MIN_TRACE_CHARS]
+            distinct = [a for a in dict.fromkeys(answers) if len(a) >= MIN_TRACE_CHARS]
             if distinct:
                 model_scores = dict(zip(distinct, map(float, self.model.scores(distinct)), strict=True))
-        scores = np.empty(len(views))
-        for i, (view, answer) in enumerate(zip(views, answers, strict=True)):
-            if view.reasoning_text:
+        scores = np.empty(len(responses))
+        # the table's hits of every answer that came without reasoning, in one prefilter scan
+        read = [
+            i
+            for i, (response, reasoning) in enumerate(zip(responses, reasonings, strict=True))
+            if response and not reasoning
+        ]
+        hits_of = dict(
+            zip(read, self.table.hits_many([head_and_tail(responses[i]) for i in read]), strict=True)
+        )
+        aspect_scores, get_model = self.table.aspect_scores, model_scores.get
+        for i, (response, reasoning, answer) in enumerate(zip(responses, reasonings, answers, strict=True)):
+            if reasoning:
                 scores[i] = 1.0
-            elif not view.response_text:
+            elif not response:
                 scores[i] = np.nan
             else:  # as `_result` with no reasoning: the table's aspects, raised by the classifier
-                hits = self.table.hits(head_and_tail(view.response_text))
-                score = max(0.0, *self.table.aspect_scores(hits).values())
-                model = model_scores.get(answer)
+                hits = hits_of[i]
+                score = max(0.0, *aspect_scores(hits).values()) if hits else 0.0
+                model = get_model(answer)
                 scores[i] = score if model is None else max(score, score_down(model))
 
         def build(i: int) -> SignalResult | None:
-            answer = answers[i]
+            view = CallView(
+                event_id="",
+                ts=_EPOCH,
+                account_id="",
+                response_text=responses[i],
+                reasoning_text=reasonings[i],
+            )
+            answer = answers[i] if not reasonings[i] else answer_text(head_and_tail(responses[i]))
+            if not responses[i]:
+                answer = ""
             model = model_scores.get(answer)
             if model is None and self.mode == "rules+model" and len(answer) >= MIN_TRACE_CHARS:
                 # an answer that came with reasoning: scored alone (texts score independently)
                 model = float(self.model.scores([answer])[0])
-            return self._result(views[i], answer, model)
+            return self._result(view, answer, model)
 
         return LazyResults(scores, build), calls.of_row
 

@@ -3,11 +3,22 @@ and one score that is the larger of the two, with every step written into the ev
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
+from operator import itemgetter
 from typing import ClassVar
 
+import numpy as np
+
 from distillguard.events.call_view import CallView
-from distillguard.signals.base import Signal, SignalResult, score_down
+from distillguard.signals.base import (
+    DistinctCalls,
+    LazyResults,
+    Signal,
+    SignalResult,
+    score_down,
+    scores_down,
+)
 from distillguard.signals.patterns import PatternTable, head_and_tail
 from distillguard.signals.text_model import TextClassifier, load_classifier
 
@@ -16,9 +27,20 @@ MODES = ("rules+model", "rules")
 
 def prompt_text(call: CallView) -> str:
     """What a prompt classifier reads: the system prompt and the last user turn, long ones cut."""
-    if call.system_prompt:
-        return head_and_tail(call.system_prompt) + "\n\n" + head_and_tail(call.prompt)
-    return head_and_tail(call.prompt)
+    return texts_of(call.system_prompt, call.prompt)
+
+
+def texts_of(system_prompt: str, prompt: str) -> str:
+    """`prompt_text` of a call with this system prompt and prompt."""
+    if system_prompt:
+        return head_and_tail(system_prompt) + "\n\n" + head_and_tail(prompt)
+    return head_and_tail(prompt)
+
+
+# What the columnar path remembers of a distinct call: its score, its model score (after
+# score_down; None in mode "rules") and the values of its parts (the table's aspects in order,
+# then "model"). Its full result is rebuilt from these and the rules when read.
+_Remembered = tuple[float, float | None, tuple[float, ...]]
 
 
 class RulesAndModelSignal(Signal):
@@ -43,7 +65,13 @@ class RulesAndModelSignal(Signal):
         return self._model
 
     def rule_score(self, call: CallView, text: str) -> tuple[float, dict[str, float], list[str], list[str]]:
-        """Rule score, sub-scores per aspect, what matched, adjustments. Subclasses add call-level rules."""
+        """Rule score, sub-scores per aspect, what matched, adjustments. Subclasses add call-level
+        rules in `rules`, which reads only the prompt and the number of user turns of the call."""
+        return self.rules(call.prompt, call.n_user_turns, text)
+
+    def rules(
+        self, prompt: str, n_user_turns: int, text: str
+    ) -> tuple[float, dict[str, float], list[str], list[str]]:
         hits = self.table.hits(text)
         parts = self.table.aspect_scores(hits)
         return max(parts.values(), default=0.0), parts, [h.describe() for h in hits], []
@@ -84,3 +112,112 @@ class RulesAndModelSignal(Signal):
                 )
             )
         return results
+
+    def analyze_distinct(self, calls: DistinctCalls) -> LazyResults | list[SignalResult | None]:  # type: ignore[override]
+        """`analyze_many` of the distinct calls, every score and part computed up front and each
+        full result (its evidence text) built only when read. A distinct call seen in the last
+        `memo_entries` is not scored again: its score, model score and parts are remembered."""
+        names = self.reads_columns
+        if calls.keys is None or any(name not in calls.columns for name in names):
+            return super().analyze_distinct(calls)
+        system_prompts, prompts, turns = (calls.columns[name] for name in names)
+        memo: OrderedDict[tuple[object, ...], _Remembered] | None = getattr(self, "_results_memo", None)
+        if memo is None:
+            memo = OrderedDict()
+            self._results_memo = memo  # type: ignore[assignment]  # (scores, not results; `forget` clears it)
+        keys = calls.keys
+        known: list[_Remembered | None] = [None] * len(keys)
+        missing = []
+        if self.memo_entries:
+            get, to_end = memo.get, memo.move_to_end
+            for i, key in enumerate(keys):
+                found = get(key)
+                if found is None:
+                    missing.append(i)
+                else:
+                    known[i] = found
+                    to_end(key)
+        else:
+            missing = list(range(len(keys)))
+        if missing:
+            fresh = self._remember(
+                [system_prompts[i] or "" for i in missing],
+                [prompts[i] or "" for i in missing],
+                [turns[i] or 0 for i in missing],
+            )
+            for i, remembered in zip(missing, fresh, strict=True):
+                known[i] = remembered
+            if self.memo_entries:
+                for i, remembered in zip(missing, fresh, strict=True):
+                    memo[keys[i]] = remembered
+                # least recently used first out (as `Signal.analyze_distinct`)
+                while len(memo) > self.memo_entries:
+                    memo.popitem(last=False)
+        scores = np.fromiter((k[0] for k in known), dtype=np.float64, count=len(known))  # type: ignore[index]
+        names_of_parts = self._part_names()
+        values = np.array([k[2] for k in known], dtype=np.float64).reshape(len(known), len(names_of_parts))  # type: ignore[index]
+        parts = {name: values[:, j] for j, name in enumerate(names_of_parts)}
+
+        def build(i: int) -> SignalResult | None:
+            remembered = known[i]
+            assert remembered is not None
+            prompt, turn = prompts[i] or "", turns[i] or 0
+            text = texts_of(system_prompts[i] or "", prompt)
+            return self._result(*self.rules(prompt, turn, text), remembered[1])
+
+        return LazyResults(scores, build, parts)
+
+    def _remember(self, system_prompts: list[str], prompts: list[str], turns: list[int]) -> list[_Remembered]:
+        """What `analyze_distinct` keeps of each call: as `analyze_many`, without its evidence."""
+        texts = [texts_of(system, prompt) for system, prompt in zip(system_prompts, prompts, strict=True)]
+        model: list[float | None] = [None] * len(texts)
+        if self.mode == "rules+model":
+            unique = list(dict.fromkeys(texts))
+            down: list[float | None] = list(scores_down(self.model.scores(unique)))
+            if len(unique) == len(texts):  # most batches: the texts of distinct calls differ
+                model = down
+            else:
+                position = {text: k for k, text in enumerate(unique)}
+                model = [down[position[text]] for text in texts]
+        out: list[_Remembered] = []
+        names = self._part_names()
+        # the parts' values as a tuple (itemgetter of one name gives the value alone)
+        values_of = itemgetter(*names) if len(names) > 1 else (lambda parts: tuple(parts[n] for n in names))
+        for prompt, turn, text, p in zip(prompts, turns, texts, model, strict=True):
+            score, parts, _, _ = self.rules(prompt, turn, text)
+            if p is not None:
+                parts["model"] = p
+                score = max(score, p)
+            if len(parts) != len(names):
+                raise ValueError(f"{self.name}: parts {sorted(parts)} are not {names}")
+            out.append((round(min(1.0, max(0.0, score)), 4), p, values_of(parts)))
+        return out
+
+    def _part_names(self) -> tuple[str, ...]:
+        """The parts of every result: the table's aspects, then the model's score."""
+        return (*self.table.aspects, *(("model",) if self.mode == "rules+model" else ()))
+
+    def _result(
+        self,
+        score: float,
+        parts: dict[str, float],
+        matched: list[str],
+        adjustments: list[str],
+        model: float | None,
+    ) -> SignalResult:
+        """The result of a call from its rules and its model score (after score_down)."""
+        detail = f"rules {score:.2f}"
+        if model is not None:
+            parts["model"] = model
+            detail += f", model {model:.4f} (0.5 = the dev-chosen threshold)"
+            if model > score:
+                adjustments.append(f"model raised the score from {score:.2f} to {model:.4f}")
+                score = model
+        return SignalResult(
+            signal=self.name,
+            score=round(min(1.0, max(0.0, score)), 4),
+            detail=detail,
+            matched=matched,
+            adjustments=adjustments,
+            parts=parts,
+        )

@@ -237,11 +237,19 @@ class TextClassifier:
             return np.asarray(sums * grams.scale + self.intercept)
         # steps of whole texts, about CHUNK_BYTES positions each
         cuts = sorted({*np.searchsorted(first, np.arange(0, total, CHUNK_BYTES)).tolist(), 0, len(filled)})
-        for lo, hi in itertools.pairwise(cuts):
-            a = int(first[lo])
-            b = int(first[hi]) if hi < len(filled) else total
-            weights = table[grams.features[0, a:b]].astype(np.float64)
-            gathered = np.empty(b - a, dtype=table.dtype)
+        bounds = [
+            (lo, hi, int(first[lo]), int(first[hi]) if hi < len(filled) else total)
+            for lo, hi in itertools.pairwise(cuts)
+        ]
+        # the working arrays of every step allocated once: a fresh array of this size per step is
+        # mapped from and returned to the system each time (page faults cost more than the sums)
+        longest = max(b - a for _, _, a, b in bounds)
+        summed = np.empty(longest, dtype=np.float64)
+        taken = np.empty(longest, dtype=table.dtype)
+        for lo, hi, a, b in bounds:
+            weights, gathered = summed[: b - a], taken[: b - a]
+            np.take(table, grams.features[0, a:b], out=gathered)
+            weights[...] = gathered  # widened exactly
             for row in grams.features[1:]:
                 np.take(table, row[a:b], out=gathered)
                 weights += gathered
