@@ -35,7 +35,7 @@ from distillguard.features.catalog import (
     plan_for,
 )
 from distillguard.features.checkpoints import checkpoint_positions
-from distillguard.features.columns import EMBEDDING, Columns, EpochMs, Table, whole
+from distillguard.features.columns import EMBEDDING, Columns, EpochMs, Expr, Table, whole
 from distillguard.features.reducers import (
     Count,
     Dispersion,
@@ -91,7 +91,7 @@ def measure_columns(
             (key_name, key_expr), (value_name, value_expr) = parts
             keys = key_expr.column(evaluated)
             if mask is not None:
-                keys = _kept(mask, keys)
+                keys = _kept(mask, keys, evaluated, key_expr)
             if account_codes is None:
                 account_codes = _numpy(pc.dictionary_encode(columns[ACCOUNT]).indices, np.int64)
             columns[key_name] = keys if pa.types.is_dictionary(keys.type) else pc.dictionary_encode(keys)
@@ -109,11 +109,11 @@ def measure_columns(
                     raise ValueError(
                         f"measure {measure.name!r}: {expr!r} is null on calls its condition keeps"
                     )
-                values = _kept(mask, values)
+                values = _kept(mask, values, evaluated, expr)
             if pa.types.is_string(values.type):
                 # keys repeat (an account's IPs, its parameter profiles): codes and one dictionary
                 # per batch hold them in half the memory of the strings
-                values = pc.dictionary_encode(values)
+                values = evaluated.dictionary(expr)
             columns[name] = values
     rows = len(batch)
     sq, cross, bucket = np.full(rows, np.nan), np.full(rows, np.nan), np.full(rows, -1, dtype=np.int64)
@@ -127,12 +127,17 @@ def measure_columns(
     return pa.table(columns)
 
 
-def _kept(mask: pa.Array, values: pa.Array) -> pa.Array:
-    """``values`` where ``mask`` holds, null elsewhere. Text is dictionary-encoded first and only its
-    codes masked (masking the strings would copy every one of them); its dictionary may then hold
-    a value no kept row has, which the codes never point at."""
+def _kept(
+    mask: pa.Array, values: pa.Array, columns: Columns | None = None, expr: Expr | None = None
+) -> pa.Array:
+    """``values`` (``expr`` over ``columns``) where ``mask`` holds, null elsewhere. Text is
+    dictionary-encoded first and only its codes masked (masking the strings would copy every one of
+    them); its dictionary may then hold a value no kept row has, which the codes never point at.
+    The encoding is the batch's one of that column (`Columns.dictionary`), shared by its measures."""
     if pa.types.is_string(values.type):  # what measure_columns encodes anyway
-        encoded = pc.dictionary_encode(values)
+        encoded = (
+            pc.dictionary_encode(values) if columns is None or expr is None else columns.dictionary(expr)
+        )
         indices = pc.if_else(mask, encoded.indices, pa.scalar(None, encoded.indices.type))
         return pa.DictionaryArray.from_arrays(indices, encoded.dictionary)
     return pc.if_else(mask, values, pa.scalar(None, values.type))

@@ -97,11 +97,22 @@ def _numpy(array: pa.Array, dtype: Any) -> np.ndarray:
 class Columns:
     """A record batch and the expressions already evaluated over it."""
 
-    __slots__ = ("batch", "memo")
+    __slots__ = ("batch", "encoded", "memo")
 
     def __init__(self, batch: Table) -> None:
         self.batch = batch
         self.memo: dict[int, pa.Array] = {}
+        self.encoded: dict[object, pa.DictionaryArray] = {}
+
+    def dictionary(self, expr: Expr) -> pa.DictionaryArray:
+        """``pc.dictionary_encode`` of a text expression over the batch, once a batch: several
+        measures read the template fingerprint (its heavy hitters, its distinct count, the template
+        frames' keys), each through its own ``col`` object, so a column is known by its name."""
+        key: object = ("col", expr.name) if isinstance(expr, Col) else id(expr)
+        found = self.encoded.get(key)
+        if found is None:
+            found = self.encoded[key] = pc.dictionary_encode(expr.evaluate(self))
+        return found
 
 
 class Expr:
@@ -595,10 +606,14 @@ class HashText(Apply):
         super().__init__("hash_text", _hash_or_none, (inner,), pa.uint64(), cached=cached)
 
     def _evaluate(self, columns: Columns) -> pa.Array:
-        return hash_text_array(self.args[0].evaluate(columns))
+        inner = self.args[0]
+        array = inner.evaluate(columns)
+        if array.null_count == len(array):
+            return hash_text_array(array)
+        return hash_text_array(array, columns.dictionary(inner))
 
 
-def hash_text_array(array: pa.Array) -> pa.Array:
+def hash_text_array(array: pa.Array, encoded: pa.DictionaryArray | None = None) -> pa.Array:
     """`hash_text` of every value of a string array (uint64), null where it is null.
 
     >>> hash_text_array(pa.array(["a", None, "a"])).to_pylist() == [hash_text("a"), None, hash_text("a")]
@@ -606,7 +621,8 @@ def hash_text_array(array: pa.Array) -> pa.Array:
     """
     if array.null_count == len(array):
         return pa.nulls(len(array), pa.uint64())
-    encoded = pc.dictionary_encode(array)
+    if encoded is None:  # else ``pc.dictionary_encode(array)``, shared with other measures
+        encoded = pc.dictionary_encode(array)
     hashes = utf8_hashes(encoded.dictionary)
     indices = encoded.indices
     if not indices.null_count:
