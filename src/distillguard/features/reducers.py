@@ -1103,36 +1103,84 @@ class Dispersion:
         """`DispersionRows` of vectors in time order within their groups, after the sums
         ``earlier[group]`` of vectors seen before (a stream read in batches), and each group's sum
         after them."""
+
+        def bases(groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            listed = groups.tolist()
+            with_base = [i for i, g in enumerate(listed) if g in earlier]  # type: ignore[operator]
+            if not with_base:
+                return np.zeros(0, dtype=np.int64), np.zeros((0, 0))
+            return np.array(with_base), np.stack([earlier[listed[i]] for i in with_base])  # type: ignore[index]
+
+        rows, groups, ends = Dispersion._rows(seg, vectors, bases if earlier is not None else None)
+        return rows, dict(zip(groups.tolist(), ends, strict=True))
+
+    @staticmethod
+    def rows_into(
+        seg: np.ndarray, vectors: np.ndarray, sums: np.ndarray, known: np.ndarray
+    ) -> DispersionRows:
+        """`rows` with the sums of the groups seen before as rows of one matrix: ``sums[group]``
+        where ``known[group]``, both updated in place to the sums after ``vectors`` (the same
+        numbers as `rows`' dictionary, without a Python step per group; the groups must be
+        below ``len(known)``)."""
+
+        def bases(groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            with_base = np.flatnonzero(known[groups])
+            return with_base, sums[groups[with_base]]
+
+        rows, groups, ends = Dispersion._rows(seg, vectors, bases)
+        sums[groups] = ends
+        known[groups] = True
+        return rows
+
+    @staticmethod
+    def _rows(
+        seg: np.ndarray,
+        vectors: np.ndarray,
+        bases: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None,
+    ) -> tuple[DispersionRows, np.ndarray, np.ndarray]:
+        """`DispersionRows`, the groups in increasing order and each one's sum after ``vectors``.
+        ``bases(groups)`` gives the positions in ``groups`` of those with an earlier sum, and
+        those sums (one row each)."""
         seg = np.asarray(seg, dtype=np.int64)
-        v = np.asarray(vectors, dtype=np.float64)
         order = np.argsort(seg, kind="stable")
-        s, x = seg[order], v[order]
+        s = seg[order]
+        x = np.asarray(np.asarray(vectors)[order], dtype=np.float64)  # gathered, then widened (exact)
         new = np.ones(len(s), dtype=bool)
         new[1:] = s[1:] != s[:-1]
         starts = np.flatnonzero(new)
-        rank = np.arange(len(s)) - np.repeat(starts, np.diff(np.append(starts, len(s))))
+        sizes = np.diff(np.append(starts, len(s)))
+        rank = np.arange(len(s)) - np.repeat(starts, sizes)
         # running sums of the group's earlier vectors, all groups at once, one rank at a time (the
-        # additions a running sum does, in its order)
+        # additions a running sum does, in its order); the rows of each rank found by one stable
+        # sort, not by a scan of every row per rank
         before = np.zeros_like(x)
-        for level in range(1, int(rank.max(initial=0)) + 1):
-            at = np.flatnonzero(rank == level)
+        by_rank = np.argsort(rank, kind="stable")
+        bounds = np.searchsorted(rank[by_rank], np.arange(int(rank.max(initial=0)) + 2)).tolist()
+        for lo, hi in itertools.pairwise(bounds[1:]):
+            at = by_rank[lo:hi]
             before[at] = before[at - 1] + x[at - 1]
-        groups = s[starts].tolist()
-        if earlier is not None:
-            with_base = [i for i, g in enumerate(groups) if g in earlier]
-            if with_base:
-                base = np.zeros((len(groups), x.shape[1]))
-                base[with_base] = np.stack([earlier[groups[i]] for i in with_base])
-                before += base[np.repeat(np.arange(len(groups)), np.diff(np.append(starts, len(s))))]
+        groups = s[starts]
+        if bases is not None:
+            with_base, base = bases(groups)
+            if len(with_base):
+                # then the earlier sum, added only to the rows of groups that have one: the others
+                # would add 0.0 to sums that are never -0.0 (they start from +0.0), changing no bit
+                slot = np.full(len(groups), -1, dtype=np.int64)
+                slot[with_base] = np.arange(len(with_base))
+                of_row = np.repeat(slot, sizes)
+                rows_with = np.flatnonzero(of_row >= 0)
+                if len(rows_with) == len(s):
+                    before += base[of_row]
+                else:
+                    before[rows_with] += base[of_row[rows_with]]
         last = np.append(starts[1:], len(s)) - 1
         ends = before[last] + x[last]
-        totals = dict(zip(groups, ends, strict=True))
         sq = np.einsum("ij,ij->i", x, x)
         cross = 2.0 * np.einsum("ij,ij->i", x, before) + sq
         rows = DispersionRows(np.empty_like(sq), np.empty_like(cross), np.empty(len(s), dtype=np.int64))
         rows.sq[order], rows.cross[order] = sq, cross
-        rows.bucket[order] = topic_buckets(np.asarray(vectors, dtype=np.float32)[order])
-        return rows, totals
+        rows.bucket[order] = topic_buckets(np.asarray(np.asarray(vectors)[order], dtype=np.float32))
+        return rows, groups, ends
 
     def states_from_rows(
         self, groups: FilteredGroups, rows: DispersionRows, totals: Mapping[int, np.ndarray]

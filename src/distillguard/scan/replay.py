@@ -193,7 +193,9 @@ class CallStage:
         self._labels: list[str] = []
         self._seen = np.zeros(0, dtype=np.int64)  # calls of each account so far
         self._embedded = np.zeros(0, dtype=np.int64)
-        self._sums: dict[int, np.ndarray] = {}  # each account's embedding-vector sum so far
+        # each account's embedding-vector sum so far: row `id` of one matrix where `_summed[id]`
+        self._sums = np.zeros((0, 0))
+        self._summed = np.zeros(0, dtype=bool)
         self._vectors: dict[str, np.ndarray] = {}  # prompt -> embedding, at most EMBED_MEMO
         self._evidence: dict[int, dict[str, SignalEvidence]] = {}
         self._examples: dict[int, list[dict[str, str]]] = {}
@@ -317,10 +319,14 @@ class CallStage:
                 self._vectors.clear()
             self._vectors.update(fresh)
         vectors = np.stack([known[p] for p in prompts])
-        rows, sums = Dispersion.rows(ids[chosen], vectors, self._sums)
-        # each sum is a row of one matrix per batch: kept as a view, it would keep that batch's whole
-        # matrix alive for as long as one of its accounts is not embedded again (~1.7 MB a batch)
-        self._sums.update((account, total.copy()) for account, total in sums.items())
+        if len(self._summed) < len(self._labels):  # new accounts: room for theirs (2 KB each)
+            grow = max(len(self._labels), 2 * len(self._summed))
+            sums = np.zeros((grow, vectors.shape[1]))
+            if len(self._sums):
+                sums[: len(self._sums)] = self._sums
+            self._sums = sums
+            self._summed = np.concatenate([self._summed, np.zeros(grow - len(self._summed), dtype=bool)])
+        rows = Dispersion.rows_into(ids[chosen], vectors, self._sums, self._summed)
         return rows, chosen
 
     def _keep_evidence(self, fired: list[_Fired], batch: pa.RecordBatch | pa.Table) -> None:
@@ -433,7 +439,10 @@ class CallStage:
         return self._spill_dir / f"accounts-{bucket}.arrow"
 
     def _replays(self, tables: list[pa.Table]) -> dict[str, AccountReplay]:
-        totals = {self._labels[i]: total for i, total in self._sums.items()}
+        summed = np.flatnonzero(self._summed)
+        totals = {
+            self._labels[i]: total for i, total in zip(summed.tolist(), self._sums[summed], strict=True)
+        }
         self.start_clock()
         columns = AccountColumns(tables, ACCOUNT_SIGNALS, totals, labels=self._labels)
         tables.clear()  # the grouped copy is all pass 2 needs
