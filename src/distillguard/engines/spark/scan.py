@@ -48,6 +48,7 @@ from distillguard.scan.pipeline import (
     gap_notices,
     input_gaps,
     keep_freed_memory,
+    one_blas_thread,
     warm_up_signals,
 )
 from distillguard.scan.replay import AccountReplay, CallStage, read_columns
@@ -210,6 +211,7 @@ def replay_partition(
     input gaps and CPU seconds by stage (account_id null)."""
     started = time.process_time()
     keep_freed_memory()
+    one_blas_thread()  # Spark runs one Python worker per core
     warm_up_signals()  # once per Python worker: the registry keeps what it loaded
     schema = pa.schema([STORE_SCHEMA.field(name) for name in read_columns()])
     gaps: Counter[str] = Counter()
