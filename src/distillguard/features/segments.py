@@ -93,7 +93,7 @@ class FilteredGroups:
         found = self._memo.get((name, id(of)))
         if found is None or found[0] is not of:
             found = self._memo[(name, id(of))] = (of, make())
-        return found[1]  # type: ignore[no-any-return]
+        return found[1]
 
     def runs(self, keys: np.ndarray) -> KeyRuns:
         """`KeyRuns` of these rows and ``keys``, sorted once however often it is asked for."""

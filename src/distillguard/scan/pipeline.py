@@ -39,6 +39,7 @@ from distillguard.features.catalog import FEATURES, SCORED_SIGNALS, feature_vect
 from distillguard.scan.replay import AccountReplay, CallStage, read_columns
 from distillguard.scoring.scorer import AccountScorer
 from distillguard.signals import registry
+from distillguard.signals.embedding import Embedding
 
 if TYPE_CHECKING:  # linking (datasketch, networkx, SciPy) is imported when the replay's workers run
     from distillguard.linking.actor_cluster import ActorCluster, KnownActor
@@ -179,8 +180,9 @@ def warm_up_signals(use_embeddings: bool = False) -> None:
     for name in SCORED_SIGNALS:
         registry.get(name).analyze_many([probe])
     registry.get("template").analyze(probe)
-    if use_embeddings:
-        registry.get("embedding").model  # noqa: B018  (the property loads the weights)
+    embedder = registry.get("embedding")
+    if use_embeddings and isinstance(embedder, Embedding):
+        embedder.model  # noqa: B018  (the property loads the weights)
 
 
 def _replay_partition(
