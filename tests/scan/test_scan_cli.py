@@ -167,3 +167,37 @@ def test_bad_and_partial_input_completes_and_says_what_it_could_not_use(tmp_path
     report = (out / "report.html").read_text()
     assert "no account records given" in report
     assert json.loads((out / "accounts_out.jsonl").read_text())["account_id"] == "acct-chat"
+
+
+def test_a_model_folder_without_a_model_fails_before_the_ingest(tmp_path: Path) -> None:
+    calls = [_call(i, "acct-chat", CHAT[i % 5], "203.0.113.5") for i in range(3)]
+    (tmp_path / "events.jsonl").write_bytes(b"".join(to_json_line(c) + b"\n" for c in calls))
+    (tmp_path / "empty-model").mkdir()
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "distillguard", "scan", str(tmp_path / "events.jsonl")]
+    command += ["--out", str(out), "--model", str(tmp_path / "empty-model"), "--quiet"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0
+    assert "risk_model" in done.stderr or "--model" in done.stderr
+    assert not (out / "_store").exists()  # nothing ingested for a scan that could not score
+
+
+def test_an_unknown_model_name_fails_first_but_rules_only_needs_no_model(tmp_path: Path) -> None:
+    calls = [_call(i, "acct-chat", CHAT[i % 5], "203.0.113.5") for i in range(3)]
+    (tmp_path / "events.jsonl").write_bytes(b"".join(to_json_line(c) + b"\n" for c in calls))
+    command = [sys.executable, "-m", "distillguard", "scan", str(tmp_path / "events.jsonl"), "--quiet"]
+    unknown = subprocess.run(
+        [*command, "--out", str(tmp_path / "a"), "--model", "no-such-model"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert unknown.returncode == 2 and "unknown model 'no-such-model'" in unknown.stderr
+    assert not (tmp_path / "a" / "_store").exists()
+    rules = subprocess.run(
+        [*command, "--out", str(tmp_path / "b"), "--model", "no-such-model", "--rules-only"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert rules.returncode == 0, rules.stderr

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from distillguard.signals.embedding import DIMENSIONS, Embedding
+from distillguard.signals.embedding import DIMENSIONS, WORD_CHARS, Embedding
 
 
 @pytest.fixture(scope="module")
@@ -102,3 +102,17 @@ def test_embed_is_bit_identical_on_long_and_repeated_texts(embedding: Embedding)
     ]
     assert embedding.embed(texts).tobytes() == _wordllama_rows(embedding, texts).tobytes()
     assert embedding.embed(texts[::-1]).tobytes() == _wordllama_rows(embedding, texts[::-1]).tobytes()
+
+
+def test_long_words_are_tokenised_but_not_remembered(embedding: Embedding) -> None:
+    # a text without spaces is one word of hundreds of ids: remembering such words made the memo
+    # gigabytes on Chinese or Japanese traffic
+    texts = [
+        "这是一个没有空格的很长的中文句子，用来检查记忆表不会无限增长。" * 8,
+        "short words and " + "x" * (WORD_CHARS + 1) + " here",
+        "これはスペースのない日本語の文です。" * 10 + " tail words",
+    ]
+    for _ in range(2):  # the second time, the short words come from the memo
+        assert embedding.embed(texts).tobytes() == _wordllama_rows(embedding, texts).tobytes()
+    assert embedding._words, "the short words are remembered"
+    assert all(len(word) <= WORD_CHARS for word in embedding._words)

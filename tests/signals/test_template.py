@@ -134,3 +134,16 @@ def test_fingerprints_of_a_batch_match_one_call_at_a_time(call_of) -> None:
     ]
     assert signal.fingerprints(batch).to_pylist() == expected
     assert signal.fingerprints(batch).to_pylist() == expected  # from the memo
+
+
+def test_long_prompts_are_not_remembered_by_the_skeleton_memo() -> None:
+    from distillguard.signals.base import MEMO_TEXT_CHARS
+    from distillguard.signals.template import _skeleton, skeleton
+
+    skeleton.cache_clear()
+    long_prompt = "Question: " + "what is the answer to this long question? " * (MEMO_TEXT_CHARS // 40)
+    assert len(long_prompt) > MEMO_TEXT_CHARS
+    assert skeleton(long_prompt) == _skeleton(long_prompt)
+    assert skeleton.cache_info().currsize == 0
+    assert skeleton("Question: short") == _skeleton("Question: short")
+    assert skeleton.cache_info().currsize == 1

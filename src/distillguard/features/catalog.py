@@ -58,6 +58,7 @@ from distillguard.features.reducers import (
     SignalStats,
     hash_text,
 )
+from distillguard.signals.base import TextMemo
 from distillguard.signals.template import skeleton
 
 # The per-call signals whose scores are aggregated, in feature-vector order.
@@ -143,14 +144,16 @@ def tls_asn_key(tls_fingerprint: str, asn: int | None) -> str:
 FRAME_MEMO = 1 << 13
 
 
-@functools.lru_cache(maxsize=FRAME_MEMO)
-def template_frame(prompt: str) -> str:
+def _template_frame(prompt: str) -> str:
     """The fixed frame of a prompt (the template signal's skeleton; the normalised prompt when
     nothing fixed is left), cut to `FRAME_CHARS`: what accounts running one template share."""
     frame = skeleton(prompt)[0]
     if not frame.replace("\x01", "").strip():
         frame = " ".join(prompt.split()).lower()
     return frame[:FRAME_CHARS]
+
+
+template_frame = TextMemo(_template_frame, maxsize=FRAME_MEMO)
 
 
 Reducer = (

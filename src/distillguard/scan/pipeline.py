@@ -154,14 +154,15 @@ def keep_freed_memory() -> None:
     mallopt(m_trim_threshold, 256 << 20)
 
 
-def one_blas_thread() -> None:
+def one_blas_thread() -> Any:
     """Limit NumPy's BLAS to one thread in this process (a scan worker). Each worker already has a
     core; OpenBLAS's own threads (two per worker on two cores) would compete with the other worker
     and spin while they wait. Matrix products split their output, not their sums, across threads,
-    so the values do not depend on the count (outputs compared on the default preset)."""
+    so the values do not depend on the count (outputs compared on the default preset). Returns the
+    limiter: `restore_original_limits()` lifts it (`--workers 1` replays in the parent itself)."""
     from threadpoolctl import threadpool_limits
 
-    threadpool_limits(limits=1, user_api="blas")
+    return threadpool_limits(limits=1, user_api="blas")
 
 
 def warm_up_signals(use_embeddings: bool = False) -> None:
@@ -193,7 +194,7 @@ def _replay_partition(
     store_path, worker, workers, use_embeddings, progress, buckets, handover = args
     started = time.process_time()
     keep_freed_memory()
-    one_blas_thread()
+    blas = one_blas_thread()
     # The signals' memos keep hundreds of thousands of small objects alive across batches, and the
     # cyclic collector, left to run on its own, rescans them again and again (~13% of pass 1's CPU,
     # measured on two days of the default preset). Instead: what the worker inherited (modules,
@@ -220,6 +221,7 @@ def _replay_partition(
     finally:
         if enabled:
             gc.enable()
+        blas.restore_original_limits()
     seconds = dict(stage.seconds)
     seconds["pack and hand over replays"] = packing
     seconds["read store, notices, start-up"] = time.process_time() - started - sum(seconds.values())

@@ -6,11 +6,12 @@ to say about this call, e.g. an output signal on a call without a response).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any, ClassVar, overload
+from typing import Any, ClassVar, Generic, TypeVar, overload
 
 import msgspec
 import numpy as np
@@ -18,6 +19,41 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from distillguard.events.call_view import CallView, views_of_batch
+
+_R = TypeVar("_R")
+
+# Texts longer than this are worked out afresh each time by the text memos: a memo keyed by whole
+# texts would otherwise hold its capacity times the longest prompts (long-context prompts of 100 KB
+# and more), in every scan worker and in the gateway, which runs for weeks.
+MEMO_TEXT_CHARS = 4096
+
+
+class TextMemo(Generic[_R]):
+    """``fn(text)`` remembered for up to ``maxsize`` texts of at most ``max_chars`` characters, least
+    recently used out; a longer text is worked out afresh. Only for functions pure in their text.
+
+    >>> calls = []
+    >>> memo = TextMemo(lambda text: calls.append(text) or len(text), maxsize=2, max_chars=3)
+    >>> [memo("ab"), memo("ab"), memo("abcd"), memo("abcd")], calls
+    ([2, 2, 4, 4], ['ab', 'abcd', 'abcd'])
+    """
+
+    def __init__(self, fn: Callable[[str], _R], *, maxsize: int, max_chars: int = MEMO_TEXT_CHARS) -> None:
+        self.__wrapped__ = fn
+        self.max_chars = max_chars
+        self._remembered = functools.lru_cache(maxsize=maxsize)(fn)
+        functools.update_wrapper(self, fn)
+
+    def __call__(self, text: str) -> _R:
+        if len(text) > self.max_chars:
+            return self.__wrapped__(text)
+        return self._remembered(text)
+
+    def cache_clear(self) -> None:
+        self._remembered.cache_clear()
+
+    def cache_info(self) -> Any:
+        return self._remembered.cache_info()
 
 
 def score_down(value: float, digits: int = 4) -> float:

@@ -11,6 +11,8 @@ import os
 import re
 import shutil
 import threading
+from collections import ChainMap
+from collections.abc import Mapping
 from itertools import chain
 from pathlib import Path
 from typing import Any
@@ -27,8 +29,12 @@ TRUNCATE_CHARS = 400
 BATCH_SIZE = 64
 # The tokenizer (Llama 2's: a BPE over the whole text, no pre-tokenizer, so nothing it computes is
 # reused) costs most of an `embed`. The text is tokenised word by word instead, each word once and
-# remembered, which gives the same ids: see `_word_keys`. Words remembered (a few tens of MB):
+# remembered, which gives the same ids: see `_word_keys`. Words remembered, and the longest word
+# remembered: a text without spaces (Chinese, Japanese, a URL) is one "word" of up to TRUNCATE_CHARS
+# with hundreds of ids (~17 KB as Python ints), which would make the memo gigabytes; such words are
+# tokenised afresh. With words of at most WORD_CHARS: a few tens of MB.
 WORD_MEMO = 262_144
+WORD_CHARS = 32
 ENCODE_CHUNK = 256
 _SPACE = "\u2581"  # what the normaliser turns each space into, and puts in front of the text
 # a run of spaces and the word after it: the pieces the BPE can never merge across
@@ -133,18 +139,20 @@ class Embedding(Signal):
         wanted = set(chain.from_iterable(keys for keys in keyed if keys is not None))
         memo = self._words
         missing = [key for key in wanted if key not in memo]
-        if missing:
-            if len(memo) + len(missing) > WORD_MEMO:  # full: keep only this batch's words
-                memo = self._words = {key: memo[key] for key in wanted if key in memo}
-            for key, ids in zip(missing, _unpadded_ids(tokenizer, missing), strict=True):
-                memo[key] = ids
-            if "" in memo:
-                memo[""] = [tokenizer.token_to_id(_SPACE)]
+        fresh = dict(zip(missing, _unpadded_ids(tokenizer, missing), strict=True))
+        if "" in fresh:
+            fresh[""] = [tokenizer.token_to_id(_SPACE)]
+        kept = {key: ids for key, ids in fresh.items() if len(key) <= WORD_CHARS}
+        if len(memo) + len(kept) > WORD_MEMO:  # full: keep only this batch's words
+            memo = self._words = {key: memo[key] for key in wanted if key in memo}
+        memo.update(kept)
+        # long words are this call's only
+        ids: Mapping[str, list[int]] = memo if len(kept) == len(fresh) else ChainMap(fresh, memo)
         whole = iter(
             _unpadded_ids(tokenizer, [t for t, keys in zip(texts, keyed, strict=True) if keys is None])
         )
         return [
-            next(whole) if keys is None else list(chain.from_iterable(map(memo.__getitem__, keys)))
+            next(whole) if keys is None else list(chain.from_iterable(map(ids.__getitem__, keys)))
             for keys in keyed
         ]
 

@@ -12,12 +12,11 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import OrderedDict
-from functools import lru_cache
 
 import pyarrow as pa
 
 from distillguard.events.call_view import CallView
-from distillguard.signals.base import Signal, SignalResult, distinct_codes
+from distillguard.signals.base import Signal, SignalResult, TextMemo, distinct_codes
 from distillguard.signals.patterns import HEAD_CHARS, TAIL_CHARS
 
 # Removed before looking at lines: spans whose content is a filling wherever they appear (code
@@ -84,8 +83,7 @@ def collapse_blanks(text: str) -> str:
 # for the prompts of an account's new templates (fingerprint, then `catalog.template_frame`), a
 # batch of 8,192 calls apart: 4,096 entries kept almost none of those repeats, 16,384 no more,
 # 32,768 (a few tens of MB) cut the scan's measure columns by ~15% on the default preset.
-@lru_cache(maxsize=1 << 15)
-def skeleton(text: str) -> tuple[str, int]:
+def _skeleton(text: str) -> tuple[str, int]:
     """The fixed frame of `text` and the number of characters removed as variable parts."""
     original = len(text)
     text = _VARIABLE_SPANS.sub(" \x01 ", _cut_outside_fences(text))
@@ -114,6 +112,10 @@ def skeleton(text: str) -> tuple[str, int]:
     frame = "\n".join(kept)
     removed = max(0, original - len(frame.replace("\x01", "")))
     return frame, removed
+
+
+# prompts of at most MEMO_TEXT_CHARS characters remembered (long ones are rare and would fill it)
+skeleton = TextMemo(_skeleton, maxsize=1 << 15)
 
 
 class Template(Signal):
