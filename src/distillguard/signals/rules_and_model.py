@@ -92,25 +92,8 @@ class RulesAndModelSignal(Signal):
         results: list[SignalResult | None] = []
         for i, (call, text) in enumerate(zip(calls, texts, strict=True)):
             score, parts, matched, adjustments = self.rule_score(call, text)
-            rule = score
-            detail = f"rules {rule:.2f}"
-            if probabilities is not None:
-                p = score_down(float(probabilities[i]))
-                parts["model"] = p
-                detail += f", model {p:.4f} (0.5 = the dev-chosen threshold)"
-                if p > score:
-                    adjustments.append(f"model raised the score from {score:.2f} to {p:.4f}")
-                    score = p
-            results.append(
-                SignalResult(
-                    signal=self.name,
-                    score=round(min(1.0, max(0.0, score)), 4),
-                    detail=detail,
-                    matched=matched,
-                    adjustments=adjustments,
-                    parts=parts,
-                )
-            )
+            model = None if probabilities is None else score_down(float(probabilities[i]))
+            results.append(self._result(score, parts, matched, adjustments, model))
         return results
 
     def analyze_distinct(self, calls: DistinctCalls) -> LazyResults | list[SignalResult | None]:  # type: ignore[override]
