@@ -21,6 +21,7 @@ import pyarrow.compute as pc
 from distillguard.events.call_view import CallView, views_of_batch
 
 _R = TypeVar("_R")
+_V = TypeVar("_V")
 
 # Texts longer than this are worked out afresh each time by the text memos: a memo keyed by whole
 # texts would otherwise hold its capacity times the longest prompts (long-context prompts of 100 KB
@@ -139,29 +140,39 @@ class Signal:
         """The result of each distinct call, remembered for `memo_entries` inputs (pure in them)."""
         if not self.memo_entries or calls.keys is None:
             return self.analyze_many(calls.views)
-        memo: OrderedDict[tuple[object, ...], SignalResult | None] | None = getattr(
-            self, "_results_memo", None
-        )
+        return self._recall(calls.keys, lambda missing: self.analyze_many([calls.views[i] for i in missing]))
+
+    def _recall(
+        self, keys: Sequence[tuple[object, ...]], compute: Callable[[list[int]], list[_V]]
+    ) -> list[_V]:
+        """For each key its value: from the memo when remembered, else from ``compute`` (given the
+        indices of the keys not remembered, it returns their values in that order), which the memo
+        then keeps for the last `memo_entries` keys."""
+        memo: OrderedDict[tuple[object, ...], Any] | None = getattr(self, "_results_memo", None)
         if memo is None:
             memo = OrderedDict()
             self._results_memo = memo
-        results: list[SignalResult | None] = [None] * len(calls.views)
+        values: list[Any] = [None] * len(keys)
         missing = []
-        for i, key in enumerate(calls.keys):
-            if key in memo:
-                results[i] = memo[key]
-                memo.move_to_end(key)
-            else:
+        get, to_end = memo.get, memo.move_to_end
+        for i, key in enumerate(keys):
+            found = get(key, _FORGOTTEN)
+            if found is _FORGOTTEN:
                 missing.append(i)
+            else:
+                values[i] = found
+                to_end(key)
         if missing:
-            fresh = self.analyze_many([calls.views[i] for i in missing])
-            for i, result in zip(missing, fresh, strict=True):
-                results[i] = memo[calls.keys[i]] = result
+            for i, value in zip(missing, compute(missing), strict=True):
+                values[i] = memo[keys[i]] = value
             # least recently used first out: measured on the default preset's prompts, this keeps
             # all but 1% of the repeats a memo of unbounded size would catch (clearing when full, 18%)
             while len(memo) > self.memo_entries:
                 memo.popitem(last=False)
-        return results
+        return values
+
+
+_FORGOTTEN = object()  # what a memo lookup gives for a key it does not hold (None is a result)
 
 
 class LazyResults(Sequence["SignalResult | None"]):

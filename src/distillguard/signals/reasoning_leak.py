@@ -205,9 +205,8 @@ class ReasoningLeak(Signal):
                 response_text=responses[i],
                 reasoning_text=reasonings[i],
             )
-            answer = answers[i] if not reasonings[i] else answer_text(head_and_tail(responses[i]))
-            if not responses[i]:
-                answer = ""
+            # every answer, with reasoning or without (`answers` holds only the latter's)
+            answer = answer_text(head_and_tail(responses[i])) if responses[i] else ""
             model = model_scores.get(answer)
             if model is None and self.mode == "rules+model" and len(answer) >= MIN_TRACE_CHARS:
                 # an answer that came with reasoning: scored alone (texts score independently)

@@ -3,7 +3,6 @@ and one score that is the larger of the two, with every step written into the ev
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Sequence
 from operator import itemgetter
 from typing import ClassVar
@@ -104,49 +103,25 @@ class RulesAndModelSignal(Signal):
         if calls.keys is None or any(name not in calls.columns for name in names):
             return super().analyze_distinct(calls)
         system_prompts, prompts, turns = (calls.columns[name] for name in names)
-        memo: OrderedDict[tuple[object, ...], _Remembered] | None = getattr(self, "_results_memo", None)
-        if memo is None:
-            memo = OrderedDict()
-            self._results_memo = memo  # type: ignore[assignment]  # (scores, not results; `forget` clears it)
-        keys = calls.keys
-        known: list[_Remembered | None] = [None] * len(keys)
-        missing = []
-        if self.memo_entries:
-            get, to_end = memo.get, memo.move_to_end
-            for i, key in enumerate(keys):
-                found = get(key)
-                if found is None:
-                    missing.append(i)
-                else:
-                    known[i] = found
-                    to_end(key)
-        else:
-            missing = list(range(len(keys)))
-        if missing:
-            fresh = self._remember(
+
+        def compute(missing: list[int]) -> list[_Remembered]:
+            return self._remember(
                 [system_prompts[i] or "" for i in missing],
                 [prompts[i] or "" for i in missing],
                 [turns[i] or 0 for i in missing],
             )
-            for i, remembered in zip(missing, fresh, strict=True):
-                known[i] = remembered
-            if self.memo_entries:
-                for i, remembered in zip(missing, fresh, strict=True):
-                    memo[keys[i]] = remembered
-                # least recently used first out (as `Signal.analyze_distinct`)
-                while len(memo) > self.memo_entries:
-                    memo.popitem(last=False)
-        scores = np.fromiter((k[0] for k in known), dtype=np.float64, count=len(known))  # type: ignore[index]
+
+        keys = calls.keys
+        known = self._recall(keys, compute) if self.memo_entries else compute(list(range(len(keys))))
+        scores = np.fromiter((k[0] for k in known), dtype=np.float64, count=len(known))
         names_of_parts = self._part_names()
-        values = np.array([k[2] for k in known], dtype=np.float64).reshape(len(known), len(names_of_parts))  # type: ignore[index]
+        values = np.array([k[2] for k in known], dtype=np.float64).reshape(len(known), len(names_of_parts))
         parts = {name: values[:, j] for j, name in enumerate(names_of_parts)}
 
         def build(i: int) -> SignalResult | None:
-            remembered = known[i]
-            assert remembered is not None
             prompt, turn = prompts[i] or "", turns[i] or 0
             text = texts_of(system_prompts[i] or "", prompt)
-            return self._result(*self.rules(prompt, turn, text), remembered[1])
+            return self._result(*self.rules(prompt, turn, text), known[i][1])
 
         return LazyResults(scores, build, parts)
 
