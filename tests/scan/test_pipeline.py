@@ -10,8 +10,8 @@ import pytest
 from distillguard.scan import pipeline
 
 
-def _job(store: Path, handover: Path) -> tuple[str, int, int, bool, bool, int, str]:
-    return (str(store), 0, 1, False, False, 1, str(handover))
+def _job(store: Path, handover: Path) -> pipeline.ReplayJob:
+    return pipeline.ReplayJob(str(store), 0, 1, False, False, 1, str(handover))
 
 
 def test_a_worker_that_raises_is_reported_with_its_traceback(tmp_path: Path) -> None:

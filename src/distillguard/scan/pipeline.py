@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -58,6 +58,19 @@ COLLECT_EVERY = 64
 BUCKET_CALLS = 250_000
 # what the signals were built for; other endpoints are scanned on their text alone
 KNOWN_ENDPOINTS = ("/v1/chat/completions", "/v1/completions", "/v1/responses")
+
+
+class ReplayJob(NamedTuple):
+    """What one replay worker is given: the store, which hash partition of its accounts is its own,
+    and the file its replays are written to for the parent."""
+
+    store: str
+    worker: int
+    workers: int
+    use_embeddings: bool
+    progress: bool
+    buckets: int
+    handover: str
 
 
 def input_gaps(batch: pa.RecordBatch) -> Counter[str]:
@@ -187,11 +200,11 @@ def warm_up_signals(use_embeddings: bool = False) -> None:
 
 
 def _replay_partition(
-    args: tuple[str, int, int, bool, bool, int, str],
+    job: ReplayJob,
 ) -> tuple[Counter[str], dict[str, float]]:
     """One worker's accounts replayed; their replays are pickled one by one into ``handover``
     (windows packed), one bucket of accounts at a time, for the parent to read once this ends."""
-    store_path, worker, workers, use_embeddings, progress, buckets, handover = args
+    store_path, worker, workers, use_embeddings, progress, buckets, handover = job
     started = time.process_time()
     keep_freed_memory()
     blas = one_blas_thread()
@@ -228,7 +241,7 @@ def _replay_partition(
     return gaps, seconds
 
 
-def _worker_main(job: tuple[str, int, int, bool, bool, int, str], results: Connection) -> None:
+def _worker_main(job: ReplayJob, results: Connection) -> None:
     try:
         outcome: tuple[str, Any] = ("done", _replay_partition(job))
     except BaseException:
@@ -238,7 +251,7 @@ def _worker_main(job: tuple[str, int, int, bool, bool, int, str], results: Conne
 
 
 def _run_workers(
-    jobs: Sequence[tuple[str, int, int, bool, bool, int, str]],
+    jobs: Sequence[ReplayJob],
     while_running: Callable[[], None] | None = None,
 ) -> list[tuple[Counter[str], dict[str, float]]]:
     """One forked process per job, each ended (its memory returned) before the parent reads the
@@ -251,7 +264,7 @@ def _run_workers(
         for job in jobs:
             receive, send = context.Pipe(duplex=False)
             process = context.Process(
-                target=_worker_main, args=(job, send), name=f"distillguard-replay-{job[1]}", daemon=True
+                target=_worker_main, args=(job, send), name=f"distillguard-replay-{job.worker}", daemon=True
             )
             process.start()
             send.close()
@@ -350,7 +363,7 @@ def replay_store(
     seconds: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="distillguard-replays-") as handover:
         jobs = [
-            (
+            ReplayJob(
                 str(store.path),
                 w,
                 workers,
@@ -381,7 +394,7 @@ def replay_store(
             gaps.update(part_gaps)
             for name, value in part_seconds.items():
                 seconds[name] = seconds.get(name, 0.0) + value
-            for replay in _read_replays(Path(job[-1])):
+            for replay in _read_replays(Path(job.handover)):
                 # the hash partition guarantees disjoint accounts; anything else is a bug
                 if replay.account_id in accounts:
                     raise RuntimeError(f"account replayed by two workers: {replay.account_id}")

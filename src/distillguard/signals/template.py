@@ -78,11 +78,6 @@ def collapse_blanks(text: str) -> str:
     return text
 
 
-# Pure in the text, and templated traffic repeats system prompts and whole prompts: a bounded
-# memo spares the regexes on repeats (the scan and the gateway both see them). The scan asks twice
-# for the prompts of an account's new templates (fingerprint, then `catalog.template_frame`), a
-# batch of 8,192 calls apart: 4,096 entries kept almost none of those repeats, 16,384 no more,
-# 32,768 (a few tens of MB) cut the scan's measure columns by ~15% on the default preset.
 def _skeleton(text: str) -> tuple[str, int]:
     """The fixed frame of `text` and the number of characters removed as variable parts."""
     original = len(text)
@@ -114,7 +109,12 @@ def _skeleton(text: str) -> tuple[str, int]:
     return frame, removed
 
 
-# prompts of at most MEMO_TEXT_CHARS characters remembered (long ones are rare and would fill it)
+# Pure in the text, and templated traffic repeats system prompts and whole prompts: a bounded
+# memo spares the regexes on repeats (the scan and the gateway both see them). The scan asks twice
+# for the prompts of an account's new templates (fingerprint, then `catalog.template_frame`), a
+# batch of 8,192 calls apart: 4,096 entries kept almost none of those repeats, 16,384 no more,
+# 32,768 (a few tens of MB) cut the scan's measure columns by ~15% on the default preset.
+# Prompts of at most MEMO_TEXT_CHARS characters are remembered (long ones are rare and would fill it).
 skeleton = TextMemo(_skeleton, maxsize=1 << 15)
 
 
