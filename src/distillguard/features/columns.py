@@ -24,7 +24,6 @@ False, ...), exactly as `views_of_batch` would build the call; a predicate over 
 from __future__ import annotations
 
 import functools
-import hashlib
 import operator
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -36,7 +35,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from distillguard.events.call_view import CallView
-from distillguard.features.reducers import hash_int, hash_ints, hash_text
+from distillguard.features.reducers import hash_int, hash_ints, hash_text, text_digest
 from distillguard.signals.base import distinct_codes
 
 SIGNAL_PREFIX = "signal."
@@ -647,12 +646,8 @@ def utf8_hashes(strings: pa.Array) -> np.ndarray:
         offsets_buffer, dtype=width, count=n + 1, offset=strings.offset * width().itemsize
     )
     view = memoryview(data if data is not None else b"")
-    blake = hashlib.blake2b
     digests = b"".join(
-        [
-            blake(view[lo:hi], digest_size=8).digest()
-            for lo, hi in zip(offsets[:-1].tolist(), offsets[1:].tolist(), strict=True)
-        ]
+        [text_digest(view[lo:hi]) for lo, hi in zip(offsets[:-1].tolist(), offsets[1:].tolist(), strict=True)]
     )
     # hash_text reads its 8 digest bytes as a little-endian integer
     return np.frombuffer(digests, dtype="<u8").astype(np.uint64)

@@ -42,9 +42,12 @@ def hash_text(text: str) -> int:
     >>> hash_text("abc") == hash_text("abc"), hash_text("abc") == hash_text("abd")
     (True, False)
     """
-    return int.from_bytes(
-        hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little"
-    )
+    return int.from_bytes(text_digest(text.encode("utf-8", "surrogatepass")), "little")
+
+
+def text_digest(data: bytes | memoryview) -> bytes:
+    """The 8 bytes `hash_text` reads (little-endian) from a text's UTF-8 bytes."""
+    return hashlib.blake2b(data, digest_size=8).digest()
 
 
 def hash_int(value: int) -> int:
