@@ -145,3 +145,18 @@ def test_policy_naming_a_signal_that_does_not_run_is_refused() -> None:
     )
     with pytest.raises(ValueError, match="embedding"):
         LiveEngine(policy, MemoryState(), SIGNALS)
+
+
+def test_warm_up_loads_every_text_model_before_the_first_call() -> None:
+    """The gateway calls `warm_up` at start-up: the classifiers' models and the compiled n-gram
+    kernel are ready before a customer's call pays for them."""
+    from distillguard.signals import registry
+
+    signals = registry.inline_signals()
+    engine = LiveEngine(default_policy(), MemoryState(), signals)
+    modelled = [s for s in signals if getattr(s, "mode", None) == "rules+model"]
+    assert {s.name for s in modelled} >= {"cot_extraction", "reasoning_leak"}
+    for signal in modelled:
+        signal._model = None
+    engine.warm_up()
+    assert all(signal._model is not None for signal in modelled)

@@ -91,34 +91,32 @@ def test_shipped_artifact_loads_without_training_data(name: str, ordinary: str) 
     assert scores.shape == (1,) and 0.0 <= float(scores[0]) < 0.5
 
 
-def test_two_batches_are_hashed_once_each() -> None:
+def test_two_batches_are_encoded_once_each() -> None:
     prompts, answers = ["act as a judge"], ["The answer is 4 because 2 + 2 = 4."]
     first = text_model._LAST.of(prompts)
     text_model._LAST.of(answers)
     assert text_model._LAST.of(prompts) is first  # the answer batch did not evict the prompts
 
 
-def test_packed_grams_score_exactly_as_the_per_size_hashes(monkeypatch) -> None:
-    """`logits` (positions hashed and summed a chunk at a time) gives bit-identical values to the
-    reference: `hash_grams`' per-size n-grams summed with bincount, for the shipped float16 weights,
-    whatever the chunk size and wherever texts cross chunk boundaries."""
+@pytest.mark.parametrize("block", [1, 3, 7, 8, 64, 1024])
+def test_compiled_sums_score_exactly_as_the_per_size_hashes(monkeypatch, block: int) -> None:
+    """`logits` (every size hashed in one compiled pass, a block of positions at a time, four
+    partial sums) gives bit-identical values to the reference: `hash_grams`' per-size n-grams
+    summed with bincount, for the shipped float16 weights, whatever the block size and wherever
+    texts end inside a block."""
     model = load_classifier("reasoning_leak")
-    rng = np.random.default_rng(7)
+    monkeypatch.setattr(text_model, "_BLOCK", block)
+    rng = np.random.default_rng(block)
     alphabet = list("ab c思é\n<>#")
-    for chunk, short in ((16, 8), (1000, 8), (1000, 4096), (text_model.CHUNK_BYTES, 4096)):
-        monkeypatch.setattr(text_model, "CHUNK_BYTES", chunk)
-        monkeypatch.setattr(text_model, "SHORT_STEP", short)  # every size mixed at once, or each alone
-        for _ in range(40):
-            lengths = rng.choice([0, 1, 2, 3, 6, 7, 8, 50, 700], size=int(rng.integers(1, 12)))
-            texts = ["".join(rng.choice(alphabet, size=int(n))) for n in lengths]
-            grams = hash_grams(texts)
-            expected = (
-                np.bincount(grams.documents, weights=model.coef[grams.features], minlength=len(texts))
-                * grams.scale
-                + model.intercept
-            )
-            packed = text_model.pack_grams(texts)
-            assert packed.counts.tolist() == grams.counts.tolist()
-            text_model._LAST.batches.clear()
-            assert np.array_equal(model.logits(texts), expected)
+    for _ in range(40):
+        lengths = rng.choice([0, 1, 2, 3, 6, 7, 8, 9, 50, 700, 2100], size=int(rng.integers(1, 12)))
+        texts = ["".join(rng.choice(alphabet, size=int(n))) for n in lengths]
+        grams = hash_grams(texts)
+        expected = (
+            np.bincount(grams.documents, weights=model.coef[grams.features], minlength=len(texts))
+            * grams.scale
+            + model.intercept
+        )
+        text_model._LAST.batches.clear()
+        assert np.array_equal(model.logits(texts), expected)
     assert model.logits([]).shape == (0,)

@@ -207,6 +207,24 @@ class LiveEngine:
             return True
         return False
 
+    def warm_up(self) -> None:
+        """Every inline signal once, on a made-up call long enough for each text model to read:
+        models load, and compiled kernels load from their cache (or compile), at start-up instead
+        of on a customer's first call."""
+        words = " ".join(["step", "by", "step", "reasoning", "about", "the", "answer"] * 30)
+        call = CallView(
+            event_id="warm-up",
+            ts=datetime.now(UTC),
+            account_id="warm-up",
+            system_prompt="You are a helpful assistant.",
+            prompt="Explain your answer. " + words,
+            n_messages=2,
+            n_user_turns=1,
+            response_text="Let me think. " + words,
+        )
+        for signal in (*self.input_signals, *self.output_signals):
+            signal.analyze(call)
+
     def run_signals(self, d: Deciding) -> None:
         """The inline signals, and the policy rules their scores fire (evidence: every match)."""
         decision = d.decision

@@ -168,6 +168,7 @@ class Gateway:
         self.calllog.open()
         if self.monitor is not None:
             await self.monitor.start()
+        self.engine.warm_up()
         # Everything built so far (signal tables, models, policy) lives as long as the process:
         # moving it out of the collector's reach keeps full collections short, i.e. the p99 low.
         gc.collect()

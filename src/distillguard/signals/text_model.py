@@ -1,15 +1,14 @@
 """Small trained text classifiers shipped as plain arrays (.npz, no pickle): hashed byte n-grams of
 the lower-cased prompt, and logistic-regression weights over them.
 
-Byte n-grams read every script the same way (CJK needs no word splitter) and hash in a few vectorised
-numpy passes; scikit-learn's HashingVectorizer, measured on ShareGPT prompts, cost 75 µs per prompt
-in batches and 420 µs for a single prompt, this costs ~10 µs and ~60 µs. Every classifier uses the
-same hashing, so a batch is hashed once and scored by all of them.
-"""
+Byte n-grams read every script the same way (CJK needs no word splitter). `hash_grams` is the
+definition (NumPy, used for training); scoring runs the same hashes in one compiled pass over the
+bytes (`_weight_sums`, Numba), ~2 ns per byte. scikit-learn's HashingVectorizer, measured on
+ShareGPT prompts, cost 75 µs per prompt in batches and 420 µs for a single prompt. Every classifier
+uses the same hashing, so a batch is lower-cased and encoded once and scored by all of them."""
 
 from __future__ import annotations
 
-import itertools
 import json
 from dataclasses import dataclass, field
 from functools import cache, cached_property
@@ -95,107 +94,110 @@ def feature_matrix(texts: list[str]) -> Any:
     return matrix
 
 
-# Positions hashed per step of `pack_grams` and scored per step of `TextClassifier.logits`: the
-# working arrays of one step (~0.5 MiB) stay in the CPU's L2 cache. Measured on the answers of a
-# default-preset batch (2.8 MB of text): 64 MiB-sized passes over the whole batch took ~75 ms to
-# hash and ~60 ms to score, these ~14 ms and ~12 ms.
-CHUNK_BYTES = 1 << 15
-SHORT_STEP = 1 << 12
-
-
 @dataclass(frozen=True, slots=True)
-class PackedGrams:
-    """The n-gram features of a batch laid out by position: `features[s, i]` is the feature of the
-    n-gram of size `HASHING["sizes"][s]` that starts at byte `i` of the concatenated texts, or
-    `n_features` (a feature of weight 0) where that n-gram would run past the end of its text.
-    The same n-grams as `hash_grams`, without sorting them out per size."""
+class EncodedTexts:
+    """A batch as the classifiers read it: each text's `model_text`, lower-cased, UTF-8, one buffer."""
 
-    features: np.ndarray  # uint32, shape (len(sizes), total bytes)
+    data: np.ndarray  # uint8, the texts one after another, then max(sizes) zero bytes
     starts: np.ndarray  # int64, each text's first byte
     lengths: np.ndarray  # int64, each text's bytes
-    counts: np.ndarray  # n-grams per text (as `HashedGrams.counts`)
-
-    @property
-    def scale(self) -> np.ndarray:
-        return 1.0 / np.sqrt(np.maximum(self.counts, 1))
+    scale: np.ndarray  # 1/sqrt(n-grams) per text, as `HashedGrams.scale` (counted from the lengths)
 
 
-def pack_grams(texts: list[str]) -> PackedGrams:
-    """`hash_grams` as `PackedGrams`: the same FNV-1a hashes, computed a cache-sized chunk of
-    positions at a time with in-place NumPy operations and no per-size filtering (few NumPy calls
-    per chunk: a single prompt, the gateway's case, costs no more than a batch's share)."""
-    n_features = int(HASHING["n_features"])
-    sizes = tuple(HASHING["sizes"])
-    longest = max(sizes)
+def encode_texts(texts: list[str]) -> EncodedTexts:
     encoded = [model_text(t).lower().encode("utf-8", "surrogatepass") for t in texts]
     lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
-    ends = np.cumsum(lengths)
-    starts = ends - lengths
-    total = int(ends[-1]) if len(ends) else 0
-    chunk = min(CHUNK_BYTES, max(total, 1))
-    buffer = np.zeros(total + longest, dtype=np.uint32)
-    buffer[:total] = np.frombuffer(b"".join(encoded), dtype=np.uint8)
-    features = np.empty((len(sizes), total), dtype=np.uint32)
-    rolling = np.empty(chunk, dtype=np.uint32)
-    mixed = np.empty(chunk, dtype=np.uint32)
-    shifted = np.empty((len(sizes), chunk), dtype=np.uint32)
-    mask, fifteen = np.uint32(n_features - 1), np.uint32(15)
-    row_of = {k: s for s, k in enumerate(sizes)}
-    for a in range(0, total, chunk):
-        m = min(chunk, total - a)
-        r, block, sh = rolling[:m], features[:, a : a + m], shifted[:, :m]
-        # a short step (one prompt) mixes every size at once: fewer NumPy calls; a long one mixes
-        # each size from the rolling hash as it passes (no copy)
-        together = m < SHORT_STEP
-        r.fill(_FNV_OFFSET)
-        for k in range(1, longest + 1):
-            np.bitwise_xor(r, buffer[a + k - 1 : a + k - 1 + m], out=r)
-            np.multiply(r, _FNV_PRIME, out=r)
-            if k in row_of:
-                if together:
-                    block[row_of[k]] = r
-                    continue
-                mx = mixed[:m]
-                np.multiply(r, _MIX, out=mx)
-                np.right_shift(mx, fifteen, out=sh[0])
-                np.bitwise_xor(mx, sh[0], out=mx)
-                np.bitwise_and(mx, mask, out=block[row_of[k]])
-        if together:
-            np.multiply(block, _MIX, out=block)
-            np.right_shift(block, fifteen, out=sh)
-            np.bitwise_xor(block, sh, out=block)
-            np.bitwise_and(block, mask, out=block)
-    size_column = np.asarray(sizes, dtype=np.int64)[:, None]
-    counts = np.maximum(lengths[None, :] - size_column + 1, 0).sum(axis=0)
-    # the last k-1 positions of each text start no n-gram of size k
-    back = np.arange(1, longest)
-    position = ends[:, None] - back[None, :]  # text x positions back from its end
-    outside = (position[None, :, :] >= starts[None, :, None]) & (
-        back[None, None, :] < size_column[:, :, None]
+    # padded at the end: `_weight_sums` hashes a block's positions up to the longest size ahead
+    data = np.frombuffer(b"".join(encoded) + bytes(max(HASHING["sizes"])), dtype=np.uint8)
+    sizes = np.asarray(HASHING["sizes"], dtype=np.int64)[:, None]
+    counts = np.maximum(lengths[None, :] - sizes + 1, 0).sum(axis=0)
+    return EncodedTexts(
+        data=data,
+        starts=np.cumsum(lengths) - lengths,
+        lengths=lengths,
+        scale=1.0 / np.sqrt(np.maximum(counts, 1)),
     )
-    size, text, step = np.nonzero(outside)
-    features[size, position[text, step]] = n_features
-    return PackedGrams(features=features, starts=starts, lengths=lengths, counts=counts)
+
+
+_BLOCK = 1024  # positions per block of `_weight_sums` (4 KiB of hashes: the CPU's L1 cache)
+
+
+def _weight_sums_python(data, starts, lengths, table, sizes, mask, block):
+    """Each text's sum of `table[feature]` over its n-grams, in float64: the n-gram of size k at
+    byte i hashed exactly as `hash_grams` does (FNV-1a over its bytes, then mixed), no n-gram
+    running past its text's end. A block of positions at a time: each FNV step runs over the
+    whole block (a loop the compiler turns into vector instructions), and the weights of each
+    size are added as its step passes. `data` carries `sizes[-1]` bytes of padding at its end."""
+    out = np.zeros(starts.shape[0])
+    longest = sizes[sizes.shape[0] - 1]
+    rolling = np.empty(block, dtype=np.uint32)
+    index = np.empty(block, dtype=np.uint32)
+    prime, mix = np.uint32(16777619), np.uint32(0x2C1B3C6D)
+    low32 = np.uint64(0xFFFFFFFF)
+    for t in range(starts.shape[0]):
+        end = starts[t] + lengths[t]
+        # four partial sums: one would wait on the previous addition at every n-gram
+        s0 = s1 = s2 = s3 = 0.0
+        for a in range(starts[t], end, block):
+            m = min(block, end - a)
+            hashes = rolling[:m]
+            hashes[:] = np.uint32(2166136261)
+            s = 0
+            for k in range(longest):
+                # written over slices: the form Numba's compiler turns into vector instructions
+                # (the products are computed wider and kept modulo 2**32 as they are stored)
+                ahead = data[a + k : a + k + m]
+                for j in range(m):
+                    hashes[j] = (hashes[j] ^ ahead[j]) * prime
+                if k + 1 == sizes[s]:
+                    # the n-grams of this size that start at a .. a + valid - 1 end inside the text
+                    valid = min(m, end - a - k)
+                    features = index[:valid]
+                    for j in range(valid):
+                        mixed = (hashes[j] * mix) & low32
+                        features[j] = (mixed ^ (mixed >> 15)) & mask
+                    j = 0
+                    while j + 4 <= valid:
+                        s0 += table[features[j]]
+                        s1 += table[features[j + 1]]
+                        s2 += table[features[j + 2]]
+                        s3 += table[features[j + 3]]
+                        j += 4
+                    while j < valid:
+                        s0 += table[features[j]]
+                        j += 1
+                    s += 1
+        out[t] = (s0 + s1) + (s2 + s3)
+    return out
+
+
+@cache
+def _weight_sums() -> Any:
+    """`_weight_sums_python` compiled by Numba (imported on first use: ~0.3 s that a command which
+    scores no text should not pay), cached on disk beside this module, so later processes load it."""
+    from numba import njit
+
+    return njit(cache=True, nogil=True)(_weight_sums_python)
 
 
 class _LastBatch:
-    """The hashes of the last batches: the prompt classifiers run one after another over the same
-    calls, and only the first of them should pay for hashing. Two batches are kept, because the
-    answer classifier (reasoning_leak) runs between them over other texts."""
+    """The encoded texts of the last batches: the prompt classifiers run one after another over the
+    same calls, and only the first of them should pay for lower-casing and encoding. Two batches
+    are kept, because the answer classifier (reasoning_leak) runs between them over other texts."""
 
     KEEP = 2
 
     def __init__(self) -> None:
-        self.batches: dict[tuple[str, ...], PackedGrams] = {}
+        self.batches: dict[tuple[str, ...], EncodedTexts] = {}
 
-    def of(self, texts: list[str]) -> PackedGrams:
+    def of(self, texts: list[str]) -> EncodedTexts:
         key = tuple(texts)
-        grams = self.batches.get(key)
-        if grams is None:
+        encoded = self.batches.get(key)
+        if encoded is None:
             if len(self.batches) >= self.KEEP:
                 del self.batches[next(iter(self.batches))]  # the oldest
-            grams = self.batches[key] = pack_grams(texts)
-        return grams
+            encoded = self.batches[key] = encode_texts(texts)
+        return encoded
 
 
 _LAST = _LastBatch()
@@ -211,50 +213,23 @@ class TextClassifier:
 
     @cached_property
     def _table(self) -> np.ndarray:
-        """The weights with a last entry of 0 (the feature of n-grams that run past a text's end),
-        as float32 when that holds them exactly: NumPy gathers and widens float32 faster than
-        float16."""
+        """The weights as float32 when that holds them exactly (the compiled sum reads float32
+        faster than float16, which it would widen in software), float64 otherwise."""
         exact = np.float32 if self.coef.dtype in (np.float16, np.float32) else np.float64
-        return np.concatenate([self.coef.astype(exact), np.zeros(1, dtype=exact)])
+        return np.ascontiguousarray(self.coef, dtype=exact)
 
     def logits(self, texts: list[str]) -> np.ndarray:
-        """Each text's sum of the weights of its n-grams, scaled, plus the intercept.
+        """Each text's sum of the weights of its n-grams, scaled, plus the intercept: one compiled
+        pass over the bytes (`_weight_sums`), no n-gram array in memory.
 
-        Summed per position over the sizes, then per text, in float64: the order differs from a
-        per-size sum, the value does not, because float16 weights (the shipped artifacts) add up
-        exactly in float64 (each is a multiple of 2**-24 below 2**16, and a text has fewer than
-        2**13 n-grams)."""
-        grams = _LAST.of(texts)
-        table = self._table
-        sums = np.zeros(len(texts))
-        filled = np.flatnonzero(grams.lengths > 0)
-        first = grams.starts[filled]
-        total = grams.features.shape[1]
-        if total <= CHUNK_BYTES:  # one step (a single prompt): the fewest NumPy calls
-            if len(filled):
-                per_position = table[grams.features].sum(axis=0, dtype=np.float64)
-                sums[filled] = np.add.reduceat(per_position, first)
-            return np.asarray(sums * grams.scale + self.intercept)
-        # steps of whole texts, about CHUNK_BYTES positions each
-        cuts = sorted({*np.searchsorted(first, np.arange(0, total, CHUNK_BYTES)).tolist(), 0, len(filled)})
-        bounds = [
-            (lo, hi, int(first[lo]), int(first[hi]) if hi < len(filled) else total)
-            for lo, hi in itertools.pairwise(cuts)
-        ]
-        # the working arrays of every step allocated once: a fresh array of this size per step is
-        # mapped from and returned to the system each time (page faults cost more than the sums)
-        longest = max(b - a for _, _, a, b in bounds)
-        summed = np.empty(longest, dtype=np.float64)
-        taken = np.empty(longest, dtype=table.dtype)
-        for lo, hi, a, b in bounds:
-            weights, gathered = summed[: b - a], taken[: b - a]
-            np.take(table, grams.features[0, a:b], out=gathered)
-            weights[...] = gathered  # widened exactly
-            for row in grams.features[1:]:
-                np.take(table, row[a:b], out=gathered)
-                weights += gathered
-            sums[filled[lo:hi]] = np.add.reduceat(weights, first[lo:hi] - a)
-        return np.asarray(sums * grams.scale + self.intercept)
+        Summed per text in position order, in float64: the order differs from a per-size sum,
+        the value does not, because float16 weights (the shipped artifacts) add up exactly in
+        float64 (each is a multiple of 2**-24 below 2**16, and a text has fewer than 2**13 n-grams)."""
+        encoded = _LAST.of(texts)
+        sizes = np.asarray(sorted(HASHING["sizes"]), dtype=np.int64)
+        mask = np.uint64(int(HASHING["n_features"]) - 1)
+        sums = _weight_sums()(encoded.data, encoded.starts, encoded.lengths, self._table, sizes, mask, _BLOCK)
+        return np.asarray(sums * encoded.scale + self.intercept)
 
     def probabilities(self, texts: list[str]) -> np.ndarray:
         """The logistic-regression probability (its scale depends on the class balance in training)."""
