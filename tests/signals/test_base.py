@@ -118,6 +118,26 @@ def test_remembered_results_are_the_fresh_ones_and_the_memo_stays_bounded(monkey
     assert len(signal._results_memo) <= 5  # type: ignore[attr-defined]
 
 
+def test_prompt_classifiers_sharing_one_batch_give_what_each_gives_alone(monkeypatch) -> None:
+    """The scan hands the three prompt classifiers one `DistinctCalls` (they read the same columns),
+    and the first to need a call's text builds it for the others (`derived`). With memos of
+    different sizes each one misses different calls, and each still gives its own results."""
+    names = ("cot_extraction", "grading_request", "generation_request")
+    signals = [registry.signal_class(name)() for name in names]
+    for signal, entries in zip(signals, (3, 0, 40), strict=True):
+        monkeypatch.setattr(signal, "memo_entries", entries)
+    calls = _calls(15)
+    table = _table(calls)
+    for rows in (slice(0, 150), slice(100, 300)):  # the second batch is partly remembered
+        part = table.slice(rows.start, rows.stop - rows.start)
+        shared = distinct_views(part, signals[0].reads_columns)
+        for signal in signals:
+            results = signal.analyze_distinct(shared)
+            assert [results[i] for i in shared.of_row] == signal.analyze_many(calls[rows])
+        # grading_request remembers nothing: it needed (and built) every text
+        assert all(text is not None for text in shared.derived["rules_and_model.texts_of"])
+
+
 @pytest.mark.parametrize("mode", ["rules+model", "rules"])
 def test_reasoning_leak_scores_over_columns_equal_its_full_results(mode: str) -> None:
     signal = registry.signal_class("reasoning_leak")(mode=mode)

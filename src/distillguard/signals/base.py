@@ -219,9 +219,11 @@ class DistinctCalls:
     """The distinct calls of a batch as a signal reads them: one view per distinct combination of
     the columns (``keys``: those values), and for each row the index of its view. ``columns``
     holds each read column's values per distinct call, and ``views`` are built from them only when
-    first read (a signal that reads two or three columns needs no full `CallView` per call)."""
+    first read (a signal that reads two or three columns needs no full `CallView` per call).
+    ``derived`` holds what signals reading the same distinct calls derive alike (the prompt
+    classifiers' texts), computed by the first of them and read by the others."""
 
-    __slots__ = ("_views", "columns", "keys", "of_row")
+    __slots__ = ("_views", "columns", "derived", "keys", "of_row")
 
     def __init__(
         self,
@@ -236,6 +238,7 @@ class DistinctCalls:
         self.of_row = of_row
         self.keys = keys
         self.columns = columns if columns is not None else {}
+        self.derived: dict[str, Any] = {}
 
     def __len__(self) -> int:
         if self._views is not None:

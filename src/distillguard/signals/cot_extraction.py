@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from distillguard.signals.patterns import Pattern, load_patterns
+from distillguard.signals.patterns import Hit, Pattern, load_patterns
 from distillguard.signals.rules_and_model import RulesAndModelSignal
 
 # The rows, each with what it was written from: cot_extraction.yaml next to this module.
@@ -37,9 +37,9 @@ class CotExtraction(RulesAndModelSignal):
     table = PATTERN_FILE.table()
 
     def rules(
-        self, prompt: str, n_user_turns: int, text: str
+        self, prompt: str, n_user_turns: int, text: str, hits: list[Hit] | None = None
     ) -> tuple[float, dict[str, float], list[str], list[str]]:
-        score, parts, matched, adjustments = super().rules(prompt, n_user_turns, text)
+        score, parts, matched, adjustments = super().rules(prompt, n_user_turns, text, hits)
         if parts["step_by_step"] > STEP_BY_STEP_CAP:
             # "show your work, step by step" is two demands for steps, still homework: the rows of
             # this aspect combine by noisy-or but never reach the firing range on their own

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from distillguard.signals.patterns import Pattern, load_patterns
+from distillguard.signals.patterns import Hit, Pattern, load_patterns
 from distillguard.signals.rules_and_model import RulesAndModelSignal
 
 # The rows, each with what it was written from: generation_request.yaml next to this module.
@@ -42,9 +42,9 @@ class GenerationRequest(RulesAndModelSignal):
     table = PATTERN_FILE.table()
 
     def rules(
-        self, prompt: str, n_user_turns: int, text: str
+        self, prompt: str, n_user_turns: int, text: str, hits: list[Hit] | None = None
     ) -> tuple[float, dict[str, float], list[str], list[str]]:
-        _, parts, matched, adjustments = super().rules(prompt, n_user_turns, text)
+        _, parts, matched, adjustments = super().rules(prompt, n_user_turns, text, hits)
         prompt = prompt.strip()
         if n_user_turns > 0 and not prompt:
             parts["pre_query_template"] = max(parts["pre_query_template"], 0.7)

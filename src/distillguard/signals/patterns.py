@@ -130,9 +130,7 @@ class PatternTable:
         # prompts and answers; `isascii` costs nothing) is scanned as it is: lower-casing it changes
         # ASCII letters only, which the caseless database reads alike.
         data = text.encode() if text.isascii() else text.lower().encode("utf-8", "surrogatepass")
-        self._database.scan(
-            data, match_event_handler=lambda row, start, end, flags, context: rows.append(row)
-        )
+        self._database.scan(data, match_event_handler=_collect_row, context=rows)
         return rows
 
     def hits(self, text: str) -> list[Hit]:
@@ -200,6 +198,12 @@ class PatternTable:
         for aspect, miss in misses.items():
             scores[aspect] = round(1.0 - miss, 4)
         return scores
+
+
+def _collect_row(row: int, start: int, end: int, flags: int, rows: list[int]) -> None:
+    """Hyperscan's match handler for `_candidates`: the rows reported, in order (one function for
+    every scan, instead of a closure made per text)."""
+    rows.append(row)
 
 
 def _snippet(text: str, limit: int = 60) -> str:

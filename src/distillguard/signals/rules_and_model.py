@@ -18,7 +18,7 @@ from distillguard.signals.base import (
     score_down,
     scores_down,
 )
-from distillguard.signals.patterns import PatternTable, head_and_tail
+from distillguard.signals.patterns import Hit, PatternTable, head_and_tail
 from distillguard.signals.text_model import TextClassifier, load_classifier
 
 MODES = ("rules+model", "rules")
@@ -40,6 +40,8 @@ def texts_of(system_prompt: str, prompt: str) -> str:
 # score_down; None in mode "rules") and the values of its parts (the table's aspects in order,
 # then "model"). Its full result is rebuilt from these and the rules when read.
 _Remembered = tuple[float, float | None, tuple[float, ...]]
+# `DistinctCalls.derived` entry: the text (`texts_of`) of each distinct call, None until built
+_TEXTS = "rules_and_model.texts_of"
 
 
 class RulesAndModelSignal(Signal):
@@ -69,9 +71,11 @@ class RulesAndModelSignal(Signal):
         return self.rules(call.prompt, call.n_user_turns, text)
 
     def rules(
-        self, prompt: str, n_user_turns: int, text: str
+        self, prompt: str, n_user_turns: int, text: str, hits: list[Hit] | None = None
     ) -> tuple[float, dict[str, float], list[str], list[str]]:
-        hits = self.table.hits(text)
+        """`hits`: the table's hits of `text` when the caller has them (a batch scanned at once)."""
+        if hits is None:
+            hits = self.table.hits(text)
         parts = self.table.aspect_scores(hits)
         return max(parts.values(), default=0.0), parts, [h.describe() for h in hits], []
 
@@ -103,12 +107,17 @@ class RulesAndModelSignal(Signal):
         if calls.keys is None or any(name not in calls.columns for name in names):
             return super().analyze_distinct(calls)
         system_prompts, prompts, turns = (calls.columns[name] for name in names)
+        # the prompt classifiers read the same distinct calls: the first builds each text they read
+        texts: list[str | None] = calls.derived.setdefault(_TEXTS, [None] * len(calls))
 
         def compute(missing: list[int]) -> list[_Remembered]:
+            for i in missing:
+                if texts[i] is None:
+                    texts[i] = texts_of(system_prompts[i] or "", prompts[i] or "")
             return self._remember(
-                [system_prompts[i] or "" for i in missing],
                 [prompts[i] or "" for i in missing],
                 [turns[i] or 0 for i in missing],
+                [texts[i] or "" for i in missing],
             )
 
         keys = calls.keys
@@ -125,9 +134,9 @@ class RulesAndModelSignal(Signal):
 
         return LazyResults(scores, build, parts)
 
-    def _remember(self, system_prompts: list[str], prompts: list[str], turns: list[int]) -> list[_Remembered]:
-        """What `analyze_distinct` keeps of each call: as `analyze_many`, without its evidence."""
-        texts = [texts_of(system, prompt) for system, prompt in zip(system_prompts, prompts, strict=True)]
+    def _remember(self, prompts: list[str], turns: list[int], texts: list[str]) -> list[_Remembered]:
+        """What `analyze_distinct` keeps of each call (`texts`: their `texts_of`): as `analyze_many`,
+        without its evidence."""
         model: list[float | None] = [None] * len(texts)
         if self.mode == "rules+model":
             unique = list(dict.fromkeys(texts))
@@ -141,8 +150,11 @@ class RulesAndModelSignal(Signal):
         names = self._part_names()
         # the parts' values as a tuple (itemgetter of one name gives the value alone)
         values_of = itemgetter(*names) if len(names) > 1 else (lambda parts: tuple(parts[n] for n in names))
-        for prompt, turn, text, p in zip(prompts, turns, texts, model, strict=True):
-            score, parts, _, _ = self.rules(prompt, turn, text)
+        # the table's hits of every text at once, not through its memo: the texts of a batch's
+        # new distinct calls rarely repeat, and the memo's hashing and bookkeeping cost more there
+        hits_of = self.table.hits_many(texts)
+        for prompt, turn, text, p, hits in zip(prompts, turns, texts, model, hits_of, strict=True):
+            score, parts, _, _ = self.rules(prompt, turn, text, hits)
             if p is not None:
                 parts["model"] = p
                 score = max(score, p)
