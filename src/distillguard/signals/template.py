@@ -39,7 +39,7 @@ _QUOTED_SPANS = re.compile(r"[`\"'“«「](?:" + _QUOTED + ")", re.DOTALL)
 _NUMBER = re.compile(r"\d\d*(?:[.,]\d+)*")
 # In ASCII text, the digits read as "0" first give the same matches (a number reads only digit or
 # not), and every digit is inside one, so none of the "0"s is left: a pattern that starts with one
-# character is searched for as a literal, ~6x faster than the scan for a character class.
+# character is searched for as a literal: ~4x faster on real prompts than the scan for `\d`.
 _DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
 _ZEROS_NUMBER = re.compile(rb"00*(?:[.,]0+)*")
 # Names inserted into a template ("... that Social Media Manager can assist Gamer ..."): runs of
