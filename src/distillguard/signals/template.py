@@ -23,17 +23,25 @@ from distillguard.signals.patterns import HEAD_CHARS, TAIL_CHARS
 # blocks, quoted spans, URLs). Each alternative is reached through its first character, matched
 # once up front, because an alternation of lookbehinds and quoted spans tried at every position
 # costs ~5x more on long prompts.
-_VARIABLE_SPANS = re.compile(
-    r"[`\"'“«「h]"
-    r"(?:(?<=`)``.*?(?:```|$)"  # a code block (an unterminated one runs to the end)
+_QUOTED = (
+    r"(?<=`)``.*?(?:```|$)"  # a code block (an unterminated one runs to the end)
     r'|(?<=")""[\s\S]*?(?:"""|$)'
     r'|(?<=")[^"\n]{0,400}"'
     r"|(?<=')(?<!\w')[^'\n]{1,200}'(?!\w)"  # not an apostrophe (don't)
     r"|(?<=“)[^”]{0,400}”|(?<=«)[^»]{0,400}»|(?<=「)[^」]{0,400}」|(?<=`)[^`\n]{1,200}`"
-    r"|(?<=h)ttps?://\S+)",
-    re.DOTALL,
 )
-_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+_VARIABLE_SPANS = re.compile(r"[`\"'“«「h](?:" + _QUOTED + r"|(?<=h)ttps?://\S+)", re.DOTALL)
+# The same matches in a text without "://" (a URL needs it; the other spans never start at an "h"),
+# where the engine need not stop at every "h" (~30% of the cost of the spans on real prompts).
+_QUOTED_SPANS = re.compile(r"[`\"'“«「](?:" + _QUOTED + ")", re.DOTALL)
+# A number: `\d+(?:[.,]\d+)*`, written with a first digit apart, because a pattern that starts with a
+# character class (not a repeat) lets the regex engine skip to the digits (~1.5x faster).
+_NUMBER = re.compile(r"\d\d*(?:[.,]\d+)*")
+# In ASCII text, the digits read as "0" first give the same matches (a number reads only digit or
+# not), and every digit is inside one, so none of the "0"s is left: a pattern that starts with one
+# character is searched for as a literal: ~4x faster on real prompts than the scan for `\d`.
+_DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_ZEROS_NUMBER = re.compile(rb"00*(?:[.,]0+)*")
 # Names inserted into a template ("... that Social Media Manager can assist Gamer ..."): runs of
 # capitalised words that do not start a sentence. Written capital first, then what precedes it and
 # "not a lone I" as lookbehinds (the same matches as `(?<=[a-z,;] )(?!I\b)[A-Z]...`): a pattern that
@@ -44,6 +52,7 @@ _INSERTED_NAME = re.compile(r"[A-Z](?<=[a-z,;] [A-Z])(?!(?<=I)\b)[\w-]*(?: (?:of
 # fillings (problem statements, pasted text) contain such lines too; inside a slot a short key
 # ("Output:") is still part of the frame. A "line ending in a colon" is checked inline.
 _STRONG_HEADER = re.compile(r"^(?:#{1,6}\s.*|\[[^\]]{1,80}\]|#[^#\n]{1,40}#\s*:?|[-=*_#]{3,})$")
+_HEADER_STARTS = "#[-=*_"  # the first characters a strong header can have
 _BLANKS = re.compile(r"[ \t\f\v]+")
 _KEY_HEADER = re.compile(r"^[^:()<>=\[\]{}]{1,30}:$")
 # "Question: what is ..." keeps its key and drops its value.
@@ -78,11 +87,20 @@ def collapse_blanks(text: str) -> str:
     return text
 
 
+def _without_numbers(text: str) -> str:
+    """`_NUMBER.sub("\\x01", text)`: each number as one \\x01."""
+    if text.isascii():
+        zeros = text.encode("ascii").translate(_DIGITS_AS_ZERO)
+        return _ZEROS_NUMBER.sub(b"\x01", zeros).decode("ascii")
+    return _NUMBER.sub("\x01", text)
+
+
 def _skeleton(text: str) -> tuple[str, int]:
     """The fixed frame of `text` and the number of characters removed as variable parts."""
     original = len(text)
-    text = _VARIABLE_SPANS.sub(" \x01 ", _cut_outside_fences(text))
-    text = _NUMBER.sub("\x01", _INSERTED_NAME.sub("\x01", text))
+    text = _cut_outside_fences(text)
+    text = (_VARIABLE_SPANS if "://" in text else _QUOTED_SPANS).sub(" \x01 ", text)
+    text = _without_numbers(_INSERTED_NAME.sub("\x01", text))
     # whitespace and case once for the whole text, not per line
     text = collapse_blanks(text).lower()
     kept: list[str] = []
@@ -91,8 +109,10 @@ def _skeleton(text: str) -> tuple[str, int]:
         line = raw.strip()
         if not line:
             continue
-        strong = _STRONG_HEADER.match(line) is not None
-        if not strong and _NOTHING_FIXED.match(line):
+        # Most lines start with a letter: neither a strong header nor free of word characters.
+        first = line[0]
+        strong = first in _HEADER_STARTS and _STRONG_HEADER.match(line) is not None
+        if not strong and not first.isalnum() and _NOTHING_FIXED.match(line):
             continue
         colon = line.endswith(":")
         if strong or (not in_slot and colon and len(line) <= LONG_LINE + 1):
