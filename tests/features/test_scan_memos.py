@@ -4,6 +4,8 @@ as rows of one matrix."""
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -123,3 +125,50 @@ def test_sums_in_a_matrix_give_the_rows_and_sums_of_the_dictionary_form(batches,
             assert sums[g].tobytes() == total.tobytes() == matrix[g].tobytes()
         by_dict.update((g, v.copy()) for g, v in sums.items())
         assert np.flatnonzero(known).tolist() == sorted(by_dict)
+
+
+def _running_sums_by_rank(x, starts, sizes, slot, base):
+    """The definition written over whole arrays (the code before the compiled loop): one NumPy
+    step per rank, all groups at once, then the earlier sums added, then each group's sum."""
+    rank = np.arange(len(x)) - np.repeat(starts, sizes)
+    before = np.zeros_like(x)
+    by_rank = np.argsort(rank, kind="stable")
+    bounds = np.searchsorted(rank[by_rank], np.arange(int(rank.max(initial=0)) + 2)).tolist()
+    for lo, hi in itertools.pairwise(bounds[1:]):
+        at = by_rank[lo:hi]
+        before[at] = before[at - 1] + x[at - 1]
+    of_row = np.repeat(slot, sizes)
+    rows_with = np.flatnonzero(of_row >= 0)
+    before[rows_with] += base[of_row[rows_with]]
+    last = np.append(starts[1:], len(x)) - 1
+    return before, before[last] + x[last]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    sizes=st.lists(st.integers(1, 12), min_size=1, max_size=8),
+    with_base=st.lists(st.booleans(), min_size=8, max_size=8),
+    scale=st.sampled_from([0.0, -0.0, 1.0, 1e-300, 1e300, 3.0]),
+    seed=st.integers(0, 1000),
+)
+def test_compiled_running_sums_are_the_rank_by_rank_sums(sizes, with_base, scale, seed) -> None:
+    from distillguard.features.reducers import _running_sums
+
+    rng = np.random.default_rng(seed)
+    dim = 5
+    sizes_ = np.array(sizes, dtype=np.int64)
+    starts = np.cumsum(sizes_) - sizes_
+    # exact zeros of both signs, huge and tiny values, rounding: the order of additions shows
+    x = rng.standard_normal((int(sizes_.sum()), dim)) * scale
+    x[:, 0] = rng.choice([0.0, -0.0, 1e16, 1.0, -1e16], size=len(x))
+    slot = np.full(len(sizes), -1, dtype=np.int64)
+    chosen = np.flatnonzero(np.array(with_base[: len(sizes)], dtype=bool))
+    slot[chosen] = np.arange(len(chosen))
+    base = rng.standard_normal((len(chosen), dim)) * scale
+    if len(base):
+        base[:, 1] = -0.0
+    before, ends = np.zeros_like(x), np.empty((len(sizes), dim))
+    _running_sums()(x, starts, sizes_, slot, base, before, ends)
+    want_before, want_ends = _running_sums_by_rank(x, starts, sizes_, slot, base)
+    assert before.tobytes() == want_before.tobytes()
+    assert ends.tobytes() == want_ends.tobytes()

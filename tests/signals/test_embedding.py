@@ -116,3 +116,53 @@ def test_long_words_are_tokenised_but_not_remembered(embedding: Embedding) -> No
         assert embedding.embed(texts).tobytes() == _wordllama_rows(embedding, texts).tobytes()
     assert embedding._words, "the short words are remembered"
     assert all(len(word) <= WORD_CHARS for word in embedding._words)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    st.lists(st.lists(st.sampled_from(_PIECES) | st.text(max_size=8), max_size=120).map("".join), max_size=20)
+)
+def test_token_ids_are_the_tokenizers_ids_of_each_text(embedding: Embedding, texts: list[str]) -> None:
+    # twice: the words tokenised afresh, then from the memo
+    want = [embedding.model.tokenizer.encode(t, add_special_tokens=False).ids for t in texts]
+    for _ in range(2):
+        flat, lengths = embedding._token_ids(texts)
+        assert lengths.tolist() == [len(ids) for ids in want]
+        assert flat.tolist() == [token for ids in want for token in ids]
+
+
+def _pooled_sums_grouped(table: np.ndarray, flat: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """The definition: texts of one token count gathered into a (texts, tokens, dims) array and
+    summed over the tokens' axis by NumPy in float32, as wordllama's pool sums a padded batch."""
+    from distillguard.signals.embedding import BATCH_SIZE
+
+    starts = np.cumsum(lengths) - lengths
+    sums = np.zeros((len(lengths), table.shape[1]), dtype=np.float32)
+    for length in np.unique(lengths[lengths > 0]).tolist():
+        same = np.flatnonzero(lengths == length)
+        for part in range(0, len(same), BATCH_SIZE):
+            rows = same[part : part + BATCH_SIZE]
+            sums[rows] = table[flat[starts[rows][:, None] + np.arange(length)]].sum(axis=1, dtype=np.float32)
+    return sums
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    lengths=st.lists(st.integers(0, 300), max_size=80),
+    scale=st.sampled_from([1.0, 1e-30, 1e30, 0.0]),
+    seed=st.integers(0, 1000),
+)
+def test_pooled_sums_are_numpys_sums_over_the_tokens_axis(
+    lengths: list[int], scale: float, seed: int
+) -> None:
+    from distillguard.signals.embedding import _pooled_sums
+
+    rng = np.random.default_rng(seed)
+    # values of every size and both zeros: any other order of additions rounds differently
+    table = (rng.standard_normal((50, 16)) * scale * 10.0 ** rng.integers(-6, 7, (50, 16))).astype(np.float32)
+    table[:5] = -0.0
+    counts = np.array(lengths, dtype=np.intp)
+    flat = rng.integers(0, len(table), int(counts.sum())).astype(np.intp)
+    starts = np.cumsum(counts) - counts
+    got = _pooled_sums()(table, flat, starts, counts)
+    assert got.tobytes() == _pooled_sums_grouped(table, flat, counts).tobytes()

@@ -20,7 +20,8 @@ import hashlib
 import itertools
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import NamedTuple, Self
+from functools import cache
+from typing import Any, NamedTuple, Self
 
 import numpy as np
 
@@ -1018,6 +1019,38 @@ def topic_buckets(vectors: np.ndarray) -> np.ndarray:
     return (bits * (1 << np.arange(TOPIC_PLANES))).sum(axis=1).astype(np.int64)
 
 
+def _running_sums_python(x, starts, sizes, slot, base, before, ends):
+    """The sum of each group's earlier rows before each row (rows sorted by group, in time order),
+    then the group's earlier sum ``base[slot[group]]`` added to them where it has one (the others
+    would add 0.0 to sums that are never -0.0: they start from +0.0, changing no bit), and each
+    group's sum after its rows: ``before`` (zeros on entry) and ``ends`` filled in place. The
+    additions, and their order, of the definition written over whole arrays: for each rank r,
+    ``before[r] = before[r - 1] + x[r - 1]``, then ``before += base``, then
+    ``ends = before[last] + x[last]``; one pass over the rows instead of one NumPy step per rank."""
+    dims = x.shape[1]
+    for g in range(starts.shape[0]):
+        lo, hi = starts[g], starts[g] + sizes[g]
+        for i in range(lo + 1, hi):
+            for d in range(dims):
+                before[i, d] = before[i - 1, d] + x[i - 1, d]
+        if slot[g] >= 0:
+            earlier = base[slot[g]]
+            for i in range(lo, hi):
+                for d in range(dims):
+                    before[i, d] += earlier[d]
+        for d in range(dims):
+            ends[g, d] = before[hi - 1, d] + x[hi - 1, d]
+
+
+@cache
+def _running_sums() -> Any:
+    """`_running_sums_python` compiled by Numba (imported on first use), cached on disk beside this
+    module, so later processes load it."""
+    from numba import njit
+
+    return njit(cache=True, nogil=True)(_running_sums_python)
+
+
 class DispersionRows(NamedTuple):
     """What the bulk path keeps of each embedded call, in time order within its account: ‖v‖², how
     much the call adds to ‖Σv‖² (2 v·Σ(earlier) + ‖v‖²), and its topic bucket. Vectors are 256
@@ -1152,32 +1185,16 @@ class Dispersion:
         new[1:] = s[1:] != s[:-1]
         starts = np.flatnonzero(new)
         sizes = np.diff(np.append(starts, len(s)))
-        rank = np.arange(len(s)) - np.repeat(starts, sizes)
-        # running sums of the group's earlier vectors, all groups at once, one rank at a time (the
-        # additions a running sum does, in its order); the rows of each rank found by one stable
-        # sort, not by a scan of every row per rank
-        before = np.zeros_like(x)
-        by_rank = np.argsort(rank, kind="stable")
-        bounds = np.searchsorted(rank[by_rank], np.arange(int(rank.max(initial=0)) + 2)).tolist()
-        for lo, hi in itertools.pairwise(bounds[1:]):
-            at = by_rank[lo:hi]
-            before[at] = before[at - 1] + x[at - 1]
         groups = s[starts]
+        # each group's earlier sum, if it has one: a row of `base`, `slot[group]` (-1: none)
+        slot = np.full(len(groups), -1, dtype=np.int64)
+        base = np.zeros((0, x.shape[1]))
         if bases is not None:
             with_base, base = bases(groups)
-            if len(with_base):
-                # then the earlier sum, added only to the rows of groups that have one: the others
-                # would add 0.0 to sums that are never -0.0 (they start from +0.0), changing no bit
-                slot = np.full(len(groups), -1, dtype=np.int64)
-                slot[with_base] = np.arange(len(with_base))
-                of_row = np.repeat(slot, sizes)
-                rows_with = np.flatnonzero(of_row >= 0)
-                if len(rows_with) == len(s):
-                    before += base[of_row]
-                else:
-                    before[rows_with] += base[of_row[rows_with]]
-        last = np.append(starts[1:], len(s)) - 1
-        ends = before[last] + x[last]
+            slot[with_base] = np.arange(len(with_base))
+        # allocated here, as NumPy allocates, and filled by the compiled loop
+        before, ends = np.zeros_like(x), np.empty((len(groups), x.shape[1]))
+        _running_sums()(x, starts, sizes, slot, np.asarray(base, dtype=np.float64), before, ends)
         sq = np.einsum("ij,ij->i", x, x)
         cross = 2.0 * np.einsum("ij,ij->i", x, before) + sq
         rows = DispersionRows(np.empty_like(sq), np.empty_like(cross), np.empty(len(s), dtype=np.int64))

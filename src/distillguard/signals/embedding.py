@@ -11,8 +11,7 @@ import os
 import re
 import shutil
 import threading
-from collections import ChainMap
-from collections.abc import Mapping
+from functools import cache
 from itertools import chain
 from pathlib import Path
 from typing import Any
@@ -108,59 +107,102 @@ class Embedding(Signal):
         Bit for bit wordllama's `embed(..., norm=False)` normalised here, at a fraction of the cost:
         the ids come word by word from a memo (`_token_ids`), and each text's token vectors are summed
         in token order in float32 and divided by the token count, as wordllama's average pool does
-        (its padding adds only zeros). Texts of one token count are summed together, as wordllama
-        sums a padded batch: one (texts, tokens, DIMENSIONS) sum over the tokens' axis."""
+        (its padding adds only zeros): `_pooled_sums`."""
         if not texts:
             return np.zeros((0, DIMENSIONS), dtype=np.float32)
         table = self.model.embedding
-        ids = self._token_ids([t[:TRUNCATE_CHARS] for t in texts])
-        lengths = np.fromiter(map(len, ids), dtype=np.intp, count=len(ids))
-        flat = np.fromiter(chain.from_iterable(ids), dtype=np.intp, count=int(lengths.sum()))
+        flat, lengths = self._token_ids([t[:TRUNCATE_CHARS] for t in texts])
         if len(flat) and (flat.min() < 0 or flat.max() >= len(table)):
             np.clip(flat, 0, len(table) - 1, out=flat)  # as wordllama does (never with its own vocabulary)
         starts = np.cumsum(lengths) - lengths
-        vectors = np.zeros((len(texts), DIMENSIONS), dtype=np.float32)
-        for length in np.unique(lengths[lengths > 0]).tolist():
-            same = np.flatnonzero(lengths == length)
-            for part in range(0, len(same), BATCH_SIZE):  # bounded memory: BATCH_SIZE texts at once
-                rows = same[part : part + BATCH_SIZE]
-                tokens = flat[starts[rows][:, None] + np.arange(length)]
-                vectors[rows] = table[tokens].sum(axis=1, dtype=np.float32) / np.float32(length)
+        sums = _pooled_sums()(table, flat, starts, lengths)
+        # an empty text's sum is all +0.0, and stays so divided by 1
+        vectors = sums / np.maximum(lengths, 1).astype(np.float32)[:, None]
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         return np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
 
-    def _token_ids(self, texts: list[str]) -> list[list[int]]:
-        """The ids wordllama's tokenizer gives each text (`encode(text, add_special_tokens=False)`).
+    def _token_ids(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """The ids wordllama's tokenizer gives each text (`encode(text, add_special_tokens=False)`),
+        all texts' one after another, and each text's count.
 
-        A word key k is tokenised by that same tokenizer as the text k: its normaliser makes it
-        SPACE + k (k has no space) but for the empty key, whose word is SPACE alone."""
+        A word key k is tokenised as the BPE sees it in a text: SPACE + k (the normaliser's output
+        for the text k, but for the empty key, whose word is SPACE alone), by the tokenizer's own
+        model, skipping the normaliser, padding and post-processing a word does not need. The ids
+        are gathered with NumPy: each distinct word's ids once, then every text's words as indices
+        into them (one dictionary look-up per word, no Python list per text)."""
         tokenizer = self.model.tokenizer
+        bpe = tokenizer.model
         keyed = [_word_keys(t) for t in texts]
-        wanted = set(chain.from_iterable(keys for keys in keyed if keys is not None))
+        # the batch's distinct words, then its texts with an added token (each one "word": the whole)
+        words = dict.fromkeys(chain.from_iterable(keys for keys in keyed if keys is not None))
         memo = self._words
-        missing = [key for key in wanted if key not in memo]
-        fresh = dict(zip(missing, _unpadded_ids(tokenizer, missing), strict=True))
-        if "" in fresh:
-            fresh[""] = [tokenizer.token_to_id(_SPACE)]
+        fresh = {key: [token.id for token in bpe.tokenize(_SPACE + key)] for key in words if key not in memo}
         kept = {key: ids for key, ids in fresh.items() if len(key) <= WORD_CHARS}
         if len(memo) + len(kept) > WORD_MEMO:  # full: keep only this batch's words
-            memo = self._words = {key: memo[key] for key in wanted if key in memo}
+            memo = self._words = {key: memo[key] for key in words if key in memo}
         memo.update(kept)
         # long words are this call's only
-        ids: Mapping[str, list[int]] = memo if len(kept) == len(fresh) else ChainMap(fresh, memo)
-        whole = iter(
-            _unpadded_ids(tokenizer, [t for t, keys in zip(texts, keyed, strict=True) if keys is None])
+        pieces = [ids if (ids := memo.get(key)) is not None else fresh[key] for key in words]
+        whole = [t for t, keys in zip(texts, keyed, strict=True) if keys is None]
+        pieces += _unpadded_ids(tokenizer, whole)
+        index = dict(zip(words, range(len(words)), strict=True))
+        at_whole = iter(range(len(words), len(pieces)))
+        counts = np.fromiter(
+            (1 if keys is None else len(keys) for keys in keyed), dtype=np.intp, count=len(keyed)
         )
-        return [
-            next(whole) if keys is None else list(chain.from_iterable(map(ids.__getitem__, keys)))
-            for keys in keyed
-        ]
+        # each text's pieces, in order: indices into `pieces`
+        of_text = np.fromiter(
+            chain.from_iterable(
+                (next(at_whole),) if keys is None else map(index.__getitem__, keys) for keys in keyed
+            ),
+            dtype=np.intp,
+            count=int(counts.sum()),
+        )
+        piece_lengths = np.fromiter(map(len, pieces), dtype=np.intp, count=len(pieces))
+        piece_ids = np.fromiter(chain.from_iterable(pieces), dtype=np.intp, count=int(piece_lengths.sum()))
+        # the ids of the pieces one after another: piece p's ids start at piece_starts[p]
+        sizes = piece_lengths[of_text]
+        ends = np.cumsum(sizes)
+        placed = ends - sizes  # where each piece's ids go in the output
+        gather = np.arange(int(ends[-1]) if len(ends) else 0) + np.repeat(
+            (np.cumsum(piece_lengths) - piece_lengths)[of_text] - placed, sizes
+        )
+        # each text's count: the sum of its pieces' (its pieces are consecutive in `of_text`)
+        bounds = np.concatenate(([0], ends))[np.cumsum(counts)]
+        lengths = np.diff(np.concatenate(([0], bounds)))
+        return piece_ids[gather], lengths
 
     def embed_calls(self, calls: list[CallView]) -> np.ndarray:
         return self.embed([call.prompt for call in calls])
 
     def analyze(self, call: CallView) -> SignalResult | None:
         return None  # a vector provider: use `embed`; there is no per-call score to give
+
+
+def _pooled_sums_python(
+    table: np.ndarray, ids: np.ndarray, starts: np.ndarray, lengths: np.ndarray
+) -> np.ndarray:
+    """Each text's sum of `table[id]` over its ids, in float32, from +0.0 and in token order: the
+    additions NumPy makes for wordllama's pool, `table[tokens].sum(axis=1, dtype=np.float32)` over
+    a (texts, tokens, dims) array (the dims are its innermost loop, so each dim's sum runs along the
+    tokens one by one, from the identity +0.0). Row by row here, without the gathered array."""
+    out = np.zeros((starts.shape[0], table.shape[1]), dtype=np.float32)
+    for t in range(starts.shape[0]):
+        row = out[t]
+        for j in range(starts[t], starts[t] + lengths[t]):
+            vector = table[ids[j]]
+            for d in range(row.shape[0]):
+                row[d] += vector[d]
+    return out
+
+
+@cache
+def _pooled_sums() -> Any:
+    """`_pooled_sums_python` compiled by Numba (imported on first use), cached on disk beside this
+    module, so later processes load it."""
+    from numba import njit
+
+    return njit(cache=True, nogil=True)(_pooled_sums_python)
 
 
 def _unpadded_ids(tokenizer: Any, texts: list[str]) -> list[list[int]]:
