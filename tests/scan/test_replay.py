@@ -207,3 +207,38 @@ def test_a_full_embedding_memo_starts_again_without_losing_the_batch(
     for account, want in expected.items():
         assert got[account].window.features() == want.window.features()
         assert got[account].embedded == want.embedded > 0
+
+
+def test_each_embedded_call_gets_its_own_prompts_vector(
+    store: CallStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the stage embeds each distinct prompt once and remembers vectors across batches: the rows it
+    # hands on are, byte for byte, each chosen call's prompt embedded on its own
+    import distillguard.scan.replay as replay_module
+
+    handed: list[np.ndarray] = []
+    rows_into = replay_module.Dispersion.rows_into
+
+    def keeping(seg, vectors, sums, known):
+        handed.append(vectors.copy())
+        return rows_into(seg, vectors, sums, known)
+
+    monkeypatch.setattr(replay_module.Dispersion, "rows_into", staticmethod(keeping))
+    stage = CallStage()
+    embeddings = stage._embeddings
+    prompts: list[list[str]] = []
+
+    def choosing(batch, ids, position):
+        rows, chosen = embeddings(batch, ids, position)
+        if chosen is not None:
+            prompts.append(batch.column("prompt").take(chosen).to_pylist())
+        return rows, chosen
+
+    monkeypatch.setattr(stage, "_embeddings", choosing)
+    for batch in _batches(store):
+        stage.observe_batch(batch)
+    assert len(handed) == len(prompts) > 1
+    assert any(len(set(texts)) < len(texts) for texts in prompts)  # prompts repeat within a batch
+    for vectors, texts in zip(handed, prompts, strict=True):
+        alone = np.stack([stage.embedder.embed([text])[0] for text in texts])
+        assert vectors.tobytes() == alone.tobytes()

@@ -304,21 +304,29 @@ class CallStage:
         if not len(chosen):
             return None, None
         np.add.at(self._embedded, ids[chosen], 1)
-        prompts = prompt.take(pa.array(chosen)).to_pylist()
+        taken = prompt.take(pa.array(chosen))
+        if isinstance(taken, pa.ChunkedArray):
+            taken = taken.combine_chunks()
         # Templated and harvesting traffic sends the same prompt many times: embed each distinct
         # prompt once (rows are pooled independently, so a prompt's vector does not depend on its
-        # batch) and remember a bounded number across batches.
-        known = {p: v for p in dict.fromkeys(prompts) if (v := self._vectors.get(p)) is not None}
-        missing = [p for p in dict.fromkeys(prompts) if p not in known]
+        # batch) and remember a bounded number across batches. The distinct prompts are found by
+        # Arrow (only they become Python strings), each row's vector taken from theirs by index.
+        encoded = pc.dictionary_encode(taken)
+        distinct = encoded.dictionary.to_pylist()
+        found = list(map(self._vectors.get, distinct))
+        missing = [p for p, v in zip(distinct, found, strict=True) if v is None]
+        fresh: dict[str, np.ndarray] = {}
         if missing:
             matrix = self.embedder.embed(missing)  # type: ignore[attr-defined]
             fresh = dict(zip(missing, matrix, strict=True))
-            known.update(fresh)
-            # a full memo starts again (the batch's own vectors are in `known`, not read from it)
+            # a full memo starts again (the batch's own vectors are in `fresh`, not read from it)
             if len(self._vectors) + len(fresh) > EMBED_MEMO:
                 self._vectors.clear()
             self._vectors.update(fresh)
-        vectors = np.stack([known[p] for p in prompts])
+        distinct_vectors = np.stack(
+            [fresh[p] if v is None else v for p, v in zip(distinct, found, strict=True)]
+        )
+        vectors = distinct_vectors[np.asarray(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.intp)]
         if len(self._summed) < len(self._labels):  # new accounts: room for theirs (2 KB each)
             grow = max(len(self._labels), 2 * len(self._summed))
             sums = np.zeros((grow, vectors.shape[1]))

@@ -160,16 +160,14 @@ class Embedding(Signal):
         )
         piece_lengths = np.fromiter(map(len, pieces), dtype=np.intp, count=len(pieces))
         piece_ids = np.fromiter(chain.from_iterable(pieces), dtype=np.intp, count=int(piece_lengths.sum()))
-        # the ids of the pieces one after another: piece p's ids start at piece_starts[p]
+        # the texts' ids: each piece's ids copied in turn, from where they sit in `piece_ids` to
+        # where they go in the output
         sizes = piece_lengths[of_text]
         ends = np.cumsum(sizes)
-        placed = ends - sizes  # where each piece's ids go in the output
-        gather = np.arange(int(ends[-1]) if len(ends) else 0) + np.repeat(
-            (np.cumsum(piece_lengths) - piece_lengths)[of_text] - placed, sizes
-        )
-        # each text's count: the sum of its pieces' (its pieces are consecutive in `of_text`)
-        bounds = np.concatenate(([0], ends))[np.cumsum(counts)]
-        lengths = np.diff(np.concatenate(([0], bounds)))
+        shift = (np.cumsum(piece_lengths) - piece_lengths)[of_text] - (ends - sizes)
+        gather = np.arange(int(ends[-1]) if len(ends) else 0) + np.repeat(shift, sizes)
+        # a text's count: the sum of its pieces' (consecutive in `of_text`)
+        lengths = np.diff(np.concatenate(([0], ends))[np.cumsum(counts)], prepend=0)
         return piece_ids[gather], lengths
 
     def embed_calls(self, calls: list[CallView]) -> np.ndarray:
