@@ -6,6 +6,7 @@ import itertools
 
 import numpy as np
 from datasketch import MinHash, MinHashLSH
+from datasketch.hashfunc import sha1_hash32
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -72,3 +73,19 @@ def test_candidate_pairs_are_what_each_lsh_query_finds(
     )
     firsts, seconds = minhash.candidate_pairs(_bulk(sets, num_perm, 7), threshold)
     assert list(zip(firsts.tolist(), seconds.tolist(), strict=True)) == expected
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.frozensets(st.text(max_size=6), min_size=1, max_size=10), min_size=1, max_size=8))
+def test_signatures_of_text_are_datasketchs_with_its_default_hash(sets: list[frozenset[str]]) -> None:
+    # content families hash each shingle with sha1_hash32, datasketch's own default for affine32
+    template = MinHash(num_perm=64, seed=1)
+    expected = []
+    for shingles in sets:
+        sketch = MinHash(num_perm=64, permutations=template.permutations, scheme=template.scheme)
+        sketch.update_batch([s.encode("utf-8", "surrogatepass") for s in shingles])
+        expected.append(sketch.hashvalues.tolist())
+    items = [sha1_hash32(s.encode("utf-8", "surrogatepass")) for shingles in sets for s in shingles]
+    lengths = np.array([len(s) for s in sets], dtype=np.int64)
+    found = minhash.signatures(np.array(items, dtype=np.uint32), lengths, minhash.permutations(64, seed=1))
+    assert found.tolist() == expected

@@ -514,7 +514,7 @@ def _sync_evidence(
     # the low 32 bits of each bucket's hash are its item hash (a minimum over a set: order is moot)
     items = np.fromiter(itertools.chain.from_iterable(kept), dtype=np.uint64, count=int(lengths.sum()))
     sketches = minhash.signatures(
-        items & np.uint64(0xFFFFFFFF), lengths, minhash.permutations(sync.num_perm, 7)
+        items & np.uint64(0xFFFFFFFF), lengths, minhash.permutations(sync.num_perm, seed=7)
     )
     # Bonferroni over every pair that could have been compared
     log_p_max = math.log(sync.max_p_value) - math.log(len(eligible) * (len(eligible) - 1) / 2)
