@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -392,11 +392,12 @@ def _cluster_of(
         key=lambda e: (-e.weight, e.a, e.b, e.kind),
     )
     shared: dict[str, set[str]] = defaultdict(set)
-    member_set = set(members)
-    for aid in members:
-        for ind in indicators[aid]:
-            if sum(1 for other in holders.get(ind, ()) if other in member_set) >= 2:
-                shared[ind.kind].add(ind.value)
+    # an indicator two members hold (an ignored one has no holders): counted over the members,
+    # not over its holders, who for a common one are much of the run
+    held = Counter(ind for aid in members for ind in indicators[aid] if ind in holders)
+    for ind, count in held.items():
+        if count >= 2:
+            shared[ind.kind].add(ind.value)
     for aid in members:
         for ind in actor_matches.get(aid, ()):
             shared[ind.kind].add(ind.value)
@@ -624,11 +625,13 @@ def _centroid_evidence(
     if len(ready) < 2 or not pairs:
         return
     population = np.mean(np.stack(list(ready.values())), axis=0)
+    # each account's centred centroid and its length, once, not once per pair it is in
+    centred = {aid: (u := c - population, np.linalg.norm(u)) for aid, c in ready.items()}
     for (a, b), found in pairs.items():
-        if a not in ready or b not in ready:
+        if a not in centred or b not in centred:
             continue
-        u, v = ready[a] - population, ready[b] - population
-        norm = float(np.linalg.norm(u) * np.linalg.norm(v))
+        (u, u_norm), (v, v_norm) = centred[a], centred[b]
+        norm = float(u_norm * v_norm)
         if norm == 0.0:
             continue
         cosine = float(u @ v) / norm
