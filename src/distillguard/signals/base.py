@@ -238,7 +238,7 @@ class DistinctCalls:
         self.of_row = of_row
         self.keys = keys
         self.columns = columns if columns is not None else {}
-        self.derived: dict[str, Any] = {}
+        self.derived: dict[object, Any] = {}
 
     def __len__(self) -> int:
         if self._views is not None:
