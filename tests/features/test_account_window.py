@@ -287,6 +287,18 @@ def test_packed_window_is_read_only_and_merges_through_a_copy() -> None:
     assert packed.features() == first.features()  # unpacked() was a copy
 
 
+def test_a_remembering_window_unpickles_each_state_once_and_leaves_the_packed_one_alone() -> None:
+    window = _busy_window()
+    assert window.remembering() is window  # its states are objects already
+    packed = window.packed()
+    remembering = packed.remembering()
+    assert isinstance(remembering, PackedWindow)
+    assert remembering.templates is remembering.templates  # one copy, read once
+    assert remembering.n == window.n and remembering.features() == window.features()
+    remembering.templates.counts.clear()
+    assert packed.templates.counts == window.templates.counts
+
+
 def test_output_lengths_abstain_on_calls_without_an_answer() -> None:
     answered = call(0, 0.0, prompt="abcd", response_text="x" * 40, n_user_turns=1)
     failed = call(1, 5.0, prompt="abcdefgh", response_text="", status=500, n_user_turns=1)

@@ -203,6 +203,40 @@ def test_distinct_estimate_and_jaccard() -> None:
     assert Distinct.jaccard(small_a, small_b) == 5 / 15
 
 
+def _bottom_k_jaccard(a: Distinct, b: Distinct) -> float:
+    """Distinct.jaccard's definition, spelled with sets and a sort (the method uses NumPy)."""
+    sa, sb = set(a.smallest()), set(b.smallest())
+    if a.exact and b.exact:
+        union = sa | sb
+        return len(sa & sb) / len(union) if union else 0.0
+    cut = min(a._cut_value(), b._cut_value())
+    union_k = sorted(h for h in sa | sb if h <= cut)[: min(a.k, b.k)]
+    if not union_k:
+        return 0.0
+    return sum(1 for h in union_k if h in sa and h in sb) / len(union_k)
+
+
+@given(
+    st.integers(2, 12),
+    st.integers(2, 12),
+    st.lists(st.integers(0, 60), max_size=80),
+    st.lists(st.integers(0, 60), max_size=80),
+    st.booleans(),
+)
+def test_distinct_jaccard_is_the_bottom_k_estimate(
+    k_a: int, k_b: int, items_a: list[int], items_b: list[int], near_the_top: bool
+) -> None:
+    # hashes from a small domain share items; near the top of the 64-bit range they test the cut
+    shift = 2**64 - 61 if near_the_top else 0
+    a, b = Distinct(k=k_a), Distinct(k=k_b)
+    for item in items_a:
+        a.observe(shift + item if near_the_top else hash_int(item))
+    for item in items_b:
+        b.observe(shift + item if near_the_top else hash_int(item))
+    assert Distinct.jaccard(a, b) == _bottom_k_jaccard(a, b)
+    assert Distinct.jaccard(b, a) == _bottom_k_jaccard(b, a)
+
+
 def test_hash_helpers_agree_between_scalar_and_vector_forms() -> None:
     values = np.array([0, 1, 2**40, -5], dtype=np.int64)
     assert hash_ints(values).tolist() == [hash_int(int(v)) for v in values]

@@ -16,6 +16,7 @@ from distillguard.features import measure_columns
 from distillguard.features.catalog import SIGNAL_NAMES, template_frame
 from distillguard.features.columns import Columns, col
 from distillguard.features.reducers import Dispersion
+from distillguard.signals.base import TEXT_ENCODINGS
 from tests.features.feature_streams import random_calls
 from tests.features.test_columnar import calls_table
 
@@ -62,6 +63,7 @@ def test_a_text_column_is_encoded_once_a_batch_and_measures_read_the_same_column
         return encode(array, *args, **kwargs)
 
     monkeypatch.setattr(pc, "dictionary_encode", counting)
+    TEXT_ENCODINGS.clear()  # the calls above left the batch's encodings in the shared memo
     measure_columns(table, SIGNAL_NAMES)
     assert len(encoded) == 1
     # each measure encoding its own copy, as before the cache

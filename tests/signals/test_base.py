@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 import msgspec
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -18,7 +19,7 @@ from hypothesis import strategies as st
 import distillguard.signals.base as base_module
 from distillguard.events.call_view import VIEW_SCHEMA, CallView
 from distillguard.signals import registry
-from distillguard.signals.base import LazyResults, distinct_views, score_down, scores_down
+from distillguard.signals.base import LazyResults, TextEncodings, distinct_views, score_down, scores_down
 from distillguard.signals.template import Template
 
 PROMPTS = [
@@ -258,3 +259,27 @@ def test_distinct_views_are_built_from_their_columns_when_read() -> None:
 def test_scores_down_in_numpy_are_score_down_of_each(values) -> None:
     array = np.asarray(values, dtype=np.float32)
     assert scores_down(array) == [score_down(float(v)) for v in array]
+
+
+def test_text_encodings_are_shared_only_by_the_same_buffers() -> None:
+    """The memo knows an array by its buffers, offset, length and type: the same column read again
+    shares its encoding; equal text in other buffers, another slice of the same buffers, or the
+    other null encoding of an array with nulls, each get their own."""
+    encodings = TextEncodings()
+    batch = pa.RecordBatch.from_arrays([pa.array(["a", "b", None, "a"])], ["x"])
+    first = encodings.of(batch.column(0))
+    assert encodings.of(batch.column(0)) is first  # a new Python object, the same buffers
+    assert first.equals(pc.dictionary_encode(batch.column(0)))
+    assert encodings.of(pa.array(["a", "b", None, "a"])) is not first  # equal values, other buffers
+    assert encodings.of(batch.column(0).slice(1)).equals(pc.dictionary_encode(batch.column(0).slice(1)))
+    with_nulls = encodings.of(batch.column(0), nulls="encode")
+    assert with_nulls is not first and with_nulls.equals(
+        pc.dictionary_encode(batch.column(0), null_encoding="encode")
+    )
+    no_nulls = pa.array(["x", "y", "x"])
+    assert encodings.of(no_nulls, nulls="encode") is encodings.of(no_nulls)  # the same encoding either way
+    for n in range(TextEncodings.KEEP + 3):  # bounded: the oldest let go
+        encodings.of(pa.array([str(n)]))
+    assert len(encodings._held) == TextEncodings.KEEP
+    encodings.clear()
+    assert not encodings._held

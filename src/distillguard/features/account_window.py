@@ -170,6 +170,11 @@ class AccountWindow:
         """A mutable copy of this window (to merge into without changing it)."""
         return copy.deepcopy(self)
 
+    def remembering(self) -> AccountWindow:
+        """This window for a reader that reads some states many times (linking reads a few states
+        of every account, some of them in several passes): its states are objects already."""
+        return self
+
     # -- one call at a time ------------------------------------------------------------------
 
     def observe(
@@ -326,6 +331,28 @@ class PackedStates(Mapping[str, Any]):
         return (PackedStates, (self._names, self._blob, self._ends))
 
 
+class _RememberedStates(Mapping[str, Any]):
+    """Packed states, each unpickled on its first read and that copy kept (`PackedWindow.remembering`)."""
+
+    __slots__ = ("_packed", "_read")
+
+    def __init__(self, packed: Mapping[str, Any]) -> None:
+        self._packed = packed
+        self._read: dict[str, Any] = {}
+
+    def __getitem__(self, name: str) -> Any:
+        read = self._read
+        if name not in read:
+            read[name] = self._packed[name]
+        return read[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._packed)
+
+    def __len__(self) -> int:
+        return len(self._packed)
+
+
 class PackedWindow(AccountWindow):
     """A read-only window whose states stay pickled until read (`PackedStates`).
 
@@ -353,7 +380,7 @@ class PackedWindow(AccountWindow):
         return packed
 
     @classmethod
-    def _of_states(cls, signal_names: tuple[str, ...], states: PackedStates) -> PackedWindow:
+    def _of_states(cls, signal_names: tuple[str, ...], states: Mapping[str, Any]) -> PackedWindow:
         packed = cls.__new__(cls)
         packed.signal_names = signal_names
         packed._plan = plan_for(signal_names)
@@ -368,6 +395,12 @@ class PackedWindow(AccountWindow):
 
     def unpacked(self) -> AccountWindow:
         return AccountWindow.from_states(self.signal_names, dict(self.states.items()))
+
+    def remembering(self) -> PackedWindow:
+        """A read-only window that unpickles each state at most once and then hands out that one
+        copy: for a reader that reads some states many times, and changes none (the packed window
+        it came from stays as it was whatever the reader does)."""
+        return PackedWindow._of_states(self.signal_names, _RememberedStates(self.states))
 
     def observe(
         self,

@@ -36,7 +36,7 @@ import pyarrow.compute as pc
 
 from distillguard.events.call_view import CallView
 from distillguard.features.reducers import hash_int, hash_ints, hash_text, text_digest
-from distillguard.signals.base import distinct_codes
+from distillguard.signals.base import TEXT_ENCODINGS, distinct_codes
 
 SIGNAL_PREFIX = "signal."
 FINGERPRINT = "fingerprint"
@@ -110,7 +110,7 @@ class Columns:
         key: object = ("col", expr.name) if isinstance(expr, Col) else id(expr)
         found = self.encoded.get(key)
         if found is None:
-            found = self.encoded[key] = pc.dictionary_encode(expr.evaluate(self))
+            found = self.encoded[key] = TEXT_ENCODINGS.of(expr.evaluate(self))
         return found
 
 

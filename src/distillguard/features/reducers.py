@@ -476,16 +476,25 @@ class Distinct:
     @staticmethod
     def jaccard(a: Distinct, b: Distinct) -> float:
         """|A ∩ B| / |A ∪ B|: exact while both are exact, else the bottom-k estimate of the union."""
-        sa, sb = set(a.smallest()), set(b.smallest())
         if a.exact and b.exact:
+            sa, sb = set(a.smallest()), set(b.smallest())
             union = sa | sb
             return len(sa & sb) / len(union) if union else 0.0
         k = min(a.k, b.k)
-        cut = min(a._cut_value(), b._cut_value())
-        union_k = sorted(h for h in sa | sb if h <= cut)[:k]
-        if not union_k:
+        cut = np.uint64(min(a._cut_value(), b._cut_value()))
+        # the k smallest hashes of the union at or below the cut, and how many of them both hold:
+        # each sample is ascending and distinct, so merged, a hash both hold is a repeat
+        merged = np.concatenate(
+            (np.array(a.smallest(), dtype=np.uint64), np.array(b.smallest(), dtype=np.uint64))
+        )
+        merged.sort(kind="stable")  # two sorted runs: a merge
+        repeat = merged[1:] == merged[:-1]
+        union = merged[np.append(True, ~repeat)]
+        union_k = union[: np.searchsorted(union, cut, side="right")][:k]
+        if not len(union_k):
             return 0.0
-        return sum(1 for h in union_k if h in sa and h in sb) / len(union_k)
+        both = merged[1:][repeat]
+        return int(np.count_nonzero(both <= union_k[-1])) / len(union_k)
 
     def _cut_value(self) -> int:
         s = self.smallest()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,13 +22,12 @@ from typing import Any
 
 import networkx as nx
 import numpy as np
-from datasketch import MinHash, MinHashLSH
 from scipy.special import pdtrc
 
 from distillguard.events.model import Account
 from distillguard.features.account_window import BUCKET_MS, HOUR_MS, AccountWindow
 from distillguard.features.reducers import Distinct, unhash_int, unhash_ints
-from distillguard.linking import content
+from distillguard.linking import content, minhash
 from distillguard.linking.config import LinkConfig
 from distillguard.linking.indicator import Indicator
 
@@ -208,6 +207,8 @@ def link(
     """
     config = config or LinkConfig()
     accounts = accounts or {}
+    # the passes below read some of each account's states several times: unpickle each once
+    windows = {aid: window.remembering() for aid, window in windows.items()}
     indicators = {aid: account_indicators(w, accounts.get(aid), config) for aid, w in windows.items()}
     previews: dict[str, str] = {}
     for window in windows.values():
@@ -391,11 +392,12 @@ def _cluster_of(
         key=lambda e: (-e.weight, e.a, e.b, e.kind),
     )
     shared: dict[str, set[str]] = defaultdict(set)
-    member_set = set(members)
-    for aid in members:
-        for ind in indicators[aid]:
-            if sum(1 for other in holders.get(ind, ()) if other in member_set) >= 2:
-                shared[ind.kind].add(ind.value)
+    # an indicator two members hold (an ignored one has no holders): counted over the members,
+    # not over its holders, who for a common one are much of the run
+    held = Counter(ind for aid in members for ind in indicators[aid] if ind in holders)
+    for ind, count in held.items():
+        if count >= 2:
+            shared[ind.kind].add(ind.value)
     for aid in members:
         for ind in actor_matches.get(aid, ()):
             shared[ind.kind].add(ind.value)
@@ -508,35 +510,26 @@ def _sync_evidence(
     ]
     if len(eligible) < 2:
         return
-    template = MinHash(num_perm=sync.num_perm, seed=7)
-    lsh = MinHashLSH(threshold=sync.lsh_threshold, num_perm=sync.num_perm)
-    sketches = {}
-    for aid in eligible:
-        sketch = MinHash(
-            num_perm=sync.num_perm,
-            hashfunc=_low32,
-            permutations=template.permutations,
-            scheme=template.scheme,
-        )
-        sketch.update_batch(list(activity[aid].kept))  # a minimum over the items: order is moot
-        sketches[aid] = sketch
-        lsh.insert(aid, sketch)
-    checked: set[tuple[str, str]] = set()
+    kept = [activity[aid].kept for aid in eligible]
+    lengths = np.fromiter(map(len, kept), dtype=np.int64, count=len(kept))
+    # the low 32 bits of each bucket's hash are its item hash (a minimum over a set: order is moot)
+    items = np.fromiter(itertools.chain.from_iterable(kept), dtype=np.uint64, count=int(lengths.sum()))
+    sketches = minhash.signatures(
+        items & np.uint64(0xFFFFFFFF), lengths, minhash.permutations(sync.num_perm, seed=7)
+    )
     # Bonferroni over every pair that could have been compared
     log_p_max = math.log(sync.max_p_value) - math.log(len(eligible) * (len(eligible) - 1) / 2)
     null = _Null(hour_load, total)
     # Pairs already joined through linked pairs need no more evidence to be one cluster: in a
-    # hydra of n accounts that saves most of the n²/2 comparisons.
+    # hydra of n accounts that saves most of the n²/2 comparisons. Which pairs the union-find lets
+    # through depends on their order: by the first account, then the second (eligible is sorted),
+    # as when each account's LSH candidates were checked in turn, a pair seen from its first side.
     joined = nx.utils.UnionFind()
-    for a in eligible:
-        # sorted: the LSH answers a set, and which pairs the union-find lets through depends on order
-        for b in sorted(lsh.query(sketches[a])):
-            pair = (a, b) if a < b else (b, a)
-            if a == b or pair in checked or joined[a] == joined[b]:
-                continue
-            checked.add(pair)
-            if _sync_pair(pair, windows, activity, null, log_p_max, config, pairs):
-                joined.union(a, b)
+    firsts, seconds = minhash.candidate_pairs(sketches, sync.lsh_threshold)
+    for i, j in zip(firsts.tolist(), seconds.tolist(), strict=True):
+        a, b = eligible[i], eligible[j]
+        if joined[a] != joined[b] and _sync_pair((a, b), windows, activity, null, log_p_max, config, pairs):
+            joined.union(a, b)
 
 
 class _Null:
@@ -557,10 +550,6 @@ class _Null:
             chance = (load[hour] - count - others.get(hour, 0.0)) / rest
             expected += count * min(1.0, other.active * max(chance, 0.0))
         return expected
-
-
-def _low32(value: int) -> int:
-    return value & 0xFFFFFFFF
 
 
 def _sync_pair(
@@ -636,11 +625,13 @@ def _centroid_evidence(
     if len(ready) < 2 or not pairs:
         return
     population = np.mean(np.stack(list(ready.values())), axis=0)
+    # each account's centred centroid and its length, once, not once per pair it is in
+    centred = {aid: (u := c - population, np.linalg.norm(u)) for aid, c in ready.items()}
     for (a, b), found in pairs.items():
-        if a not in ready or b not in ready:
+        if a not in centred or b not in centred:
             continue
-        u, v = ready[a] - population, ready[b] - population
-        norm = float(np.linalg.norm(u) * np.linalg.norm(v))
+        (u, u_norm), (v, v_norm) = centred[a], centred[b]
+        norm = float(u_norm * v_norm)
         if norm == 0.0:
             continue
         cosine = float(u @ v) / norm

@@ -2,7 +2,7 @@
 they share no infrastructure.
 
 Each account's heavy-hitter templates (their fixed frames, see `AccountWindow.template_frames`) and
-system prompts are cut into token-bigram shingles. MinHash LSH (`datasketch`, already a dependency)
+system prompts are cut into token-bigram shingles. MinHash LSH (`linking.minhash`, datasketch's)
 finds near-duplicates across the whole run without comparing every pair, and near-duplicates whose
 exact shingle Jaccard reaches `ContentRule.min_jaccard` are grouped into one family: a pipeline's
 template and its paraphrased variants. `linking.actor_cluster` weighs what two accounts share by
@@ -18,9 +18,11 @@ from collections.abc import Callable, Iterable, Mapping, Set
 from dataclasses import dataclass
 
 import networkx as nx
-from datasketch import MinHash, MinHashLSH
+import numpy as np
+from datasketch.hashfunc import sha1_hash32
 
 from distillguard.features.account_window import AccountWindow
+from distillguard.linking import minhash
 from distillguard.linking.config import ContentRule
 
 # CJK and kana/hangul are written without spaces: each character is a token there, words elsewhere;
@@ -108,29 +110,32 @@ def families(
         by_text[text].append(key)
     sets = {text: shingles(text) for text in by_text}
     sets = {text: s for text, s in sets.items() if s}
-    lsh = MinHashLSH(threshold=rule.lsh_threshold, num_perm=rule.num_perm)
-    sketches: dict[str, MinHash] = {}
-    template = MinHash(num_perm=rule.num_perm, seed=1)  # drawing permutations costs more than hashing
-    for i, (text, shingle_set) in enumerate(sorted(sets.items())):
-        sketch = MinHash(num_perm=rule.num_perm, permutations=template.permutations, scheme=template.scheme)
-        sketch.update_batch([s.encode("utf-8", "surrogatepass") for s in shingle_set])
-        sketches[text] = sketch
-        lsh.insert(str(i), sketch)
-    names = {str(i): text for i, text in enumerate(sorted(sets))}
+    # one sketch per text, in sorted order; a shingle many texts share is hashed once
+    ordered = sorted(sets)
+    hash_of: dict[str, int] = {}
+    items = []
+    for text in ordered:
+        for shingle in sets[text]:
+            if (item := hash_of.get(shingle)) is None:
+                item = hash_of[shingle] = sha1_hash32(shingle.encode("utf-8", "surrogatepass"))
+            items.append(item)
+    lengths = np.fromiter((len(sets[text]) for text in ordered), dtype=np.int64, count=len(ordered))
+    sketches = minhash.signatures(
+        np.array(items, dtype=np.uint32), lengths, minhash.permutations(rule.num_perm, seed=1)
+    )
     # variants joined directly by an exact Jaccard at or above the threshold; connected
-    # components are families (union-find from networkx)
+    # components are families (union-find from networkx; which member is a family's root is
+    # moot: only the members are read)
     joined = nx.utils.UnionFind(by_text)
     least: dict[str, float] = {}
-    for text, sketch in sketches.items():
-        for other_id in lsh.query(sketch):
-            other = names[other_id]
-            if other <= text:
-                continue
-            similarity = jaccard(sets[text], sets[other])
-            if similarity >= rule.min_jaccard:
-                joined.union(text, other)
-                least[text] = min(least.get(text, 1.0), similarity)
-                least[other] = min(least.get(other, 1.0), similarity)
+    firsts, seconds = minhash.candidate_pairs(sketches, rule.lsh_threshold)
+    for i, j in zip(firsts.tolist(), seconds.tolist(), strict=True):
+        text, other = ordered[i], ordered[j]
+        similarity = jaccard(sets[text], sets[other])
+        if similarity >= rule.min_jaccard:
+            joined.union(text, other)
+            least[text] = min(least.get(text, 1.0), similarity)
+            least[other] = min(least.get(other, 1.0), similarity)
     members: dict[str, list[str]] = defaultdict(list)
     for text in by_text:
         members[joined[text]].append(text)

@@ -49,7 +49,14 @@ from distillguard.features.columns import EMBEDDING, FINGERPRINT, SIGNAL_PREFIX
 from distillguard.features.reducers import Dispersion, DispersionRows
 from distillguard.features.segments import rank_in_run
 from distillguard.signals import registry
-from distillguard.signals.base import DistinctCalls, LazyResults, Signal, SignalResult, distinct_views
+from distillguard.signals.base import (
+    TEXT_ENCODINGS,
+    DistinctCalls,
+    LazyResults,
+    Signal,
+    SignalResult,
+    distinct_views,
+)
 
 EMBED_MEMO = 32_768  # distinct prompts whose embedding a worker remembers (~1 KiB each)
 EXCERPT_CHARS = 600
@@ -262,6 +269,7 @@ class CallStage:
         self._keep_examples(batch, ids, position)
         self._count_days(narrow.column(MS), ids)
         self.calls += rows
+        TEXT_ENCODINGS.clear()  # the batch's text columns, shared by its signals and measures
         clock("evidence, examples, days")
 
     def _account_ids(self, accounts: pa.Array | pa.ChunkedArray) -> np.ndarray:

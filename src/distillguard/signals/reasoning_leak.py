@@ -166,36 +166,31 @@ class ReasoningLeak(Signal):
         responses = [text or "" for text in calls.columns["response_text"]]
         reasonings = [text or "" for text in calls.columns["reasoning_text"]]
         # only an answer that came without reasoning is read for its score
-        answers = [
-            answer_text(head_and_tail(response)) if response and not reasoning else ""
-            for response, reasoning in zip(responses, reasonings, strict=True)
-        ]
-        model_scores: dict[str, float] = {}
-        if self.mode == "rules+model":
-            distinct = [a for a in dict.fromkeys(answers) if len(a) >= MIN_TRACE_CHARS]
-            if distinct:
-                model_scores = dict(zip(distinct, map(float, self.model.scores(distinct)), strict=True))
-        scores = np.empty(len(responses))
-        # the table's hits of every answer that came without reasoning, in one prefilter scan
         read = [
             i
             for i, (response, reasoning) in enumerate(zip(responses, reasonings, strict=True))
             if response and not reasoning
         ]
-        hits_of = dict(
-            zip(read, self.table.hits_many([head_and_tail(responses[i]) for i in read]), strict=True)
-        )
-        aspect_scores, get_model = self.table.aspect_scores, model_scores.get
-        for i, (response, reasoning, answer) in enumerate(zip(responses, reasonings, answers, strict=True)):
-            if reasoning:
-                scores[i] = 1.0
-            elif not response:
-                scores[i] = np.nan
-            else:  # as `_result` with no reasoning: the table's aspects, raised by the classifier
-                hits = hits_of[i]
-                score = max(0.0, *aspect_scores(hits).values()) if hits else 0.0
-                model = get_model(answer)
-                scores[i] = score if model is None else max(score, score_down(model))
+        heads = [head_and_tail(responses[i]) for i in read]
+        answers = [answer_text(head) for head in heads]
+        # the classifier's score of each read call (by its index): the calls are distinct, so
+        # their answers almost always differ, and scoring a rare repeat twice costs less than
+        # hashing every answer to find it (a text's score does not depend on its batch)
+        model_of: dict[int, float] = {}
+        if self.mode == "rules+model":
+            long = [k for k, answer in enumerate(answers) if len(answer) >= MIN_TRACE_CHARS]
+            if long:
+                scored = self.model.scores([answers[k] for k in long]).tolist()
+                model_of = {read[k]: score for k, score in zip(long, scored, strict=True)}
+        scores = np.full(len(responses), np.nan)
+        scores[[i for i, reasoning in enumerate(reasonings) if reasoning]] = 1.0
+        # the table's hits of every answer that came without reasoning, in one prefilter scan
+        aspect_scores, get_model = self.table.aspect_scores, model_of.get
+        for i, hits in zip(read, self.table.hits_many(heads), strict=True):
+            # as `_result` with no reasoning: the table's aspects, raised by the classifier
+            score = max(0.0, *aspect_scores(hits).values()) if hits else 0.0
+            model = get_model(i)
+            scores[i] = score if model is None else max(score, score_down(model))
 
         def build(i: int) -> SignalResult | None:
             view = CallView(
@@ -205,9 +200,9 @@ class ReasoningLeak(Signal):
                 response_text=responses[i],
                 reasoning_text=reasonings[i],
             )
-            # every answer, with reasoning or without (`answers` holds only the latter's)
+            # every answer, with reasoning or without (`model_of` holds only the latter's scores)
             answer = answer_text(head_and_tail(responses[i])) if responses[i] else ""
-            model = model_scores.get(answer)
+            model = model_of.get(i)
             if model is None and self.mode == "rules+model" and len(answer) >= MIN_TRACE_CHARS:
                 # an answer that came with reasoning: scored alone (texts score independently)
                 model = float(self.model.scores([answer])[0])

@@ -19,7 +19,7 @@ from distillguard.signals.base import (
     scores_down,
 )
 from distillguard.signals.patterns import Hit, PatternTable, head_and_tail
-from distillguard.signals.text_model import TextClassifier, load_classifier
+from distillguard.signals.text_model import EncodedTexts, TextClassifier, encode_texts, load_classifier
 
 MODES = ("rules+model", "rules")
 
@@ -40,7 +40,8 @@ def texts_of(system_prompt: str, prompt: str) -> str:
 # score_down; None in mode "rules") and the values of its parts (the table's aspects in order,
 # then "model"). Its full result is rebuilt from these and the rules when read.
 _Remembered = tuple[float, float | None, tuple[float, ...]]
-# `DistinctCalls.derived` entry: the text (`texts_of`) of each distinct call, None until built
+# `DistinctCalls.derived` entries: the text (`texts_of`) of each distinct call, None until built;
+# under (_TEXTS, the calls a classifier missed): their texts and encoding
 _TEXTS = "rules_and_model.texts_of"
 
 
@@ -111,13 +112,21 @@ class RulesAndModelSignal(Signal):
         texts: list[str | None] = calls.derived.setdefault(_TEXTS, [None] * len(calls))
 
         def compute(missing: list[int]) -> list[_Remembered]:
-            for i in missing:
-                if texts[i] is None:
-                    texts[i] = texts_of(system_prompts[i] or "", prompts[i] or "")
+            # the classifiers' memos are alike, so they miss the same calls: the first builds
+            # their texts (and the texts' encoding) for the others
+            key = (_TEXTS, tuple(missing))
+            found = calls.derived.get(key)
+            if found is None:
+                for i in missing:
+                    if texts[i] is None:
+                        texts[i] = texts_of(system_prompts[i] or "", prompts[i] or "")
+                wanted = [texts[i] or "" for i in missing]
+                found = calls.derived[key] = (
+                    wanted,
+                    encode_texts(wanted) if self.mode == "rules+model" else None,
+                )
             return self._remember(
-                [prompts[i] or "" for i in missing],
-                [turns[i] or 0 for i in missing],
-                [texts[i] or "" for i in missing],
+                [prompts[i] or "" for i in missing], [turns[i] or 0 for i in missing], *found
             )
 
         keys = calls.keys
@@ -134,18 +143,16 @@ class RulesAndModelSignal(Signal):
 
         return LazyResults(scores, build, parts)
 
-    def _remember(self, prompts: list[str], turns: list[int], texts: list[str]) -> list[_Remembered]:
-        """What `analyze_distinct` keeps of each call (`texts`: their `texts_of`): as `analyze_many`,
-        without its evidence."""
+    def _remember(
+        self, prompts: list[str], turns: list[int], texts: list[str], encoded: EncodedTexts | None
+    ) -> list[_Remembered]:
+        """What `analyze_distinct` keeps of each call (`texts`: their `texts_of`, `encoded`: the
+        texts encoded for the model): as `analyze_many`, without its evidence. Each text is scored
+        as it comes: distinct calls' texts almost never repeat, and a text's score does not
+        depend on its batch, so finding repeats (hashing every text) would cost more than it saves."""
         model: list[float | None] = [None] * len(texts)
         if self.mode == "rules+model":
-            unique = list(dict.fromkeys(texts))
-            down: list[float | None] = list(scores_down(self.model.scores(unique)))
-            if len(unique) == len(texts):  # most batches: the texts of distinct calls differ
-                model = down
-            else:
-                position = {text: k for k, text in enumerate(unique)}
-                model = [down[position[text]] for text in texts]
+            model = list(scores_down(self.model.scores(texts, encoded)))
         out: list[_Remembered] = []
         names = self._part_names()
         # the parts' values as a tuple (itemgetter of one name gives the value alone)

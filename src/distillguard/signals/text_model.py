@@ -218,33 +218,34 @@ class TextClassifier:
         exact = np.float32 if self.coef.dtype in (np.float16, np.float32) else np.float64
         return np.ascontiguousarray(self.coef, dtype=exact)
 
-    def logits(self, texts: list[str]) -> np.ndarray:
+    def logits(self, texts: list[str], encoded: EncodedTexts | None = None) -> np.ndarray:
         """Each text's sum of the weights of its n-grams, scaled, plus the intercept: one compiled
         pass over the bytes (`_weight_sums`), no n-gram array in memory.
 
         Summed per text in position order, in float64: the order differs from a per-size sum,
         the value does not, because float16 weights (the shipped artifacts) add up exactly in
         float64 (each is a multiple of 2**-24 below 2**16, and a text has fewer than 2**13 n-grams)."""
-        encoded = _LAST.of(texts)
+        if encoded is None:  # else `encode_texts(texts)`, shared by the caller's classifiers
+            encoded = _LAST.of(texts)
         sizes = np.asarray(sorted(HASHING["sizes"]), dtype=np.int64)
         mask = np.uint64(int(HASHING["n_features"]) - 1)
         sums = _weight_sums()(encoded.data, encoded.starts, encoded.lengths, self._table, sizes, mask, _BLOCK)
         return np.asarray(sums * encoded.scale + self.intercept)
 
-    def probabilities(self, texts: list[str]) -> np.ndarray:
+    def probabilities(self, texts: list[str], encoded: EncodedTexts | None = None) -> np.ndarray:
         """The logistic-regression probability (its scale depends on the class balance in training)."""
         if not texts:
             return np.zeros(0, dtype=np.float32)
-        return np.asarray(1.0 / (1.0 + np.exp(-self.logits(texts))), dtype=np.float32)
+        return np.asarray(1.0 / (1.0 + np.exp(-self.logits(texts, encoded))), dtype=np.float32)
 
-    def scores(self, texts: list[str]) -> np.ndarray:
+    def scores(self, texts: list[str], encoded: EncodedTexts | None = None) -> np.ndarray:
         """The probability shifted in log-odds so the shipped threshold maps to 0.5: every signal
         "fires" at 0.5, and a model score reads the same way as a rule score."""
         if not texts:
             return np.zeros(0, dtype=np.float32)
         t = min(max(self.threshold, 1e-6), 1 - 1e-6)
         shift = np.log(t / (1 - t))
-        return np.asarray(1.0 / (1.0 + np.exp(-(self.logits(texts) - shift))), dtype=np.float32)
+        return np.asarray(1.0 / (1.0 + np.exp(-(self.logits(texts, encoded) - shift))), dtype=np.float32)
 
     def save(self, path: Path) -> None:
         meta = dict(self.metadata, name=self.name, hashing=HASHING)
