@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from distillguard.features import measure_columns
-from distillguard.features.catalog import SIGNAL_NAMES, template_frame
+from distillguard.features.catalog import FRAME_CHARS, SIGNAL_NAMES, TEMPLATE_FRAME, template_frame
 from distillguard.features.columns import Columns, col
 from distillguard.features.reducers import Dispersion
 from distillguard.signals.base import TEXT_ENCODINGS
@@ -43,6 +43,26 @@ def test_memoised_template_frames_equal_the_frames_worked_out_afresh() -> None:
     for table, frames in zip(_batches(3), kept, strict=True):
         template_frame.cache_clear()  # nothing remembered: the same frames on the same calls
         assert measure_columns(table, SIGNAL_NAMES).column("template_frames#1").to_pylist() == frames
+
+
+def test_frames_from_the_fingerprinting_are_the_frames_the_measure_works_out() -> None:
+    """The scan hands `measure_columns` the frames `Template.fingerprints_and_frames` remembered
+    with each fingerprint (`TEMPLATE_FRAME`): each row's is `template_frame` of its prompt, and the
+    narrow table is the one the measure builds from the prompts itself, batch after batch (later
+    batches partly from the fingerprint memo)."""
+    from distillguard.signals.template import FRAME_MEMO_CHARS, Template
+
+    assert FRAME_CHARS <= FRAME_MEMO_CHARS
+    template = Template()
+    for table in _batches(4):
+        fingerprints, frames = template.fingerprints_and_frames(table, FRAME_CHARS)
+        assert fingerprints.equals(template.fingerprints(table))
+        assert frames.to_pylist() == [
+            template_frame.__wrapped__(p) for p in table.column("prompt").to_pylist()
+        ]
+        given = measure_columns(table, SIGNAL_NAMES, known=((TEMPLATE_FRAME, frames),))
+        assert given.equals(measure_columns(table, SIGNAL_NAMES))
+    assert len(template._fingerprints) > 0
 
 
 def test_a_text_column_is_encoded_once_a_batch_and_measures_read_the_same_columns(monkeypatch) -> None:

@@ -154,6 +154,9 @@ def _template_frame(prompt: str) -> str:
 
 
 template_frame = TextMemo(_template_frame, maxsize=FRAME_MEMO)
+# The frame measure's value: a scan that fingerprints a batch has each row's frame already
+# (`Template.fingerprints_and_frames`) and hands it to `measure_columns` for this expression.
+TEMPLATE_FRAME = apply("template_frame", template_frame, col("prompt"), cached=False)
 
 
 Reducer = (
@@ -302,7 +305,7 @@ MEASURES: tuple[Measure, ...] = (
     Measure(  # each heavy-hitter template's fixed frame, so linking can match paraphrased templates
         "template_frames",
         FirstValues(limit=2 * HH_TEMPLATES),
-        reads=(col(FINGERPRINT), apply("template_frame", template_frame, col("prompt"), cached=False)),
+        reads=(col(FINGERPRINT), TEMPLATE_FRAME),
         where=_nonempty(FINGERPRINT),
         keys_of="templates",
     ),

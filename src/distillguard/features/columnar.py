@@ -64,10 +64,13 @@ def measure_columns(
     signal_names: Iterable[str] = SIGNAL_NAMES,
     dispersion: DispersionRows | None = None,
     dispersion_rows: np.ndarray | None = None,
+    known: Sequence[tuple[Expr, pa.Array]] = (),
 ) -> pa.Table:
     """Each measure of the catalog evaluated over ``batch``: one narrow column per measure, null
     where the measure skips the call. ``dispersion`` holds the embedded calls' `DispersionRows`,
-    at the batch rows ``dispersion_rows``."""
+    at the batch rows ``dispersion_rows``. ``known``: (expression, its values over the batch) that
+    the caller has already (a first value's: the template frames the fingerprinting made); an
+    expression is known by identity (`Expr` overloads ``==`` to build conditions)."""
     plan = plan_for(tuple(signal_names))
     evaluated = Columns(batch)
     columns: dict[str, pa.Array] = {
@@ -95,7 +98,8 @@ def measure_columns(
             if account_codes is None:
                 account_codes = _numpy(pc.dictionary_encode(columns[ACCOUNT]).indices, np.int64)
             columns[key_name] = keys if pa.types.is_dictionary(keys.type) else pc.dictionary_encode(keys)
-            columns[value_name] = _first_values(batch, account_codes, keys, value_expr)
+            given = next((values for expr, values in known if expr is value_expr), None)
+            columns[value_name] = _first_values(batch, account_codes, keys, value_expr, given)
             continue
         for name, expr in parts:
             values = expr.column(evaluated)
@@ -143,9 +147,12 @@ def _kept(
     return pc.if_else(mask, values, pa.scalar(None, values.type))
 
 
-def _first_values(batch: Table, account: np.ndarray, keys: pa.Array, value: Any) -> pa.Array:
+def _first_values(
+    batch: Table, account: np.ndarray, keys: pa.Array, value: Any, given: pa.Array | None = None
+) -> pa.Array:
     """``value`` on the first call of each (account, key) in the batch, null elsewhere
-    (dictionary-encoded). ``account`` holds the rows' accounts as integers."""
+    (dictionary-encoded). ``account`` holds the rows' accounts as integers; ``given``, when the
+    caller has it, is ``value`` over the whole batch."""
     rows = len(batch)
     encoded = keys if pa.types.is_dictionary(keys.type) else pc.dictionary_encode(keys)
     valid = _numpy(pc.is_valid(encoded), bool)
@@ -157,9 +164,12 @@ def _first_values(batch: Table, account: np.ndarray, keys: pa.Array, value: Any)
     # np.unique sorts stably when asked for indices: each pair's first row
     _, first = np.unique(pair, return_index=True)
     first = np.sort(first[pair[first] >= 0])
-    # only the columns the value reads are taken (the batch also holds wide text it does not read)
-    reads = batch.select(sorted(value.columns()))
-    found = pc.dictionary_encode(value.column(Columns(reads.take(pa.array(first)))))
+    if given is not None:
+        found = pc.dictionary_encode(given.take(pa.array(first)))
+    else:
+        # only the columns the value reads are taken (the batch also holds wide text it does not read)
+        reads = batch.select(sorted(value.columns()))
+        found = pc.dictionary_encode(value.column(Columns(reads.take(pa.array(first)))))
     codes = np.full(rows, -1, dtype=np.int64)
     codes[first] = _numpy(found.indices.fill_null(-1), np.int64)
     indices = pa.array(codes.astype(np.int32), mask=codes < 0)

@@ -38,7 +38,9 @@ from distillguard.features.catalog import (
     EMBED_MAX,
     FEATURES,
     FIRES_AT,
+    FRAME_CHARS,
     SCORED_SIGNALS,
+    TEMPLATE_FRAME,
     call_columns,
     embedding_sampled,
     feature_vector,
@@ -255,14 +257,16 @@ class CallStage:
         self._keep_evidence(fired, batch)
         for name in ACCOUNT_SIGNALS:  # a signal left out of this run abstains on every call
             derived.setdefault(SIGNAL_PREFIX + name, pa.nulls(rows, pa.float64()))
-        derived[FINGERPRINT] = self.template.fingerprints(batch)
+        derived[FINGERPRINT], frames = self.template.fingerprints_and_frames(batch, FRAME_CHARS)
         clock("template fingerprints")
         table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
         for name, array in derived.items():
             table = table.append_column(name, array)
         dispersion, embedded_rows = self._embeddings(batch, ids, position)
         clock("embeddings")
-        narrow = measure_columns(table, ACCOUNT_SIGNALS, dispersion, embedded_rows)
+        narrow = measure_columns(
+            table, ACCOUNT_SIGNALS, dispersion, embedded_rows, ((TEMPLATE_FRAME, frames),)
+        )
         narrow = narrow.set_column(0, ACCOUNT, pa.array(ids.astype(np.int32)))
         self._keep_narrow(narrow, ids)
         clock("features: measure columns")

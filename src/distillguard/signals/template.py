@@ -61,6 +61,8 @@ _NOTHING_FIXED = re.compile(r"^[\W#\x01]*$")
 LONG_LINE = 200  # a single line this long is a filling (a pasted paragraph, a problem statement)
 FINGERPRINT_BYTES = 8
 FINGERPRINT_MEMO = 65_536  # distinct (system prompt, prompt) pairs whose fingerprint a batch reader remembers
+# ... and the first characters of their frame it keeps with it (`fingerprints_and_frames` gives at most these)
+FRAME_MEMO_CHARS = 400
 
 
 def _cut_outside_fences(text: str) -> str:
@@ -155,7 +157,9 @@ class Template(Signal):
     reads_columns = ("system_prompt", "prompt")
 
     def __init__(self) -> None:
-        self._fingerprints: OrderedDict[tuple[object, ...], str] = OrderedDict()
+        # (system prompt, prompt) -> (fingerprint, frame): the frame is what a template's frame
+        # measure keeps (`catalog.template_frame`), cut to `frame_chars` when asked for
+        self._fingerprints: OrderedDict[tuple[object, ...], tuple[str, str]] = OrderedDict()
 
     def forget(self) -> None:
         self._fingerprints.clear()
@@ -164,6 +168,17 @@ class Template(Signal):
         """The fingerprint of every row of a record batch, each distinct (system prompt, prompt) once
         and remembered across batches (`FINGERPRINT_MEMO` of them). The distinct pairs are read as
         strings, without a view each (`distinct_views` would build ~40 per 100 rows, ~20% of the cost)."""
+        return self.fingerprints_and_frames(batch, 0)[0]
+
+    def fingerprints_and_frames(
+        self, batch: pa.RecordBatch | pa.Table, frame_chars: int
+    ) -> tuple[pa.Array, pa.Array | None]:
+        """`fingerprints`, and each row's frame (`_fingerprint_and_share`'s, which depends on the
+        prompt alone) cut to ``frame_chars`` (None for 0): the frame measure reads it, and would
+        otherwise parse the prompt again where this memo remembers the pair but the skeleton's
+        memo no longer does."""
+        if frame_chars > FRAME_MEMO_CHARS:
+            raise ValueError(f"frames are remembered to {FRAME_MEMO_CHARS} characters, not {frame_chars}")
         absent = [name for name in self.reads_columns if name not in batch.schema.names]
         if absent:
             raise KeyError(f"the batch lacks the columns {absent} a signal reads")
@@ -172,17 +187,22 @@ class Template(Signal):
         systems = batch.column("system_prompt").take(rows).to_pylist()
         prompts = batch.column("prompt").take(rows).to_pylist()
         memo = self._fingerprints
-        out = []
+        out, frames = [], []
         for key in zip(systems, prompts, strict=True):
             found = memo.get(key)
             if found is None:
-                found = memo[key] = _fingerprint_and_share(*key)[0]
+                fingerprint, _, frame = _fingerprint_and_share(*key)
+                found = memo[key] = (fingerprint, frame[:FRAME_MEMO_CHARS])
             else:
                 memo.move_to_end(key)
-            out.append(found)
+            out.append(found[0])
+            if frame_chars:
+                frames.append(found[1][:frame_chars])
         while len(memo) > FINGERPRINT_MEMO:  # least recently used first out
             memo.popitem(last=False)
-        return pa.array(out, pa.string()).take(pa.array(codes))
+        at = pa.array(codes)
+        framed = pa.array(frames, pa.string()).take(at) if frame_chars else None
+        return pa.array(out, pa.string()).take(at), framed
 
     def fingerprint(self, call: CallView) -> str:
         """A short stable hex string; equal for calls built from the same template."""
