@@ -318,3 +318,35 @@ def test_hits_of_many_texts_across_their_boundaries_and_without_hyperscan(monkey
     monkeypatch.setattr(patterns, "hyperscan", None)
     assert PatternTable(REASONING, flags=re.IGNORECASE | re.MULTILINE).hits_many(texts) == expected
     assert not PatternTable([Pattern("a", "x", 0.5, r"^step")])._joinable  # anchored: text by text
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    texts=st.lists(
+        st.lists(
+            st.one_of(st.sampled_from(TEXTS), st.sampled_from(_ANSWER_WORDS), st.text(max_size=4)), max_size=8
+        ).map(" ".join),
+        max_size=8,
+    ),
+)
+def test_tables_scanned_as_a_group_give_each_tables_own_hits(texts) -> None:
+    """`TableGroup` (one Hyperscan pass for the three prompt tables) gives every table the hits
+    its own scan gives, for every text."""
+    from distillguard.signals.rules_and_model import prompt_tables
+
+    group = prompt_tables()
+    assert len(group.tables) == 3
+    found = group.hits_each(texts)
+    assert set(found) == set(group.tables)
+    for table in group.tables:
+        fresh = PatternTable(table.patterns, flags=table._flags)
+        assert found[table] == [fresh.hits(t) for t in texts]
+
+
+def test_a_group_of_tables_without_hyperscan_asks_each_table(monkeypatch) -> None:
+    tables = [PatternTable(rows, flags=re.IGNORECASE | re.MULTILINE) for rows in (COT, GRADING)]
+    expected = {table: [table.hits(t) for t in TEXTS] for table in tables}
+    assert sum(bool(h) for hits in expected.values() for h in hits) >= 3  # not a comparison of empties
+    assert patterns.TableGroup(tables).hits_each(TEXTS) == expected
+    monkeypatch.setattr(patterns, "hyperscan", None)
+    assert patterns.TableGroup(tables).hits_each(TEXTS) == expected

@@ -40,6 +40,7 @@ from distillguard.scan.replay import AccountReplay, CallStage, read_columns
 from distillguard.scoring.scorer import AccountScorer
 from distillguard.signals import registry
 from distillguard.signals.embedding import Embedding
+from distillguard.signals.rules_and_model import prompt_tables
 
 if TYPE_CHECKING:  # linking (datasketch, networkx, SciPy) is imported when the replay's workers run
     from distillguard.linking.actor_cluster import ActorCluster, KnownActor
@@ -194,6 +195,7 @@ def warm_up_signals(use_embeddings: bool = False) -> None:
     for name in SCORED_SIGNALS:
         registry.get(name).analyze_many([probe])
     registry.get("template").analyze(probe)
+    prompt_tables().hits_each([probe.prompt])  # the prompt tables' joint database (scan path)
     embedder = registry.get("embedding")
     if use_embeddings and isinstance(embedder, Embedding):
         embedder.model  # noqa: B018  (the property loads the weights)

@@ -21,7 +21,7 @@ import itertools
 import os
 import platform
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -200,6 +200,42 @@ class PatternTable:
         return scores
 
 
+class TableGroup:
+    """Several pattern tables scanned together: one Hyperscan pass over a text finds the candidate
+    rows of every table (their prefilter expressions compiled into one database, each table's
+    rows numbered after the previous table's), and each table's candidates are confirmed as its
+    own `hits` would. The prompt classifiers read the same text: one scan instead of three."""
+
+    def __init__(self, tables: Sequence[PatternTable]) -> None:
+        self.tables = tuple(tables)
+        self._starts = list(itertools.accumulate((len(t.patterns) for t in self.tables), initial=0))
+        self._database: Any = None
+
+    def hits_each(self, texts: list[str]) -> dict[PatternTable, list[list[Hit]]]:
+        """Each table's `hits` of each text (not remembered)."""
+        if hyperscan is None:
+            return {table: table.hits_many(texts) for table in self.tables}
+        if self._database is None:
+            patterns = tuple(p for table in self.tables for p in table.patterns)
+            flags = [table._flags for table in self.tables for _ in table.patterns]
+            self._database = _prefilter(patterns, flags)
+        out: dict[PatternTable, list[list[Hit]]] = {table: [] for table in self.tables}
+        lists = [out[table] for table in self.tables]
+        bounds = list(itertools.pairwise(self._starts))
+        for text in texts:
+            rows: list[int] = []
+            # the bytes `PatternTable._candidates` scans
+            data = text.encode() if text.isascii() else text.lower().encode("utf-8", "surrogatepass")
+            self._database.scan(data, match_event_handler=_collect_row, context=rows)
+            if not rows:  # most texts: no table has a candidate
+                for found in lists:
+                    found.append([])
+                continue
+            for table, found, (lo, hi) in zip(self.tables, lists, bounds, strict=True):
+                found.append(table._confirm(text, [row - lo for row in rows if lo <= row < hi]))
+        return out
+
+
 def _collect_row(row: int, start: int, end: int, flags: int, rows: list[int]) -> None:
     """Hyperscan's match handler for `_candidates`: the rows reported, in order (one function for
     every scan, instead of a closure made per text)."""
@@ -287,22 +323,24 @@ def prefilter_cache_dir() -> Path:
     return root / "distillguard" / "hyperscan"
 
 
-def _prefilter(patterns: tuple[Pattern, ...], flags: int, *, single_match: bool = True) -> Any:
-    """The Hyperscan database of a table. Compiling the largest table (cot_extraction) takes ~1-2 s
+def _prefilter(
+    patterns: tuple[Pattern, ...], flags: int | Sequence[int], *, single_match: bool = True
+) -> Any:
+    """The Hyperscan database of a table (``flags``: its `re` flags, or each pattern's, for tables
+    scanned together). Compiling the largest table (cot_extraction) takes ~1-2 s
     of CPU, paid by every scan and gateway start: the compiled database is kept in the user's cache,
     named by a digest of everything that defines it (expressions, flags, Hyperscan's version, the
     machine), and compiled again whenever it is missing or will not load (another CPU, a damaged file)."""
     assert hyperscan is not None
-    hs_flags = hyperscan.HS_FLAG_CASELESS | hyperscan.HS_FLAG_UTF8
-    if single_match:  # each row reported once per scan, at its first match
-        hs_flags |= hyperscan.HS_FLAG_SINGLEMATCH
-    hs_flags |= hyperscan.HS_FLAG_PREFILTER | hyperscan.HS_FLAG_ALLOWEMPTY
-    if flags & re.MULTILINE:
-        hs_flags |= hyperscan.HS_FLAG_MULTILINE
-    if flags & re.DOTALL:
-        hs_flags |= hyperscan.HS_FLAG_DOTALL
+    each = [flags] * len(patterns) if isinstance(flags, int) else list(flags)
+    if len(each) != len(patterns):
+        raise ValueError(f"{len(each)} flags for {len(patterns)} patterns")
+    hs_flags = [_hyperscan_flags(f, single_match) for f in each]
     expressions = [widen_for_prefilter(_WORD_BOUNDARY.sub(r"\1", p.regex)).encode("utf-8") for p in patterns]
-    identity = [getattr(hyperscan, "__version__", ""), platform.machine(), hs_flags, *expressions]
+    # one flags value for a table whose patterns share it (the digest, and so the cached file,
+    # of such a table is what it was before tables were scanned together)
+    shared = hs_flags[0] if len(set(hs_flags)) == 1 else hs_flags
+    identity = [getattr(hyperscan, "__version__", ""), platform.machine(), shared, *expressions]
     digest = hashlib.sha256(b"\x00".join(str(part).encode() for part in identity)).hexdigest()[:32]
     cached = prefilter_cache_dir() / f"{digest}.hsdb"
     try:
@@ -325,7 +363,21 @@ def _prefilter(patterns: tuple[Pattern, ...], flags: int, *, single_match: bool 
     return database
 
 
-def _compile_prefilter(patterns: tuple[Pattern, ...], expressions: list[bytes], hs_flags: int) -> Any:
+def _hyperscan_flags(flags: int, single_match: bool) -> int:
+    """Hyperscan's flags for a prefilter expression of a pattern with these `re` flags."""
+    assert hyperscan is not None
+    hs_flags = hyperscan.HS_FLAG_CASELESS | hyperscan.HS_FLAG_UTF8
+    if single_match:  # each row reported once per scan, at its first match
+        hs_flags |= hyperscan.HS_FLAG_SINGLEMATCH
+    hs_flags |= hyperscan.HS_FLAG_PREFILTER | hyperscan.HS_FLAG_ALLOWEMPTY
+    if flags & re.MULTILINE:
+        hs_flags |= hyperscan.HS_FLAG_MULTILINE
+    if flags & re.DOTALL:
+        hs_flags |= hyperscan.HS_FLAG_DOTALL
+    return hs_flags
+
+
+def _compile_prefilter(patterns: tuple[Pattern, ...], expressions: list[bytes], hs_flags: list[int]) -> Any:
     assert hyperscan is not None
     database = hyperscan.Database()
     try:
@@ -333,7 +385,7 @@ def _compile_prefilter(patterns: tuple[Pattern, ...], expressions: list[bytes], 
             expressions=expressions,
             ids=list(range(len(expressions))),
             elements=len(expressions),
-            flags=[hs_flags] * len(expressions),
+            flags=hs_flags,
         )
     except hyperscan.error as exc:
         raise ValueError(

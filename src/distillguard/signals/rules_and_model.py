@@ -3,9 +3,10 @@ and one score that is the larger of the two, with every step written into the ev
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from operator import itemgetter
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -18,7 +19,7 @@ from distillguard.signals.base import (
     score_down,
     scores_down,
 )
-from distillguard.signals.patterns import Hit, PatternTable, head_and_tail
+from distillguard.signals.patterns import Hit, PatternTable, TableGroup, head_and_tail
 from distillguard.signals.text_model import EncodedTexts, TextClassifier, encode_texts, load_classifier
 
 MODES = ("rules+model", "rules")
@@ -41,12 +42,34 @@ def texts_of(system_prompt: str, prompt: str) -> str:
 # then "model"). Its full result is rebuilt from these and the rules when read.
 _Remembered = tuple[float, float | None, tuple[float, ...]]
 # `DistinctCalls.derived` entries: the text (`texts_of`) of each distinct call, None until built;
-# under (_TEXTS, the calls a classifier missed): their texts and encoding
+# under (_TEXTS, the calls a classifier missed): what the classifiers share about them (`_Shared`)
 _TEXTS = "rules_and_model.texts_of"
+
+
+# the rules-and-model signals defined (each subclass with a table of its own registers itself)
+_SIGNALS: list[type[RulesAndModelSignal]] = []
+
+
+class _Shared:
+    """The texts of the calls the prompt classifiers missed, their encoding for the text models,
+    and each prompt table's hits of them (not through the table's memo: the texts of a batch's new
+    distinct calls rarely repeat, and the memo's hashing and bookkeeping cost more there)."""
+
+    __slots__ = ("encoded", "hits", "texts")
+
+    def __init__(self, texts: list[str]) -> None:
+        self.texts = texts
+        self.encoded: EncodedTexts | None = None
+        self.hits: dict[PatternTable, list[list[Hit]]] = {}
 
 
 class RulesAndModelSignal(Signal):
     """Score = max(rule score, model probability); `mode="rules"` is the keyword-only baseline."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "table" in cls.__dict__:  # a signal with a table of its own: scanned with the others
+            _SIGNALS.append(cls)
 
     table: ClassVar[PatternTable]
     inline = True
@@ -113,20 +136,31 @@ class RulesAndModelSignal(Signal):
 
         def compute(missing: list[int]) -> list[_Remembered]:
             # the classifiers' memos are alike, so they miss the same calls: the first builds
-            # their texts (and the texts' encoding) for the others
+            # their texts, the texts' encoding and every prompt table's hits for the others
             key = (_TEXTS, tuple(missing))
-            found = calls.derived.get(key)
+            found: _Shared | None = calls.derived.get(key)
             if found is None:
                 for i in missing:
                     if texts[i] is None:
                         texts[i] = texts_of(system_prompts[i] or "", prompts[i] or "")
                 wanted = [texts[i] or "" for i in missing]
-                found = calls.derived[key] = (
-                    wanted,
-                    encode_texts(wanted) if self.mode == "rules+model" else None,
-                )
+                found = calls.derived[key] = _Shared(wanted)
+            if found.encoded is None and self.mode == "rules+model":
+                found.encoded = encode_texts(found.texts)
+            hits = found.hits.get(self.table)
+            if hits is None:
+                group = prompt_tables()
+                if self.table in group.tables:
+                    found.hits.update(group.hits_each(found.texts))
+                    hits = found.hits[self.table]
+                else:
+                    hits = found.hits[self.table] = self.table.hits_many(found.texts)
             return self._remember(
-                [prompts[i] or "" for i in missing], [turns[i] or 0 for i in missing], *found
+                [prompts[i] or "" for i in missing],
+                [turns[i] or 0 for i in missing],
+                found.texts,
+                found.encoded,
+                hits,
             )
 
         keys = calls.keys
@@ -144,10 +178,16 @@ class RulesAndModelSignal(Signal):
         return LazyResults(scores, build, parts)
 
     def _remember(
-        self, prompts: list[str], turns: list[int], texts: list[str], encoded: EncodedTexts | None
+        self,
+        prompts: list[str],
+        turns: list[int],
+        texts: list[str],
+        encoded: EncodedTexts | None,
+        hits_of: list[list[Hit]],
     ) -> list[_Remembered]:
         """What `analyze_distinct` keeps of each call (`texts`: their `texts_of`, `encoded`: the
-        texts encoded for the model): as `analyze_many`, without its evidence. Each text is scored
+        texts encoded for the model, `hits_of`: the table's hits of each): as `analyze_many`,
+        without its evidence. Each text is scored
         as it comes: distinct calls' texts almost never repeat, and a text's score does not
         depend on its batch, so finding repeats (hashing every text) would cost more than it saves."""
         model: list[float | None] = [None] * len(texts)
@@ -157,9 +197,6 @@ class RulesAndModelSignal(Signal):
         names = self._part_names()
         # the parts' values as a tuple (itemgetter of one name gives the value alone)
         values_of = itemgetter(*names) if len(names) > 1 else (lambda parts: tuple(parts[n] for n in names))
-        # the table's hits of every text at once, not through its memo: the texts of a batch's
-        # new distinct calls rarely repeat, and the memo's hashing and bookkeeping cost more there
-        hits_of = self.table.hits_many(texts)
         for prompt, turn, text, p, hits in zip(prompts, turns, texts, model, hits_of, strict=True):
             score, parts, _, _ = self.rules(prompt, turn, text, hits)
             if p is not None:
@@ -198,3 +235,14 @@ class RulesAndModelSignal(Signal):
             adjustments=adjustments,
             parts=parts,
         )
+
+
+def prompt_tables() -> TableGroup:
+    """The pattern tables of every rules-and-model signal defined so far (they read the same
+    text), scanned as one (`TableGroup`), in the order of the signals' names."""
+    return _group(tuple(cls.table for cls in sorted(_SIGNALS, key=lambda cls: cls.name)))
+
+
+@functools.cache
+def _group(tables: tuple[PatternTable, ...]) -> TableGroup:
+    return TableGroup(tables)
