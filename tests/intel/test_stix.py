@@ -13,7 +13,9 @@ from distillguard.intel.records import ActorRef, SharedActor, SharedIndicator
 from distillguard.intel.stix import actor_objects, common_objects, read_objects
 from tests.intel.conftest import KEYS
 
-NOW = datetime(2026, 12, 1, tzinfo=UTC)
+# today at midnight: tests that check validity against the clock (`test_pull`) read these objects
+# too, so a fixed date would expire them on the day after it
+NOW = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 def peer_objects(confidence: int = 90, valid_days: int = 30) -> list[dict[str, Any]]:
