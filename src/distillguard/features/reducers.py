@@ -20,11 +20,11 @@ import hashlib
 import itertools
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from functools import cache
-from typing import Any, NamedTuple, Self
+from typing import NamedTuple, Self
 
 import numpy as np
 
+from distillguard.compiled import compiled
 from distillguard.features.segments import (
     FilteredGroups,
     KeyRuns,
@@ -1051,13 +1051,7 @@ def _running_sums_python(x, starts, sizes, slot, base, before, ends):
             ends[g, d] = before[hi - 1, d] + x[hi - 1, d]
 
 
-@cache
-def _running_sums() -> Any:
-    """`_running_sums_python` compiled by Numba (imported on first use), cached on disk beside this
-    module, so later processes load it."""
-    from numba import njit
-
-    return njit(cache=True, nogil=True)(_running_sums_python)
+_running_sums = compiled(_running_sums_python)
 
 
 class DispersionRows(NamedTuple):

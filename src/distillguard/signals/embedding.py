@@ -11,13 +11,13 @@ import os
 import re
 import shutil
 import threading
-from functools import cache
 from itertools import chain
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from distillguard.compiled import compiled
 from distillguard.events.call_view import CallView
 from distillguard.signals.base import Signal, SignalResult
 
@@ -194,13 +194,7 @@ def _pooled_sums_python(
     return out
 
 
-@cache
-def _pooled_sums() -> Any:
-    """`_pooled_sums_python` compiled by Numba (imported on first use), cached on disk beside this
-    module, so later processes load it."""
-    from numba import njit
-
-    return njit(cache=True, nogil=True)(_pooled_sums_python)
+_pooled_sums = compiled(_pooled_sums_python)
 
 
 def _unpadded_ids(tokenizer: Any, texts: list[str]) -> list[list[int]]:

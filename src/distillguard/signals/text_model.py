@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from distillguard.compiled import compiled
+
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 
 HASHING: dict[str, Any] = {"scheme": "fnv1a-bytes-v1", "n_features": 2**18, "sizes": [3, 5, 7]}
@@ -171,13 +173,7 @@ def _weight_sums_python(data, starts, lengths, table, sizes, mask, block):
     return out
 
 
-@cache
-def _weight_sums() -> Any:
-    """`_weight_sums_python` compiled by Numba (imported on first use: ~0.3 s that a command which
-    scores no text should not pay), cached on disk beside this module, so later processes load it."""
-    from numba import njit
-
-    return njit(cache=True, nogil=True)(_weight_sums_python)
+_weight_sums = compiled(_weight_sums_python)
 
 
 class _LastBatch:
